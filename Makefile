@@ -1,0 +1,36 @@
+# whisperfarm — `make run` starts a local farm, `make test` runs every test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# torch first and pinned: anything unpinned pulls a multi-GB CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: install run test lint pytest clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: broker + 1 worker with the bundled multilingual `base` model on :8000
+run: $(STAMP)
+	$(VENV)/bin/whisperfarm up --model base
+
+## test: lint, type-check, then every test (real processes, real model)
+test: lint pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The broker: WebSocket/REST edge, admission, spool, job store, ZeroMQ dispatcher."""

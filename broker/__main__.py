@@ -1,0 +1,76 @@
+"""`whisperfarm-broker` / `python -m broker`: run the broker until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import socket
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from broker.app import create_app
+from broker.farm import Farm
+from broker.settings import BrokerSettings
+from whisperfarm.settings import configure_logging
+
+log = logging.getLogger("broker")
+
+
+def raise_open_file_limit() -> int:
+    """Every stream is a socket plus a spool file: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """Bind before uvicorn starts so port 0 can be read back and announced."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(settings: BrokerSettings) -> None:
+    farm = Farm(settings)
+    sock = bind_http(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        create_app(farm),
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        ws_max_size=16 * 1024 * 1024,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    shown = f"[{host}]" if ":" in host else host
+    # One machine-readable line: `whisperfarm up` and the tests read the ports from it.
+    print(
+        f"whisperfarm-broker listening http=http://{shown}:{port} zmq={farm.dispatcher.endpoint}",
+        flush=True,
+    )
+    await server.serve(sockets=[sock])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = BrokerSettings.from_cli(sys.argv[1:] if argv is None else argv, "whisperfarm-broker")
+    configure_logging(settings.log_level)
+    log.info("open-file limit %d", raise_open_file_limit())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""ZeroMQ ROUTER dispatcher: worker registry, credit-based assignment, heartbeats.
+
+Each worker announces `slots` in READY and never holds more streams than that (its
+credit). Streams wait in a FIFO queue until a worker has a free slot; a new attempt
+replays the job's spool from the start, then forwards packets as they arrive. When a
+worker dies (missed heartbeats, DISCONNECT, or a fresh READY) its streams go back to
+the head of the queue with the next attempt number, and results of an older attempt
+are dropped — so no stream is lost and none is answered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import zmq
+import zmq.asyncio
+
+from broker import metrics
+from broker.run import StreamRun
+from broker.spool import read_spool
+from whisperfarm import wire
+from whisperfarm.errors import ProtocolError
+from whisperfarm.wire import Command, Message
+
+log = logging.getLogger(__name__)
+REPLAY_CHUNK_FRAMES = 16_000
+
+
+class DispatchListener(Protocol):
+    """What the dispatcher tells the job side (the `Farm`)."""
+
+    def run_for(self, job_id: str) -> StreamRun | None: ...
+    def on_assigned(self, run: StreamRun, worker: WorkerInfo) -> None: ...
+    def on_requeued(self, run: StreamRun) -> None: ...
+    def on_segment(self, run: StreamRun, body: dict[str, Any]) -> None: ...
+    def on_final(self, run: StreamRun, body: dict[str, Any]) -> None: ...
+    def on_failed(self, run: StreamRun, error: str) -> None: ...
+    def on_farm_changed(self) -> None: ...
+
+
+@dataclass(eq=False)
+class WorkerInfo:
+    identity: bytes
+    name: str
+    engine: str
+    model: str
+    device: str
+    slots: int
+    metrics_port: int | None
+    expiry: float
+    streams: set[str] = field(default_factory=set)
+    connected_at: float = field(default_factory=time.time)
+
+    @property
+    def free(self) -> int:
+        return self.slots - len(self.streams)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.identity.hex(),
+            "name": self.name,
+            "engine": self.engine,
+            "model": self.model,
+            "device": self.device,
+            "slots": self.slots,
+            "busy": len(self.streams),
+            "metrics_port": self.metrics_port,
+            "connected_at": self.connected_at,
+        }
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        endpoint: str,
+        listener: DispatchListener,
+        heartbeat_interval: float = wire.HEARTBEAT_INTERVAL_S,
+        liveness: int = wire.HEARTBEAT_LIVENESS,
+    ) -> None:
+        self._listener = listener
+        self._interval = heartbeat_interval
+        self._liveness = liveness
+        self._ctx = zmq.asyncio.Context()
+        self._socket = self._ctx.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SNDHWM, 0)  # never drop audio silently
+        self._socket.setsockopt(zmq.RCVHWM, 0)
+        self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self._socket.bind(endpoint)
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.workers: dict[bytes, WorkerInfo] = {}
+        self.queue: collections.deque[StreamRun] = collections.deque()
+        self._replays: set[asyncio.Task[None]] = set()
+
+    @property
+    def bound(self) -> bool:
+        return not self._socket.closed
+
+    # ---- the job side calls these ----------------------------------------------------
+
+    def submit(self, run: StreamRun, front: bool = False) -> None:
+        """Queue a run for the next free worker slot."""
+        run.worker, run.live = None, False
+        run.queued_at = time.monotonic()
+        (self.queue.appendleft if front else self.queue.append)(run)
+        self._assign_pending()
+
+    def forward(self, run: StreamRun, packet: bytes) -> None:
+        if run.worker is not None and run.live:
+            self._send(run.worker, wire.audio(run.job_id, run.attempt, packet))
+
+    def end(self, run: StreamRun) -> None:
+        if run.worker is not None and run.live:
+            self._send(run.worker, Message(Command.END, run.job_id, {"attempt": run.attempt}))
+
+    def cancel(self, run: StreamRun) -> None:
+        """Forget a run: out of the queue, or tell its worker to drop it."""
+        with contextlib.suppress(ValueError):
+            self.queue.remove(run)
+        worker = self.workers.get(run.worker) if run.worker else None
+        if worker is not None:
+            self._send(
+                worker.identity, Message(Command.CANCEL, run.job_id, {"attempt": run.attempt})
+            )
+            self._release(worker, run)
+        run.worker, run.live = None, False
+        self._update_gauges()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [w.describe() for w in self.workers.values()]
+
+    # ---- loops -----------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Receive from workers and keep heartbeats going until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._receive_loop())
+            group.create_task(self._heartbeat_loop())
+
+    async def _receive_loop(self) -> None:
+        while True:
+            frames = await self._socket.recv_multipart()
+            try:
+                identity, rest = wire.split_envelope(frames)
+                message = wire.decode(rest)
+            except ProtocolError as exc:
+                metrics.BAD_WORKER_MESSAGES.inc()
+                log.info("dropping a malformed worker message: %s", exc.detail)
+                continue
+            try:
+                self._handle(identity, message)
+            except Exception:
+                log.error("error handling %s from a worker", message.command, exc_info=True)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            now = time.monotonic()
+            for worker in list(self.workers.values()):
+                if worker.expiry < now:
+                    log.warning("worker %s missed %d heartbeats: dead", worker.name, self._liveness)
+                    self._drop_worker(worker, "heartbeat")
+                else:
+                    self._send(worker.identity, Message(Command.HEARTBEAT))
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            self._send(worker.identity, Message(Command.DISCONNECT))
+        for task in self._replays:
+            task.cancel()
+        self._socket.close(linger=0)
+        self._ctx.term()
+
+    # ---- worker messages -------------------------------------------------------------
+
+    def _handle(self, identity: bytes, message: Message) -> None:
+        if message.command is Command.READY:
+            self._register(identity, message.body)
+            return
+        worker = self.workers.get(identity)
+        if worker is None:
+            # A worker we do not know (we restarted, or declared it dead): make it re-register.
+            self._send(identity, Message(Command.DISCONNECT))
+            return
+        worker.expiry = self._expiry()
+        handler = self._result_handlers.get(message.command)
+        if handler is not None:
+            handler(self, worker, message)
+        elif message.command is Command.DISCONNECT:
+            log.info("worker %s is leaving", worker.name)
+            self._drop_worker(worker, "disconnect")
+
+    def _register(self, identity: bytes, body: dict[str, Any]) -> None:
+        old = self.workers.get(identity)
+        if old is not None:
+            self._drop_worker(old, "re-registered")
+        try:
+            worker = WorkerInfo(
+                identity=identity,
+                name=str(body.get("name") or identity.hex()[:8]),
+                engine=str(body["engine"]),
+                model=str(body["model"]),
+                device=str(body.get("device", "cpu")),
+                slots=max(0, int(body["slots"])),
+                metrics_port=int(body["metrics_port"]) if body.get("metrics_port") else None,
+                expiry=self._expiry(),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            metrics.BAD_WORKER_MESSAGES.inc()
+            log.info("ignoring a READY without %s", exc)
+            return
+        self.workers[identity] = worker
+        log.info(
+            "worker %s ready: %s %s on %s, %d slots",
+            worker.name,
+            worker.engine,
+            worker.model,
+            worker.device,
+            worker.slots,
+        )
+        self._update_gauges()
+        self._listener.on_farm_changed()
+        self._assign_pending()
+
+    def _current_run(self, worker: WorkerInfo, message: Message) -> StreamRun | None:
+        """The run a result belongs to, or None when it is from a superseded attempt."""
+        run = self._listener.run_for(message.job_id)
+        if run is None or run.worker != worker.identity or run.attempt != message.attempt:
+            metrics.STALE_RESULTS.inc()
+            log.info("dropping a stale %s for job %s", message.command, message.job_id)
+            return None
+        return run
+
+    def _on_segment(self, worker: WorkerInfo, message: Message) -> None:
+        run = self._current_run(worker, message)
+        if run is not None:
+            self._listener.on_segment(run, message.body)
+
+    def _on_final(self, worker: WorkerInfo, message: Message) -> None:
+        run = self._current_run(worker, message)
+        if run is not None:
+            self._release(worker, run)
+            self._listener.on_final(run, message.body)
+            self._assign_pending()
+
+    def _on_failed(self, worker: WorkerInfo, message: Message) -> None:
+        run = self._current_run(worker, message)
+        if run is not None:
+            self._release(worker, run)
+            self._listener.on_failed(run, str(message.body.get("error") or "worker failed"))
+            self._assign_pending()
+
+    _result_handlers: ClassVar[dict[Command, Callable[[Dispatcher, WorkerInfo, Message], None]]] = {
+        Command.SEGMENT: _on_segment,
+        Command.FINAL: _on_final,
+        Command.FAILED: _on_failed,
+    }
+
+    # ---- assignment ------------------------------------------------------------------
+
+    def _assign_pending(self) -> None:
+        while self.queue:
+            worker = self._pick_worker()
+            if worker is None:
+                break
+            self._assign(self.queue.popleft(), worker)
+        self._update_gauges()
+
+    def _pick_worker(self) -> WorkerInfo | None:
+        candidates = [w for w in self.workers.values() if w.free > 0]
+        return min(candidates, key=lambda w: (len(w.streams), w.connected_at), default=None)
+
+    def _assign(self, run: StreamRun, worker: WorkerInfo) -> None:
+        run.job.attempt += 1
+        run.worker, run.live = worker.identity, False
+        worker.streams.add(run.job_id)
+        audio = run.audio
+        body = {
+            "attempt": run.attempt,
+            "sample_rate": audio.sample_rate,
+            "channels": audio.channels,
+            "format": audio.format,
+            "language": run.job.language,
+            "task": run.job.task,
+        }
+        self._send(worker.identity, Message(Command.ASSIGN, run.job_id, body))
+        self._listener.on_assigned(run, worker)
+        task = asyncio.create_task(self._replay(run, worker.identity, run.attempt))
+        self._replays.add(task)
+        task.add_done_callback(self._replays.discard)
+
+    async def _replay(self, run: StreamRun, identity: bytes, attempt: int) -> None:
+        """Send what the spool holds, then switch the run to live forwarding."""
+        sent = 0
+        chunk = REPLAY_CHUNK_FRAMES * run.audio.bytes_per_frame
+        while sent < run.spool_bytes():
+            data = await asyncio.to_thread(
+                read_spool, run.files.spool_path, sent, min(chunk, run.spool_bytes() - sent)
+            )
+            if run.worker != identity or run.attempt != attempt or not data:
+                return  # superseded while reading
+            self._send(identity, wire.audio(run.job_id, attempt, data))
+            sent += len(data)
+        # No await between the size check above and going live: no packet can slip by.
+        run.live = True
+        if run.ended:
+            self.end(run)
+
+    def _release(self, worker: WorkerInfo, run: StreamRun) -> None:
+        worker.streams.discard(run.job_id)
+
+    def _drop_worker(self, worker: WorkerInfo, reason: str) -> None:
+        self.workers.pop(worker.identity, None)
+        metrics.WORKERS_LOST.labels(reason=reason).inc()
+        for job_id in sorted(worker.streams):
+            run = self._listener.run_for(job_id)
+            if run is not None and run.worker == worker.identity:
+                log.warning("re-dispatching job %s from lost worker %s", job_id, worker.name)
+                metrics.REDISPATCHES.inc()
+                self.submit(run, front=True)
+                self._listener.on_requeued(run)
+        worker.streams.clear()
+        self._update_gauges()
+        self._listener.on_farm_changed()
+        self._assign_pending()
+
+    # ---- plumbing --------------------------------------------------------------------
+
+    def _expiry(self) -> float:
+        return time.monotonic() + self._interval * self._liveness
+
+    def _send(self, identity: bytes, message: Message) -> None:
+        if self._socket.closed:
+            return
+        try:
+            self._socket.send_multipart([identity, b"", *wire.encode(message)], flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.info("could not send %s to a worker: %s", message.command, exc)
+
+    def _update_gauges(self) -> None:
+        metrics.QUEUE_DEPTH.set(len(self.queue))
+        metrics.WORKERS_READY.set(len(self.workers))
+        metrics.WORKER_SLOTS.set(sum(w.slots for w in self.workers.values()))
+        metrics.WORKER_SLOTS_BUSY.set(sum(len(w.streams) for w in self.workers.values()))

@@ -1,0 +1,67 @@
+"""Server-sent events hub: job and farm changes pushed to every subscriber.
+
+Each subscriber has a bounded queue; one that cannot keep up is dropped (its client
+reconnects and reloads), so a stalled browser never grows the broker's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+KEEPALIVE_S = 15.0
+
+
+class EventHub:
+    def __init__(self, queue_size: int = 1000) -> None:
+        self._subscribers: set[asyncio.Queue[str | None]] = set()
+        self._queue_size = queue_size
+
+    def publish(self, event: str, data: dict[str, Any]) -> None:
+        message = self.format(event, data)
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                log.info("dropping a slow event subscriber")
+                self._subscribers.discard(queue)
+                _end(queue)
+
+    async def stream(self, first: list[str]) -> AsyncIterator[str]:
+        """Yield `first` (snapshots), then every published event, with keep-alives."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue(self._queue_size)
+        self._subscribers.add(queue)
+        try:
+            for message in first:
+                yield message
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                if item is None:
+                    return
+                yield item
+        finally:
+            self._subscribers.discard(queue)
+
+    def close(self) -> None:
+        for queue in list(self._subscribers):
+            self._subscribers.discard(queue)
+            _end(queue)
+
+    @staticmethod
+    def format(event: str, data: dict[str, Any]) -> str:
+        return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _end(queue: asyncio.Queue[str | None]) -> None:
+    """Replace whatever is pending with the end marker: the client reloads anyway."""
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)

@@ -1,0 +1,357 @@
+"""The broker's job side: admission, job states, spools, transcripts, recovery.
+
+`Farm` owns every `StreamRun` and moves jobs through their states; the WebSocket edge
+calls it for client events and the `Dispatcher` calls it (as its listener) for worker
+events. Every state change is persisted first and then published to `/v1/events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from broker import metrics
+from broker.admission import Admission
+from broker.dispatcher import Dispatcher, WorkerInfo
+from broker.events import EventHub
+from broker.jobs import ACTIVE_STATUSES, Job, JobStatus
+from broker.jobstore import JobStore, SqliteJobStore
+from broker.run import StreamRun
+from broker.settings import BrokerSettings
+from broker.spool import JobFiles, SpoolWriter
+from whisperfarm.errors import (
+    CloseCode,
+    NotFound,
+    NoWorker,
+    TooLarge,
+    WhisperfarmError,
+)
+from whisperfarm.packets import AudioFormat, PacketValidator
+from whisperfarm.protocol import Ack, Error, Final, Segment, SegmentData, Start
+from whisperfarm.transcripts import Transcript, join_segments
+
+log = logging.getLogger(__name__)
+
+
+class Farm:
+    def __init__(self, settings: BrokerSettings, store: JobStore | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store: JobStore = store or SqliteJobStore(settings.data_dir / "jobs.sqlite3")
+        self.events = EventHub()
+        self.admission = Admission(settings.max_active, settings.retry_after)
+        self.runs: dict[str, StreamRun] = {}
+        self.dispatcher = Dispatcher(
+            settings.zmq, self, settings.heartbeat_interval, settings.heartbeat_liveness
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.recover()
+        self._spawn(self.dispatcher.serve())
+        self._spawn(self._sweep_loop())
+
+    async def stop(self) -> None:
+        """Stop in order: no new work, close clients' streams, then sockets and store."""
+        for task in self._tasks:
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for run in list(self.runs.values()):
+            if run.spool is not None:
+                run.spool.close()
+            self.store.save(run.job)
+        self.events.close()
+        self.dispatcher.close()
+        self.store.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- client side -----------------------------------------------------------------
+
+    def open_stream(self, start: Start) -> StreamRun:
+        """Admit a new stream (or raise `Overloaded`) and queue it for a worker."""
+        audio = start.audio_format()
+        self.admission.acquire("start")
+        now = time.time()
+        job = Job(
+            id=uuid.uuid4().hex,
+            name=start.name,
+            created_at=now,
+            updated_at=now,
+            sample_rate=audio.sample_rate,
+            channels=audio.channels,
+            format=audio.format,
+            language=start.language,
+            task=start.task,
+            duration_hint=start.duration,
+        )
+        files = JobFiles(self.settings.data_dir, job.id)
+        run = StreamRun(
+            job, files, audio, PacketValidator(audio), SpoolWriter(files), admitted=True
+        )
+        self._admit(run)
+        return run
+
+    def resume_stream(self, job_id: str) -> StreamRun:
+        """Re-admit an interrupted job from its last whole packet in the spool."""
+        job = self.store.get(job_id)
+        if job is None or job.status is not JobStatus.INTERRUPTED or job_id in self.runs:
+            state = "unknown" if job is None else job.status.value
+            raise NotFound(f"job {job_id} cannot be resumed (it is {state})")
+        audio = AudioFormat(job.sample_rate, job.channels, job.format)  # type: ignore[arg-type]
+        files = JobFiles(self.settings.data_dir, job.id)
+        whole = files.spool_size() // audio.packet_bytes * audio.packet_bytes
+        self.admission.acquire("resume")
+        validator = PacketValidator(audio)
+        validator.frames = audio.frames_in(whole)
+        run = StreamRun(job, files, audio, validator, SpoolWriter(files, whole), admitted=True)
+        job.frames = validator.frames
+        job.error = None
+        self._admit(run)
+        return run
+
+    def _admit(self, run: StreamRun) -> None:
+        self.runs[run.job_id] = run
+        run.outbox = asyncio.Queue()
+        self._set_status(run.job, JobStatus.QUEUED)
+        self.dispatcher.submit(run)
+
+    def receive_packet(self, run: StreamRun, packet: bytes) -> None:
+        """Validate, spool and forward one packet; ack durable frames now and then."""
+        frames = run.validator.accept(packet)
+        s = self.settings
+        if run.validator.frames > s.max_stream_seconds * run.audio.sample_rate:
+            raise TooLarge(f"stream longer than {s.max_stream_seconds:.0f} s")
+        if run.spool_bytes() + len(packet) > s.max_stream_bytes:
+            raise TooLarge(f"stream larger than {s.max_stream_bytes} bytes")
+        assert run.spool is not None  # a client-attached run always has a spool writer
+        run.spool.append(packet)
+        run.job.frames = run.validator.frames
+        metrics.PACKETS_RECEIVED.inc()
+        metrics.BYTES_RECEIVED.inc(len(packet))
+        metrics.AUDIO_SECONDS_RECEIVED.inc(run.audio.seconds(frames))
+        self.dispatcher.forward(run, packet)
+        run.packets_since_ack += 1
+        if run.packets_since_ack >= s.ack_every_packets and run.syncing is None:
+            run.packets_since_ack = 0
+            run.syncing = asyncio.create_task(self._ack(run))
+
+    async def _ack(self, run: StreamRun) -> None:
+        spool = run.spool
+        try:
+            if spool is not None:
+                durable = await asyncio.to_thread(spool.sync)
+                run.emit(Ack(frames=run.audio.frames_in(durable)))
+        except (OSError, ValueError) as exc:  # closed underneath us: the run is over
+            log.debug("ack skipped: %s", exc)
+        finally:
+            run.syncing = None
+
+    async def end_stream(self, run: StreamRun) -> None:
+        """The client sent `end`: make the spool durable, then let the worker finish."""
+        await self._close_spool(run)
+        run.ended = True
+        run.ended_at = time.monotonic()
+        run.job.upload_ended_at = time.time()
+        run.job.duration = run.audio.seconds(run.job.frames)
+        run.emit(Ack(frames=run.job.frames))
+        status = JobStatus.TRANSCRIBING if run.worker is not None else JobStatus.QUEUED
+        self._set_status(run.job, status)
+        self.dispatcher.end(run)
+
+    async def _close_spool(self, run: StreamRun) -> None:
+        if run.syncing is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.syncing
+        if run.spool is not None:
+            spool, run.spool = run.spool, None
+            await asyncio.to_thread(spool.close)
+
+    async def interrupt(self, run: StreamRun, reason: str) -> None:
+        """The client went away before `end`: keep the spool, wait for a `resume`."""
+        if run.ended or run.finished.is_set():
+            run.detach()
+            return
+        self.dispatcher.cancel(run)
+        await self._close_spool(run)
+        run.job.error = reason
+        self._set_status(run.job, JobStatus.INTERRUPTED)
+        self._finish(run)
+        log.info("job %s interrupted: %s", run.job_id, reason)
+
+    def fail(self, run: StreamRun, exc: WhisperfarmError) -> None:
+        """End a run with an error sent to the client (if attached) and a failed job."""
+        if run.finished.is_set():
+            return
+        self.dispatcher.cancel(run)
+        if run.spool is not None:
+            run.spool.close()
+            run.spool = None
+        metrics.STREAM_ERRORS.labels(code=exc.code.value).inc()
+        run.emit(Error.from_exception(exc), exc.close_code)
+        run.job.error = exc.detail
+        self._set_status(run.job, JobStatus.FAILED)
+        metrics.JOBS_FINISHED.labels(status="failed").inc()
+        self._finish(run)
+
+    def _finish(self, run: StreamRun) -> None:
+        self.runs.pop(run.job_id, None)
+        if run.admitted:
+            run.admitted = False
+            self.admission.release()
+        run.finished.set()
+
+    # ---- worker side (DispatchListener) ------------------------------------------------
+
+    def run_for(self, job_id: str) -> StreamRun | None:
+        return self.runs.get(job_id)
+
+    def on_assigned(self, run: StreamRun, worker: WorkerInfo) -> None:
+        job = run.job
+        job.worker = worker.name
+        job.started_at = job.started_at or time.time()
+        run.segments.clear()
+        self._set_status(job, JobStatus.TRANSCRIBING if run.ended else JobStatus.STREAMING)
+
+    def on_requeued(self, run: StreamRun) -> None:
+        run.job.worker = None
+        self._set_status(run.job, JobStatus.QUEUED)
+
+    def on_segment(self, run: StreamRun, body: dict[str, Any]) -> None:
+        segment = SegmentData.model_validate(body)
+        run.segments.append(segment)
+        run.emit(Segment(id=segment.id, start=segment.start, end=segment.end, text=segment.text))
+
+    def on_final(self, run: StreamRun, body: dict[str, Any]) -> None:
+        self._spawn(self._complete(run, body))
+
+    def on_failed(self, run: StreamRun, error: str) -> None:
+        self.fail(run, _EngineFailure(error))
+
+    def on_farm_changed(self) -> None:
+        self.events.publish("farm", self.farm_info())
+
+    async def _complete(self, run: StreamRun, body: dict[str, Any]) -> None:
+        """Store the transcript durably, then mark the job done and answer the client."""
+        job = run.job
+        try:
+            segments = [SegmentData.model_validate(s) for s in body.get("segments", [])]
+            text = str(body.get("text") or join_segments(segments)).strip()
+            language = body.get("language") or job.language
+            transcript = Transcript(
+                job_id=job.id,
+                name=job.name,
+                text=text,
+                segments=segments,
+                language=language,
+                duration=job.duration,
+            )
+            await asyncio.to_thread(run.files.write_transcript, transcript)
+        except (OSError, ValueError) as exc:
+            log.error("could not store the transcript of job %s", job.id, exc_info=True)
+            self.fail(run, _EngineFailure(f"could not store the transcript: {exc}"))
+            return
+        job.language = language
+        job.decode_started = body.get("decode_started")
+        job.decode_ended = body.get("decode_ended")
+        job.error = None
+        self._set_status(job, JobStatus.DONE)
+        self._observe_done(run)
+        run.emit(
+            Final(
+                job_id=job.id,
+                text=text,
+                segments=segments,
+                language=language,
+                duration=job.duration,
+            ),
+            CloseCode.NORMAL,
+        )
+        self._finish(run)
+
+    def _observe_done(self, run: StreamRun) -> None:
+        metrics.JOBS_FINISHED.labels(status="done").inc()
+        metrics.AUDIO_SECONDS_TRANSCRIBED.inc(run.job.duration)
+        now = time.monotonic()
+        metrics.JOB_LATENCY.observe(now - (run.ended_at or run.queued_at))
+        if run.job.duration > 0:
+            metrics.JOB_RTF.observe((now - run.accepted_at) / run.job.duration)
+
+    # ---- recovery and timeouts ---------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a restart: finish what was fully received, mark the rest resumable."""
+        for job in self.store.list(limit=1_000_000, statuses=ACTIVE_STATUSES):
+            if job.upload_ended:
+                self._requeue_headless(job)
+            else:
+                job.error = "the broker restarted during the upload"
+                self._set_status(job, JobStatus.INTERRUPTED)
+        log.info("recovered: %d jobs re-queued", len(self.runs))
+
+    def _requeue_headless(self, job: Job) -> None:
+        audio = AudioFormat(job.sample_rate, job.channels, job.format)  # type: ignore[arg-type]
+        files = JobFiles(self.settings.data_dir, job.id)
+        run = StreamRun(job, files, audio, PacketValidator(audio), ended=True)
+        run.ended_at = time.monotonic()
+        job.worker = None
+        self.runs[job.id] = run
+        self._set_status(job, JobStatus.QUEUED)
+        self.dispatcher.submit(run)
+
+    async def _sweep_loop(self) -> None:
+        period = min(1.0, self.settings.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.sweep()
+            except Exception:
+                log.error("sweep failed", exc_info=True)
+
+    def sweep(self) -> None:
+        """Fail interrupted jobs past the idle timeout and streams with no worker for too long."""
+        now = time.time()
+        for job in self.store.list(limit=10_000, statuses=[JobStatus.INTERRUPTED]):
+            if now - job.updated_at >= self.settings.idle_timeout:
+                reason = job.error or "the client disconnected before end"
+                job.error = f"{reason}; not resumed within {self.settings.idle_timeout:g} s"
+                self._set_status(job, JobStatus.FAILED)
+                metrics.JOBS_FINISHED.labels(status="failed").inc()
+        waited = time.monotonic() - self.settings.no_worker_timeout
+        for run in [r for r in self.dispatcher.queue if r.queued_at < waited]:
+            self.fail(
+                run,
+                NoWorker(f"no worker took the stream within {self.settings.no_worker_timeout:g} s"),
+            )
+
+    # ---- views -----------------------------------------------------------------------
+
+    def farm_info(self) -> dict[str, Any]:
+        return {
+            "workers": self.dispatcher.snapshot(),
+            "streams": {"active": self.admission.active, "limit": self.admission.limit},
+            "queue": len(self.dispatcher.queue),
+        }
+
+    def _set_status(self, job: Job, status: JobStatus) -> None:
+        job.status = status
+        job.touch()
+        if status in (JobStatus.DONE, JobStatus.FAILED):
+            job.finished_at = job.updated_at
+        self.store.save(job)
+        self.events.publish("job", job.model_dump(mode="json"))
+
+
+class _EngineFailure(WhisperfarmError):
+    """A worker reported that it could not transcribe the stream."""

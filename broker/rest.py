@@ -1,0 +1,114 @@
+"""REST edge: jobs, transcripts, farm view, server-sent events, health and metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from broker.farm import Farm
+from broker.jobs import JobStatus
+from broker.spool import JobFiles
+from whisperfarm.transcripts import FORMATS, MEDIA_TYPES
+
+MAX_LIST = 1000
+
+
+def _farm(request: Request) -> Farm:
+    farm: Farm = request.app.state.farm
+    return farm
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def list_jobs(request: Request) -> Response:
+    try:
+        limit = min(int(request.query_params.get("limit", "200")), MAX_LIST)
+        statuses = [JobStatus(s) for s in request.query_params.getlist("status")] or None
+    except ValueError as exc:
+        return _problem(400, f"bad query: {exc}")
+    jobs = _farm(request).store.list(limit=limit, statuses=statuses)
+    return JSONResponse({"jobs": [j.model_dump(mode="json") for j in jobs]})
+
+
+async def get_job(request: Request) -> Response:
+    job = _farm(request).store.get(request.path_params["job_id"])
+    if job is None:
+        return _problem(404, "no such job")
+    return JSONResponse(job.model_dump(mode="json"))
+
+
+async def get_transcript(request: Request) -> Response:
+    farm = _farm(request)
+    job_id = request.path_params["job_id"]
+    fmt = request.query_params.get("format", "txt")
+    if fmt not in FORMATS:
+        return _problem(400, f"format must be one of {', '.join(FORMATS)}")
+    job = farm.store.get(job_id)
+    if job is None:
+        return _problem(404, "no such job")
+    if job.status is not JobStatus.DONE:
+        return _problem(409, f"job is {job.status.value}, no transcript yet")
+    path = JobFiles(farm.settings.data_dir, job_id).transcript_path(fmt)
+    if not path.exists():
+        return _problem(404, "transcript file missing")
+    filename = f"{_safe_stem(job.name)}.{fmt}"
+    return Response(
+        path.read_bytes(),
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _safe_stem(name: str) -> str:
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
+    return cleaned[:100] or "transcript"
+
+
+async def farm_view(request: Request) -> Response:
+    return JSONResponse(_farm(request).farm_info())
+
+
+async def events(request: Request) -> Response:
+    farm = _farm(request)
+    first = [farm.events.format("farm", farm.farm_info())]
+    return StreamingResponse(
+        farm.events.stream(first),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    farm = _farm(request)
+    checks = {
+        "job_store": bool(getattr(farm.store, "is_open", True)),
+        "zmq_bound": farm.dispatcher.bound,
+        "workers": len(farm.dispatcher.workers),
+    }
+    ready = checks["job_store"] and checks["zmq_bound"] and checks["workers"] >= 1
+    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+async def metrics_view(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [
+    Route("/v1/jobs", list_jobs),
+    Route("/v1/jobs/{job_id}", get_job),
+    Route("/v1/jobs/{job_id}/transcript", get_transcript),
+    Route("/v1/farm", farm_view),
+    Route("/v1/events", events),
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/metrics", metrics_view),
+]

@@ -1,0 +1,65 @@
+"""A job while the broker works on it: spool, worker assignment, client outbox.
+
+A `StreamRun` exists from admission (or from re-queueing after a restart) until the job
+is done, failed or interrupted. Headless runs (re-queued after a restart, or whose
+client went away after `end`) have no outbox: their results only reach the job store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from broker.jobs import Job
+from broker.spool import JobFiles, SpoolWriter
+from whisperfarm.errors import CloseCode
+from whisperfarm.packets import AudioFormat, PacketValidator
+from whisperfarm.protocol import Accepted, Ack, Error, Final, Segment, SegmentData
+
+ClientMessage = Accepted | Ack | Segment | Final | Error
+Outgoing = tuple[ClientMessage, CloseCode | None]
+"""A message for the client and, for the last one, the close code to follow it."""
+
+
+@dataclass(eq=False)
+class StreamRun:
+    job: Job
+    files: JobFiles
+    audio: AudioFormat
+    validator: PacketValidator
+    spool: SpoolWriter | None = None
+    outbox: asyncio.Queue[Outgoing] | None = None
+    worker: bytes | None = None
+    """Identity of the worker holding the current attempt."""
+    live: bool = False
+    """Packets go straight to the worker (its replay of the spool has caught up)."""
+    ended: bool = False
+    admitted: bool = False
+    """Holds an admission slot, released when the run finishes."""
+    segments: list[SegmentData] = field(default_factory=list)
+    accepted_at: float = field(default_factory=time.monotonic)
+    queued_at: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None
+    packets_since_ack: int = 0
+    syncing: asyncio.Task[None] | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    def spool_bytes(self) -> int:
+        return self.spool.size if self.spool is not None else self.files.spool_size()
+
+    def emit(self, message: ClientMessage, close: CloseCode | None = None) -> None:
+        """Queue a message for the attached client, if any (headless runs drop it)."""
+        if self.outbox is not None:
+            self.outbox.put_nowait((message, close))
+
+    def detach(self) -> None:
+        self.outbox = None

@@ -1,0 +1,41 @@
+"""Broker settings: CLI flags mirror the fields, env vars use `WHISPERFARM_BROKER_`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from whisperfarm.settings import ComponentSettings
+
+
+class BrokerSettings(ComponentSettings):
+    model_config = SettingsConfigDict(env_prefix="WHISPERFARM_BROKER_")
+
+    host: str = Field("127.0.0.1", description="address for HTTP/WebSocket")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP/WebSocket port (0 = pick one)")
+    zmq: str = Field(
+        "tcp://127.0.0.1:5555",
+        description="ZeroMQ ROUTER endpoint workers connect to (port * = pick one)",
+    )
+    data_dir: Path = Field(Path("data"), description="job store, spools and transcripts")
+    max_active: int = Field(10, ge=1, description="streams admitted at once; the rest: overloaded")
+    retry_after: float = Field(5.0, ge=0, description="seconds an overloaded client should wait")
+    idle_timeout: float = Field(
+        300.0, gt=0, description="seconds a silent or disconnected stream is kept before failing"
+    )
+    no_worker_timeout: float = Field(
+        300.0, gt=0, description="seconds a stream may wait for a worker before failing"
+    )
+    max_stream_seconds: float = Field(
+        4 * 3600, gt=0, description="longest audio one stream may send"
+    )
+    max_stream_bytes: int = Field(2 * 1024**3, gt=0, description="most bytes one stream may send")
+    ack_every_packets: int = Field(
+        16, ge=1, description="packets between durable-spool acknowledgements"
+    )
+    heartbeat_interval: float = Field(1.0, gt=0, description="seconds between worker heartbeats")
+    heartbeat_liveness: int = Field(
+        3, ge=1, description="missed heartbeats before a worker is dead"
+    )

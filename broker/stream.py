@@ -1,0 +1,152 @@
+"""WebSocket edge `/v1/stream`: protocol v1 in, `Farm` calls out, errors translated once.
+
+One connection is one stream. The handler reads `start`/`resume`, then packets until
+`end`; a separate sender task writes everything the client gets (accepted, acks,
+segments, the final or error) from the run's outbox, so replies never interleave.
+Any `WhisperfarmError` becomes an `error` message and its close code; anything else is
+logged and becomes `internal` — never a crash, the broker keeps serving everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from broker import metrics
+from broker.farm import Farm
+from broker.run import StreamRun
+from whisperfarm.errors import (
+    BadPacket,
+    CloseCode,
+    ProtocolError,
+    Timeout,
+    TooLarge,
+    WhisperfarmError,
+)
+from whisperfarm.protocol import Accepted, End, Error, Final, Resume, Start, parse_client_message
+
+log = logging.getLogger(__name__)
+MAX_BINARY_BYTES = 1024 * 1024
+"""The largest valid packet is 1000 frames × 8 channels × 4 bytes = 32 000 bytes."""
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def stream_endpoint(ws: WebSocket) -> None:
+    farm: Farm = ws.app.state.farm
+    await ws.accept()
+    run: StreamRun | None = None
+    try:
+        run = await _open(ws, farm)
+        sender = asyncio.create_task(_send_outbox(ws, run))
+        try:
+            await _receive_upload(ws, farm, run)
+        except BaseException:
+            sender.cancel()
+            raise
+        await sender
+    except _ClientGone:
+        if run is not None:
+            await farm.interrupt(run, "the client disconnected before end")
+    except Timeout as exc:
+        assert run is not None
+        await _reply_error(ws, run, exc)
+        await farm.interrupt(run, exc.detail)
+    except WhisperfarmError as exc:
+        await _reply_error(ws, run, exc, farm)
+    except Exception:
+        log.error("unexpected error on a stream", exc_info=True)
+        await _reply_error(ws, run, _Internal("internal error; the job was not finished"), farm)
+
+
+async def _open(ws: WebSocket, farm: Farm) -> StreamRun:
+    message = parse_client_message(await _receive_text(ws, farm.settings.idle_timeout))
+    if isinstance(message, End):
+        raise ProtocolError("end before start")
+    if isinstance(message, Resume):
+        run = farm.resume_stream(message.job_id)
+    else:
+        assert isinstance(message, Start)
+        run = farm.open_stream(message)
+    run.emit(Accepted(job_id=run.job_id, resume_from_frame=run.validator.frames))
+    return run
+
+
+async def _receive_upload(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
+    """Packets until `end`; returns once the run is ended (the sender then finishes)."""
+    while True:
+        event = await _receive(ws, farm.settings.idle_timeout)
+        data: bytes | None = event.get("bytes")
+        if data is not None:
+            if len(data) > MAX_BINARY_BYTES:
+                raise TooLarge(f"packet of {len(data)} bytes is far above 1000 frames")
+            farm.receive_packet(run, data)
+            continue
+        message = parse_client_message(event.get("text") or "")
+        if isinstance(message, End):
+            await farm.end_stream(run)
+            return
+        raise ProtocolError(f"unexpected {message.type} during the upload")
+
+
+async def _receive_text(ws: WebSocket, timeout: float) -> str:
+    event = await _receive(ws, timeout)
+    if event.get("text") is None:
+        raise BadPacket("binary data before start: send a start message first")
+    return str(event["text"])
+
+
+async def _receive(ws: WebSocket, timeout: float) -> Mapping[str, Any]:
+    try:
+        event = await asyncio.wait_for(ws.receive(), timeout)
+    except TimeoutError:
+        raise Timeout(f"nothing received for {timeout:g} s") from None
+    except (WebSocketDisconnect, RuntimeError):
+        raise _ClientGone() from None
+    if event["type"] == "websocket.disconnect":
+        raise _ClientGone()
+    return event
+
+
+async def _send_outbox(ws: WebSocket, run: StreamRun) -> None:
+    """Write the run's messages in order; close after the final or error."""
+    assert run.outbox is not None
+    outbox = run.outbox
+    try:
+        while True:
+            message, close = await outbox.get()
+            await ws.send_text(message.dumps())
+            if isinstance(message, Final | Error):
+                await ws.close(int(close or CloseCode.NORMAL))
+                return
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        log.info("client of job %s went away before its result; the job goes on", run.job_id)
+    finally:
+        run.detach()
+
+
+async def _reply_error(
+    ws: WebSocket, run: StreamRun | None, exc: WhisperfarmError, farm: Farm | None = None
+) -> None:
+    """Send the error and close; with `farm`, also fail the run's job."""
+    log.info("stream error %s: %s", exc.code.value, exc.detail)
+    if run is not None and farm is not None:
+        farm.fail(run, exc)  # counts the error
+    else:
+        metrics.STREAM_ERRORS.labels(code=exc.code.value).inc()
+    if run is not None:
+        run.detach()
+    with contextlib.suppress(Exception):
+        await ws.send_text(Error.from_exception(exc).dumps())
+        await ws.close(int(exc.close_code))
+
+
+class _Internal(WhisperfarmError):
+    pass

@@ -1,0 +1,81 @@
+"""Saving transcripts: unique names per run, atomic writes, the stdout rendering."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from whisperfarm.transcripts import Transcript, render
+
+from source.errors import OutputError
+
+SAVED_FORMATS = ("txt", "json")
+
+
+def plan_stems(paths: Sequence[Path]) -> list[str]:
+    """One output stem per input, in order, never two alike within one run.
+
+    `a/x.mp3` and `b/x.wav` would both write `x.txt`; the second becomes `x-2`. Stems
+    are compared case-folded because `X.txt` and `x.txt` are one file on macOS and
+    Windows. Files left by an earlier run are overwritten on purpose: rerunning a file
+    should refresh its transcript, not pile up copies.
+    """
+    taken: set[str] = set()
+    stems: list[str] = []
+    for path in paths:
+        stem, n = path.stem, 1
+        while stem.casefold() in taken:
+            n += 1
+            stem = f"{path.stem}-{n}"
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
+
+
+def save_transcript(transcript: Transcript, out_dir: Path, stem: str) -> list[Path]:
+    """Write `<stem>.txt` and `<stem>.json` into `out_dir`; raise `OutputError` on failure."""
+    written = []
+    for fmt in SAVED_FORMATS:
+        target = out_dir / f"{stem}.{fmt}"
+        try:
+            write_atomic(target, render(transcript, fmt))
+        except OSError as exc:
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        written.append(target)
+    return written
+
+
+def write_atomic(target: Path, text: str) -> None:
+    """Write through a temp file in the same directory and rename it over `target`.
+
+    A reader (or a crash) never sees half a transcript, and an existing file is only
+    replaced once the new one is complete on disk.
+    """
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask; reading it means setting it, so do that once."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def stdout_text(transcript: Transcript, label: str, several: bool) -> str:
+    """The transcript as printed on stdout; prefixed by the file when several stream."""
+    text = transcript.text.strip()
+    return f"{label}: {text}" if several else text

@@ -1,0 +1,60 @@
+"""Settings of the source CLI: flags mirror the fields, env vars use `WHISPERFARM_SOURCE_`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import CliPositionalArg, SettingsConfigDict
+
+from whisperfarm.protocol import STREAM_PATH
+from whisperfarm.settings import ComponentSettings
+
+DEFAULT_URL = f"ws://127.0.0.1:8000{STREAM_PATH}"
+
+
+class SourceSettings(ComponentSettings):
+    """Everything `whisperfarm-source` needs, read once at start and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="WHISPERFARM_SOURCE_", cli_hide_none_type=True)
+
+    files: CliPositionalArg[list[Path]] = Field(
+        description="audio or video files to transcribe (anything ffmpeg reads)"
+    )
+    url: str = Field(DEFAULT_URL, description="WebSocket stream endpoint of the broker")
+    out: Path = Field(Path("."), description="directory for <stem>.txt and <stem>.json")
+    language: str | None = Field(
+        None,
+        min_length=2,
+        max_length=16,
+        description="language code of the speech (e.g. en, ru); default: detected",
+    )
+    task: Literal["transcribe", "translate"] = Field(
+        "transcribe", description="transcribe, or translate into English"
+    )
+    quiet: bool = Field(False, description="print only transcripts and errors")
+    retries: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="reconnects with resume after a dropped connection (in a row without progress)",
+    )
+    retry_delay: float = Field(
+        1.0, gt=0, le=60, description="seconds before the first reconnect, doubled each time"
+    )
+    connect_timeout: float = Field(
+        10.0, gt=0, description="seconds to open the WebSocket before giving up"
+    )
+    jobs: int = Field(
+        0, ge=0, description="at most this many files stream at once (0: all of them)"
+    )
+    log_level: str = Field("WARNING", description="log level of the CLI's own diagnostics")
+
+    @field_validator("url")
+    @classmethod
+    def _websocket_url(cls, url: str) -> str:
+        """Catch an http:// or bare host:port URL here, not as a confusing handshake error."""
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return url

@@ -1,0 +1,178 @@
+"""Test helpers: real broker and worker processes on loopback.
+
+Components are started as `python -m broker` / `python -m workers` with port 0 (the
+broker announces what it bound), their output goes to a log file in the test's tmp dir
+(printed when a wait fails), and teardown terminates, then kills if needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"whisperfarm-broker listening http=(\S+) zmq=(\S+)")
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, log: Path | None = None) -> T:
+    """Poll a cheap check until it returns something truthy (processes give no events)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    tail = log.read_text()[-4000:] if log and log.exists() else ""
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}\n{tail}")
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Process:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=full_env
+        )
+    return Process(popen, log)
+
+
+@dataclass
+class Broker:
+    process: Process
+    http: str
+    zmq: str
+    data_dir: Path
+
+    @property
+    def ws(self) -> str:
+        return self.http.replace("http://", "ws://", 1) + "/v1/stream"
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(self.http + path, params=params, timeout=10)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        jobs: list[dict[str, Any]] = self.get("/v1/jobs").json()["jobs"]
+        return jobs
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self.get(f"/v1/jobs/{job_id}").json()
+        return job
+
+    def farm(self) -> dict[str, Any]:
+        info: dict[str, Any] = self.get("/v1/farm").json()
+        return info
+
+    def wait_workers(self, count: int, timeout: float = 120.0) -> None:
+        wait_for(lambda: len(self.farm()["workers"]) >= count, timeout, f"{count} workers",
+                 self.process.log)  # fmt: skip
+
+    def wait_job(self, job_id: str, statuses: set[str], timeout: float = 60.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            return job if job.get("status") in statuses else None
+
+        return wait_for(check, timeout, f"job {job_id} in {statuses}", self.process.log)
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        return scrape(self.get("/metrics").text, name, labels)
+
+
+def scrape(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """Sum of the samples of one metric whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        match = re.match(rf"{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", line)
+        if not match:
+            continue
+        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if all(sample_labels.get(k) == v for k, v in (labels or {}).items()):
+            total += float(match.group(2))
+    return total
+
+
+def start_broker(tmp: Path, *args: str, data_dir: Path | None = None) -> Broker:
+    data_dir = data_dir or tmp / "data"
+    log = tmp / f"broker-{time.monotonic_ns()}.log"
+    process = spawn(
+        ["-m", "broker", "--port", "0", "--zmq", "tcp://127.0.0.1:*",
+         "--data-dir", str(data_dir), *args],
+        log,
+    )  # fmt: skip
+
+    def listening() -> re.Match[str] | None:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"broker exited:\n{process.output()}")
+        return LISTENING.search(log.read_text(errors="replace"))
+
+    match = wait_for(listening, 30, "the broker to listen", log)
+    return Broker(process, match.group(1), match.group(2), data_dir)
+
+
+@dataclass
+class Worker:
+    process: Process
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metrics_url(self) -> str:
+        match = wait_for(
+            lambda: re.search(r"metrics on (http://\S+/metrics)", self.process.output()),
+            60, "the worker's metrics URL", self.process.log,
+        )  # fmt: skip
+        return match.group(1)
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        return scrape(httpx.get(self.metrics_url(), timeout=10).text, name, labels)
+
+
+def start_worker(tmp: Path, zmq: str, *args: str, engine: str = "null", model: str = "tiny.en",
+                 slots: int = 4) -> Worker:  # fmt: skip
+    log = tmp / f"worker-{time.monotonic_ns()}.log"
+    process = spawn(
+        ["-m", "workers", "--broker", zmq, "--engine", engine, "--model", model,
+         "--slots", str(slots), "--metrics-port", "0", *args],
+        log,
+    )  # fmt: skip
+    return Worker(process)
+
+
+def sse_events(url: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (event, data) from a server-sent-events endpoint until `timeout`."""
+    with httpx.stream("GET", url, timeout=timeout) as response:
+        event = "message"
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                yield event, json.loads(line[6:])

@@ -1,0 +1,7 @@
+"""`python -m whisperfarm` = the `whisperfarm` umbrella CLI."""
+
+import sys
+
+from whisperfarm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,157 @@
+"""`whisperfarm` umbrella CLI: `whisperfarm up` runs a whole farm on one machine.
+
+It starts every component as a child process (never imports them), waits until the
+broker reports ready, prints the URLs, and on Ctrl-C / SIGTERM stops the workers and
+then the broker, each given a grace period before being killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from types import FrameType
+
+from whisperfarm import __version__
+
+LISTENING = re.compile(r"whisperfarm-broker listening http=(\S+) zmq=(\S+)")
+STOP_GRACE_S = 10.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="whisperfarm", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"whisperfarm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run broker + workers locally until Ctrl-C")
+    up.add_argument("--host", default="127.0.0.1", help="broker HTTP/WebSocket address")
+    up.add_argument("--port", type=int, default=8000, help="broker HTTP/WebSocket port")
+    up.add_argument("--zmq", default="tcp://127.0.0.1:5555", help="broker ZeroMQ endpoint")
+    up.add_argument("--data-dir", default="data", help="job store, spools and transcripts")
+    up.add_argument("--max-active", type=int, default=10, help="streams admitted at once")
+    up.add_argument("--workers", type=int, default=1, help="worker processes to start")
+    up.add_argument("--engine", default="faster-whisper", help="faster-whisper | null")
+    up.add_argument("--model", default="base", help="model name (tiny.en, base, …) or path")
+    up.add_argument("--slots", type=int, default=4, help="streams per worker")
+    up.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    up.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for ready")
+    return parser
+
+
+class Farm:
+    """The child processes of one `whisperfarm up`."""
+
+    def __init__(self) -> None:
+        self.broker: subprocess.Popen[str] | None = None
+        self.workers: list[subprocess.Popen[str]] = []
+
+    def start_broker(self, args: argparse.Namespace) -> tuple[str, str]:
+        cmd = [
+            sys.executable, "-m", "broker", "--host", args.host, "--port", str(args.port),
+            "--zmq", args.zmq, "--data-dir", args.data_dir, "--max-active", str(args.max_active),
+        ]  # fmt: skip
+        self.broker = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert self.broker.stdout is not None
+        for line in self.broker.stdout:
+            print(line, end="", flush=True)
+            match = LISTENING.search(line)
+            if match:
+                threading.Thread(target=_echo, args=(self.broker.stdout,), daemon=True).start()
+                return match.group(1), match.group(2)
+        raise SystemExit(f"whisperfarm: the broker exited ({self.broker.wait()}) before listening")
+
+    def start_workers(self, args: argparse.Namespace, zmq_endpoint: str) -> None:
+        for n in range(args.workers):
+            cmd = [
+                sys.executable, "-m", "workers", "--broker", zmq_endpoint,
+                "--engine", args.engine, "--model", args.model, "--slots", str(args.slots),
+                "--device", args.device, "--name", f"worker-{n + 1}",
+            ]  # fmt: skip
+            self.workers.append(subprocess.Popen(cmd, text=True))
+
+    def alive(self) -> bool:
+        procs = [self.broker, *self.workers]
+        return all(p is not None and p.poll() is None for p in procs)
+
+    def stop(self) -> None:
+        """Workers first (they hand their streams back), then the broker."""
+        for group in (self.workers, [self.broker] if self.broker else []):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_S
+            for proc in group:
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _echo(stream: object) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        print(line, end="", flush=True)
+
+
+def wait_ready(http_url: str, farm: Farm, timeout: float) -> bool:
+    """Poll /readyz (a child process, so there is no event to wait on) until ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and farm.alive():
+        try:
+            with urllib.request.urlopen(f"{http_url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def up(args: argparse.Namespace) -> int:
+    farm = Farm()
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        http_url, zmq_endpoint = farm.start_broker(args)
+        farm.start_workers(args, zmq_endpoint)
+        if not wait_ready(http_url, farm, args.ready_timeout):
+            print("whisperfarm: the farm did not become ready", file=sys.stderr)
+            return 1
+        ws_url = http_url.replace("http://", "ws://", 1) + "/v1/stream"
+        print(
+            f"\nwhisperfarm is up: {args.workers} worker(s), engine {args.engine}, "
+            f"model {args.model}\n  broker  {http_url}  (jobs: {http_url}/v1/jobs)\n"
+            f"  stream  {ws_url}\n  try:    whisperfarm-source --url {ws_url} FILE\n"
+            "Ctrl-C stops it.",
+            flush=True,
+        )
+        while not stopping.wait(1.0):
+            if not farm.alive():
+                print("whisperfarm: a component exited; stopping", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        farm.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    if args.command == "up":
+        return up(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Client ⇄ broker streaming protocol, version 1 (WebSocket `/v1/stream`).
+
+Every fact about the wire lives here: the JSON messages in both directions as pydantic
+models, and `parse_client_message()` which either returns a typed message or raises
+`ProtocolError`. Binary frames are audio packets, framed by `whisperfarm.packets`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from whisperfarm.errors import ErrorCode, ProtocolError, UnsupportedFormat, WhisperfarmError
+from whisperfarm.packets import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioFormat
+
+PROTOCOL_VERSION = 1
+STREAM_PATH = "/v1/stream"
+MAX_TEXT_MESSAGE_BYTES = 64 * 1024
+"""A control message is a few hundred bytes; anything this big is abuse."""
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def dumps(self) -> str:
+        return self.model_dump_json()
+
+
+# ---- client → broker -------------------------------------------------------------------
+
+
+class Start(_Message):
+    type: Literal["start"] = "start"
+    name: str = Field(default="stream", min_length=1, max_length=255)
+    sample_rate: int
+    channels: int = 1
+    format: Literal["s16le", "f32le"] = "s16le"
+    language: str | None = Field(default=None, min_length=2, max_length=16)
+    task: Literal["transcribe", "translate"] = "transcribe"
+    duration: float | None = Field(default=None, ge=0)
+
+    def audio_format(self) -> AudioFormat:
+        return AudioFormat(self.sample_rate, self.channels, self.format)
+
+
+class Resume(_Message):
+    type: Literal["resume"] = "resume"
+    job_id: str = Field(min_length=1, max_length=64)
+
+
+class End(_Message):
+    type: Literal["end"] = "end"
+
+
+ClientMessage = Annotated[Start | Resume | End, Field(discriminator="type")]
+_client_adapter: TypeAdapter[Start | Resume | End] = TypeAdapter(ClientMessage)
+
+
+# ---- broker → client -------------------------------------------------------------------
+
+
+class Accepted(_Message):
+    type: Literal["accepted"] = "accepted"
+    job_id: str
+    resume_from_frame: int = 0
+
+
+class Ack(_Message):
+    type: Literal["ack"] = "ack"
+    frames: int
+
+
+class Segment(_Message):
+    type: Literal["segment"] = "segment"
+    id: int
+    start: float
+    end: float
+    text: str
+
+
+class SegmentData(BaseModel):
+    """A segment inside a `final` message or a stored transcript."""
+
+    id: int
+    start: float
+    end: float
+    text: str
+
+
+class Final(_Message):
+    type: Literal["final"] = "final"
+    job_id: str
+    text: str
+    segments: list[SegmentData]
+    language: str | None
+    duration: float
+
+
+class Error(_Message):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    detail: str
+    retry_after: float | None = None
+
+    @classmethod
+    def from_exception(cls, exc: WhisperfarmError) -> Error:
+        return cls(code=exc.code, detail=exc.detail, retry_after=getattr(exc, "retry_after", None))
+
+    def dumps(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+ServerMessage = Annotated[Accepted | Ack | Segment | Final | Error, Field(discriminator="type")]
+_server_adapter: TypeAdapter[Accepted | Ack | Segment | Final | Error] = TypeAdapter(ServerMessage)
+
+
+def _load_json_object(text: str | bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"text frame is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("a message must be a JSON object")
+    return data
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "message"
+    return f"{where}: {first['msg']}"
+
+
+def parse_client_message(text: str | bytes) -> Start | Resume | End:
+    """Parse one text frame from a client, or raise `ProtocolError` saying what is wrong."""
+    if len(text) > MAX_TEXT_MESSAGE_BYTES:
+        raise ProtocolError(f"text message larger than {MAX_TEXT_MESSAGE_BYTES} bytes")
+    data = _load_json_object(text)
+    kind = data.get("type")
+    if kind not in ("start", "resume", "end"):
+        raise ProtocolError(f"unknown message type {kind!r} (expected start, resume or end)")
+    try:
+        message = _client_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise (
+            _start_error(data, exc) if kind == "start" else ProtocolError(_describe(exc))
+        ) from None
+    if isinstance(message, Start):
+        message.audio_format()  # raises UnsupportedFormat for rates/channels out of range
+    return message
+
+
+def _start_error(data: dict[str, Any], exc: ValidationError) -> ProtocolError:
+    """Name a format problem `unsupported_format`, anything else `bad_message`."""
+    fields = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+    if fields & {"format", "sample_rate", "channels"}:
+        return UnsupportedFormat(
+            f"{_describe(exc)} (formats s16le/f32le, {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz, "
+            f"1–{MAX_CHANNELS} channels)"
+        )
+    return ProtocolError(_describe(exc))
+
+
+def parse_server_message(text: str | bytes) -> Accepted | Ack | Segment | Final | Error:
+    """Parse one text frame from the broker (used by clients: source CLI, GUI, tests)."""
+    data = _load_json_object(text)
+    try:
+        return _server_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(_describe(exc)) from None

@@ -1,0 +1,81 @@
+"""Transcript rendering: one `Transcript` value, four file formats.
+
+The broker stores every format next to the job and the source CLI writes txt/json, so
+the rendering lives in the shared contract rather than in either component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from whisperfarm.protocol import SegmentData
+
+FORMATS = ("txt", "json", "srt", "vtt")
+MEDIA_TYPES = {
+    "txt": "text/plain; charset=utf-8",
+    "json": "application/json",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+}
+
+
+class Transcript(BaseModel):
+    """What a finished job produced."""
+
+    job_id: str
+    name: str = ""
+    text: str
+    segments: list[SegmentData]
+    language: str | None = None
+    duration: float = 0.0
+
+
+def join_segments(segments: list[SegmentData]) -> str:
+    return " ".join(s.text.strip() for s in segments if s.text.strip())
+
+
+def _timestamp(seconds: float, decimal: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
+
+
+def to_txt(t: Transcript) -> str:
+    return t.text.strip() + "\n"
+
+
+def to_json(t: Transcript) -> str:
+    return t.model_dump_json(indent=2) + "\n"
+
+
+def to_srt(t: Transcript) -> str:
+    blocks = [
+        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
+        for n, s in enumerate(t.segments, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(t: Transcript) -> str:
+    cues = [
+        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n"
+        for s in t.segments
+    ]
+    return "WEBVTT\n\n" + "\n".join(cues)
+
+
+RENDERERS: dict[str, Callable[[Transcript], str]] = {
+    "txt": to_txt,
+    "json": to_json,
+    "srt": to_srt,
+    "vtt": to_vtt,
+}
+
+
+def render(t: Transcript, fmt: str) -> str:
+    """Render in one of `FORMATS`; raises KeyError for anything else."""
+    return RENDERERS[fmt](t)

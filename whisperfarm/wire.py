@@ -1,0 +1,105 @@
+"""Broker ⇄ worker ZeroMQ protocol: commands and the multipart frame codec.
+
+ROUTER (broker) ⇄ DEALER (worker). A message on the wire is
+`[identity, b"", version, command, job_id, payload]`; the DEALER side has no identity
+frame. JSON payloads carry the stream `attempt` so that results of a stale attempt can
+be dropped; audio payloads carry it in a small binary header in front of the PCM.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from whisperfarm.errors import ProtocolError
+
+VERSION = b"WFW1"
+HEARTBEAT_INTERVAL_S = 1.0
+HEARTBEAT_LIVENESS = 3
+"""A peer missing this many heartbeats in a row is dead."""
+
+
+class Command(StrEnum):
+    # worker → broker
+    READY = "READY"  # {engine, model, device, slots, metrics_port}
+    SEGMENT = "SEGMENT"  # {attempt, id, start, end, text}
+    FINAL = "FINAL"  # {attempt, text, segments, language, duration, decode_started, decode_ended}
+    FAILED = "FAILED"  # {attempt, error}
+    # broker → worker
+    ASSIGN = "ASSIGN"  # {attempt, sample_rate, channels, format, language, task}
+    AUDIO = "AUDIO"  # header(attempt) + PCM
+    END = "END"  # {attempt}
+    CANCEL = "CANCEL"  # {attempt}
+    # both ways
+    HEARTBEAT = "HEARTBEAT"  # {} (worker adds {busy})
+    DISCONNECT = "DISCONNECT"  # {}
+
+
+_AUDIO_HEADER = struct.Struct("!I")
+_COMMANDS = {c.value.encode(): c for c in Command}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One broker ⇄ worker message, independent of which side sends it."""
+
+    command: Command
+    job_id: str = ""
+    body: dict[str, Any] = field(default_factory=dict)
+    audio: bytes = b""
+
+    @property
+    def attempt(self) -> int:
+        value = self.body.get("attempt", 0)
+        return value if isinstance(value, int) else 0
+
+
+def audio(job_id: str, attempt: int, pcm: bytes) -> Message:
+    return Message(Command.AUDIO, job_id, {"attempt": attempt}, pcm)
+
+
+def encode(message: Message) -> list[bytes]:
+    """Frames after the identity/empty envelope: `[version, command, job_id, payload]`."""
+    if message.command is Command.AUDIO:
+        payload = _AUDIO_HEADER.pack(message.attempt) + message.audio
+    else:
+        payload = json.dumps(message.body, separators=(",", ":")).encode()
+    return [VERSION, message.command.value.encode(), message.job_id.encode(), payload]
+
+
+def decode(frames: list[bytes]) -> Message:
+    """Decode `[version, command, job_id, payload]`; raise `ProtocolError` on anything else."""
+    if len(frames) != 4:
+        raise ProtocolError(f"expected 4 frames after the envelope, got {len(frames)}")
+    version, raw_command, raw_job, payload = frames
+    if version != VERSION:
+        raise ProtocolError(f"unsupported wire version {version[:16]!r}")
+    command = _COMMANDS.get(raw_command)
+    if command is None:
+        raise ProtocolError(f"unknown command {raw_command[:32]!r}")
+    try:
+        job_id = raw_job.decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("job id is not UTF-8") from None
+    if command is Command.AUDIO:
+        if len(payload) < _AUDIO_HEADER.size:
+            raise ProtocolError("audio payload shorter than its header")
+        (attempt,) = _AUDIO_HEADER.unpack_from(payload)
+        return Message(command, job_id, {"attempt": attempt}, payload[_AUDIO_HEADER.size :])
+    try:
+        body = json.loads(payload) if payload else {}
+    except ValueError:
+        raise ProtocolError(f"{command} payload is not JSON") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{command} payload is not a JSON object")
+    return Message(command, job_id, body)
+
+
+def split_envelope(frames: list[bytes]) -> tuple[bytes, list[bytes]]:
+    """ROUTER side: peel `[identity, b""]` off a received message."""
+    if len(frames) < 2 or frames[1] != b"":
+        raise ProtocolError("message without a ROUTER envelope")
+    return frames[0], frames[2:]

@@ -1,0 +1,86 @@
+"""The one small engine interface: `load(settings) -> Engine`, `Engine.transcribe(batch)`.
+
+An engine turns 16 kHz mono audio into timed text. It never sees stream ids, packets or
+the wire: the worker owns streams and hands the engine plain decode requests, so adding
+an engine is one module with a `load(settings)` function and nothing else. Modules are
+imported only when picked, so the null engine never pays for importing CTranslate2.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from whisperfarm.errors import EngineError
+
+if TYPE_CHECKING:
+    from workers.settings import WorkerSettings
+
+Task = Literal["transcribe", "translate"]
+
+ENGINES: dict[str, str] = {
+    "faster-whisper": "workers.engines.faster_whisper",
+    "null": "workers.engines.null",
+}
+"""Engine name → module with `load(settings) -> Engine` (openai-whisper joins here later)."""
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """One window of one stream's audio to decode."""
+
+    audio: npt.NDArray[np.float32]
+    """16 kHz mono float32 in [-1, 1]."""
+    language: str | None = None
+    """Language code, or None to let the engine detect it."""
+    task: Task = "transcribe"
+    initial_prompt: str | None = None
+    """Text that came just before this audio (keeps style and names consistent)."""
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / 16_000
+
+
+@dataclass(frozen=True)
+class DecodedSegment:
+    """Timed text; times are seconds from the start of the request's audio."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    segments: list[DecodedSegment]
+    language: str | None
+    """Language given in the request, or the one the engine detected."""
+
+
+class Engine(Protocol):
+    """A loaded model. `transcribe` is called from several threads at once."""
+
+    name: str
+    model: str
+    device: str
+
+    def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
+        """Decode a batch; one result per request, in order. Blocking: run off the loop."""
+        ...
+
+
+def load(settings: WorkerSettings) -> Engine:
+    """Load the engine `settings.engine` names (and its model, once)."""
+    module_name = ENGINES.get(settings.engine)
+    if module_name is None:
+        raise EngineError(
+            f"unknown engine {settings.engine!r}; available: {', '.join(sorted(ENGINES))}"
+        )
+    module = importlib.import_module(module_name)
+    engine: Engine = module.load(settings)
+    return engine

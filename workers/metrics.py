@@ -1,0 +1,67 @@
+"""Every worker metric, declared once, on the worker's own registry.
+
+Names start with `whisperfarm_worker_`, counters end in `_total` (prometheus-client adds
+it), durations are in seconds, and labels are bounded (engine, model, outcome) — never a
+job id, so a busy farm cannot blow up Prometheus.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+MODEL_LOADS = Counter(
+    "whisperfarm_worker_model_loads",
+    "Models loaded by this process (should stay at 1: one long-lived model per worker).",
+    ["engine", "model"],
+    registry=REGISTRY,
+)
+STREAMS_ACTIVE = Gauge(
+    "whisperfarm_worker_streams_active",
+    "Streams assigned to this worker and not finished yet.",
+    registry=REGISTRY,
+)
+SLOTS = Gauge(
+    "whisperfarm_worker_slots",
+    "How many streams this worker takes at once.",
+    registry=REGISTRY,
+)
+STREAMS_FINISHED = Counter(
+    "whisperfarm_worker_streams_finished",
+    "Streams that left this worker, by outcome (done, failed, cancelled, replaced, dropped).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+INFERENCE_SECONDS = Histogram(
+    "whisperfarm_worker_inference_seconds",
+    "Wall time of one engine call.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300),
+    registry=REGISTRY,
+)
+AUDIO_DECODED_SECONDS = Counter(
+    "whisperfarm_worker_audio_decoded_seconds",
+    "Seconds of audio handed to the engine (overlaps between windows count twice).",
+    registry=REGISTRY,
+)
+DECODE_BATCH_SIZE = Histogram(
+    "whisperfarm_worker_decode_batch_size",
+    "Decode requests per engine call.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+    registry=REGISTRY,
+)
+REAL_TIME_FACTOR = Histogram(
+    "whisperfarm_worker_real_time_factor",
+    "Inference seconds per second of audio, per engine call (below 1 is faster than real time).",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+    registry=REGISTRY,
+)

@@ -1,0 +1,169 @@
+"""Drives one stream: waits for audio, decodes windows off the event loop, sends results.
+
+One asyncio task per stream, so "at most one decode in flight per stream" holds by
+construction: audio keeps arriving (the worker feeds the state directly) while the task
+awaits its decode, and the task looks at the buffer again when the decode is back.
+Inference runs in the worker's thread pool — never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+
+from whisperfarm import wire
+from whisperfarm.errors import EngineError, WhisperfarmError
+from whisperfarm.wire import Command, Message
+from workers import metrics
+from workers.engines import DecodeRequest, DecodeResult, Engine
+from workers.stream import StreamSpec, StreamState, Window
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Message], Awaitable[None]]
+Outcome = str  # done, failed, cancelled, replaced, dropped
+
+
+def timed_transcribe(
+    engine: Engine, batch: list[DecodeRequest]
+) -> tuple[list[DecodeResult], float, float]:
+    """Run one engine call (in a pool thread) and record its metrics.
+
+    Timing inside the thread measures inference, not time spent queued for a thread.
+    """
+    started = time.time()
+    results = engine.transcribe(batch)
+    ended = time.time()
+    if len(results) != len(batch):
+        raise EngineError(f"engine returned {len(results)} results for {len(batch)} requests")
+    audio_seconds = sum(r.seconds for r in batch)
+    metrics.INFERENCE_SECONDS.observe(ended - started)
+    metrics.DECODE_BATCH_SIZE.observe(len(batch))
+    metrics.AUDIO_DECODED_SECONDS.inc(audio_seconds)
+    if audio_seconds > 0:
+        metrics.REAL_TIME_FACTOR.observe((ended - started) / audio_seconds)
+    return results, started, ended
+
+
+class StreamRunner:
+    """One assigned stream (job id + attempt) from ASSIGN to FINAL, FAILED or cancel."""
+
+    def __init__(
+        self,
+        job_id: str,
+        spec: StreamSpec,
+        chunk_seconds: float,
+        engine: Engine,
+        executor: Executor,
+        send: Send,
+    ) -> None:
+        self.job_id = job_id
+        self.attempt = spec.attempt
+        self.state = StreamState(spec, chunk_seconds)
+        self._engine = engine
+        self._executor = executor
+        self._send = send
+        self._wake = asyncio.Event()
+        self._failure: WhisperfarmError | None = None
+        self._stop_outcome: Outcome = "cancelled"
+        self.outcome: Outcome | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, on_exit: Callable[[StreamRunner], None]) -> None:
+        self.task = asyncio.create_task(self._run(on_exit), name=f"stream-{self.job_id}")
+
+    # ---- called by the worker as messages arrive ---------------------------------------
+
+    def feed(self, pcm: bytes) -> None:
+        """Buffer a packet; a bad one fails the stream (reported by the task)."""
+        if self._failure is not None:
+            return
+        try:
+            self.state.feed(pcm)
+        except WhisperfarmError as exc:
+            self._failure = exc
+        self._wake.set()
+
+    def end(self) -> None:
+        self.state.end()
+        self._wake.set()
+
+    def stop(self, outcome: Outcome) -> None:
+        """Drop the stream: its in-flight decode finishes in its thread, unread."""
+        self._stop_outcome = outcome
+        if self.task is not None:
+            self.task.cancel()
+
+    # ---- the task -------------------------------------------------------------------------
+
+    async def _run(self, on_exit: Callable[[StreamRunner], None]) -> None:
+        try:
+            await self._decode_while_streaming()
+            await self._decode(final=True)
+            await self._send_final()
+            self.outcome = "done"
+        except asyncio.CancelledError:
+            self.outcome = self._stop_outcome
+            raise
+        except WhisperfarmError as exc:
+            log.info("stream %s attempt %d failed: %s", self.job_id, self.attempt, exc.detail)
+            await self._send_failed(exc.detail)
+        except Exception as exc:
+            log.error("stream %s attempt %d crashed", self.job_id, self.attempt, exc_info=True)
+            await self._send_failed(f"internal error in the worker: {exc}")
+        finally:
+            metrics.STREAMS_FINISHED.labels(outcome=self.outcome or "failed").inc()
+            on_exit(self)
+
+    async def _decode_while_streaming(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._failure is not None:
+                raise self._failure
+            if self.state.ended:
+                return
+            if self.state.wants_decode():
+                await self._decode(final=False)
+                self._wake.set()  # audio that came during the decode may fill a window
+
+    async def _decode(self, final: bool) -> None:
+        window = self.state.next_window(final)
+        if window is None:
+            return
+        loop = asyncio.get_running_loop()
+        results, started, ended = await loop.run_in_executor(
+            self._executor, timed_transcribe, self._engine, [window.request]
+        )
+        self.state.record_inference(started, ended)
+        await self._send_segments(window, results[0])
+
+    async def _send_segments(self, window: Window, result: DecodeResult) -> None:
+        for segment in self.state.commit(window, result):
+            body = {"attempt": self.attempt, **segment.model_dump()}
+            await self._send(Message(Command.SEGMENT, self.job_id, body))
+
+    async def _send_final(self) -> None:
+        state = self.state
+        now = time.time()
+        body = {
+            "attempt": self.attempt,
+            "text": state.text,
+            "segments": [s.model_dump() for s in state.segments],
+            "language": state.language,
+            "duration": round(state.duration, 3),
+            "decode_started": state.decode_started if state.decode_started is not None else now,
+            "decode_ended": state.decode_ended if state.decode_ended is not None else now,
+        }
+        await self._send(Message(Command.FINAL, self.job_id, body))
+        log.info(
+            "stream %s attempt %d done: %.1f s of audio, %d segments",
+            self.job_id, self.attempt, state.duration, len(state.segments),
+        )
+
+    async def _send_failed(self, error: str) -> None:
+        self.outcome = "failed"
+        await self._send(wire.Message(Command.FAILED, self.job_id, {"attempt": self.attempt, "error": error}))

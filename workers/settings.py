@@ -1,0 +1,101 @@
+"""Worker configuration: one pydantic-settings object, read once at start and passed down.
+
+Every field is a CLI flag (`--max-batch`) and an environment variable
+(`WHISPERFARM_WORKER_MAX_BATCH`); the descriptions are what `--help` shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from whisperfarm.settings import ComponentSettings
+
+DEFAULT_MODEL_CACHE_DIR = Path("~/.cache/whisperfarm/models")
+
+
+class WorkerSettings(ComponentSettings):
+    """Everything a worker process needs to know, from flags, environment and defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="WHISPERFARM_WORKER_")
+
+    broker: str = Field(
+        default="tcp://127.0.0.1:5555",
+        description="ZeroMQ endpoint of the broker's ROUTER socket to connect to.",
+    )
+    engine: str = Field(
+        default="faster-whisper",
+        description="Inference engine: faster-whisper (CTranslate2) or null (no model, load tests).",
+    )
+    model: str = Field(
+        default="base",
+        description=(
+            "Model name (tiny.en and base are bundled; other names are looked up in "
+            "--model-cache-dir) or a path to a CTranslate2 model directory."
+        ),
+    )
+    slots: int = Field(
+        default=4, ge=1, le=256, description="How many streams this worker decodes at the same time."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where the model runs; auto picks cuda when a GPU is visible."
+    )
+    compute_type: str = Field(
+        default="auto",
+        description="CTranslate2 compute type (int8, float16, ...); auto: int8 on CPU, float16 on CUDA.",
+    )
+    model_cache_dir: Path = Field(
+        default=DEFAULT_MODEL_CACHE_DIR,
+        description="Directory holding assembled and converted models; never filled from a hub.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the /metrics and /healthz HTTP server binds."
+    )
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of the metrics server; 0 picks a free port."
+    )
+    cpu_threads: int = Field(
+        default=0, ge=0, description="CPU threads per decode; 0 keeps the library default."
+    )
+    beam_size: int = Field(
+        default=5, ge=1, le=32, description="Beam size (5 is faster-whisper's own default)."
+    )
+    chunk_seconds: float = Field(
+        default=60.0,
+        ge=10.0,
+        description=(
+            "Decode a stream while it uploads once this much undecoded audio is buffered; "
+            "shorter streams are decoded in one pass at the end."
+        ),
+    )
+    max_batch: int = Field(
+        default=8,
+        ge=1,
+        description=(
+            "Most decode requests handed to the engine in one call (cross-stream batching; "
+            "the current engines decode one stream per call)."
+        ),
+    )
+    batch_wait_ms: float = Field(
+        default=20.0,
+        ge=0.0,
+        description="How long a batch may wait for more streams before it is decoded.",
+    )
+    name: str = Field(
+        default="", description="Name shown by the broker for this worker; empty: host:pid."
+    )
+    null_delay_per_second: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="null engine only: seconds of simulated inference per second of audio.",
+    )
+    log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+
+    @field_validator("model_cache_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        """`~` comes unexpanded from env vars and defaults; resolve it once here."""
+        return value.expanduser()

@@ -1,0 +1,202 @@
+"""Per-stream decoder state: what to decode next and which segments are final.
+
+Audio arrives while the upload goes on. The policy: buffer the resampled audio; once
+`chunk_seconds` of uncommitted audio is buffered, decode it and commit the segments that
+end more than `COMMIT_MARGIN_S` before the end of the decoded audio (text near the edge
+may change once the next words arrive), drop the committed audio and keep the rest. The
+next window restarts where the last committed segment ended, with the committed text as
+its prompt and the detected language carried on. At the end everything left is decoded
+and committed. A stream shorter than `chunk_seconds` is thus decoded in one engine call
+over the whole audio — the same call a user would make on the original file.
+
+This is kept free of asyncio and sockets so the policy can grow (live mode: an unstable
+tail, voice activity) and be tested on its own; `workers.runner` drives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from whisperfarm.errors import ProtocolError
+from whisperfarm.packets import AudioFormat
+from whisperfarm.protocol import SegmentData
+from whisperfarm.transcripts import join_segments
+from workers.audio import SAMPLE_RATE, Resampler, Samples
+from workers.engines import DecodedSegment, DecodeRequest, DecodeResult, Task
+
+COMMIT_MARGIN_S = 5.0
+"""Segments ending this close to the end of the decoded audio wait for the next window."""
+PROMPT_CHARS = 600
+"""Committed text passed on as the next window's prompt (Whisper keeps ~220 tokens)."""
+
+
+class StreamSpec(BaseModel):
+    """The body of an ASSIGN: how the stream's audio is laid out and what to do with it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    attempt: int = Field(ge=0)
+    sample_rate: int
+    channels: int = 1
+    format: Literal["s16le", "f32le"] = "s16le"
+    language: str | None = None
+    task: Task = "transcribe"
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> StreamSpec:
+        """Validate an ASSIGN body; raises `ProtocolError`/`UnsupportedFormat`."""
+        try:
+            spec = cls.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise ProtocolError(f"bad ASSIGN: {where}: {first['msg']}") from None
+        spec.audio_format()  # range checks live in the shared contract
+        return spec
+
+    def audio_format(self) -> AudioFormat:
+        return AudioFormat(self.sample_rate, self.channels, self.format)
+
+
+@dataclass
+class Window:
+    """A decode in flight: the request and where its audio sits in the stream."""
+
+    request: DecodeRequest
+    final: bool
+
+
+class StreamState:
+    """Buffers one stream's audio, builds decode windows and commits their segments."""
+
+    def __init__(self, spec: StreamSpec, chunk_seconds: float) -> None:
+        self.spec = spec
+        self.language = spec.language
+        self.segments: list[SegmentData] = []
+        self.frames_in = 0
+        self.ended = False
+        self.decode_started: float | None = None
+        self.decode_ended: float | None = None
+        self._format = spec.audio_format()
+        self._resampler = Resampler(self._format)
+        self._chunk = int(chunk_seconds * SAMPLE_RATE)
+        self._next_decode_at = self._chunk
+        self._pending: list[Samples] = []
+        self._buffered = 0
+        self._offset = 0  # stream position (16 kHz samples) of the buffer's first sample
+
+    # ---- audio in -----------------------------------------------------------------------
+
+    def feed(self, pcm: bytes) -> None:
+        """Add one packet of raw PCM (any rate/channels announced in the spec)."""
+        self._append(self._resampler.feed(pcm))
+        self.frames_in += self._format.frames_in(len(pcm))
+
+    def end(self) -> None:
+        """No more audio: flush the resampler so the tail is decoded too."""
+        if not self.ended:
+            self._append(self._resampler.flush())
+            self.ended = True
+
+    def _append(self, samples: Samples) -> None:
+        if len(samples):
+            self._pending.append(samples)
+            self._buffered += len(samples)
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio received, measured on the input (exact, unlike 16 kHz counts)."""
+        return self.frames_in / self.spec.sample_rate
+
+    @property
+    def buffered_seconds(self) -> float:
+        return self._buffered / SAMPLE_RATE
+
+    # ---- windows ------------------------------------------------------------------------
+
+    def wants_decode(self) -> bool:
+        """Enough uncommitted audio for a window while the upload is still going on."""
+        return not self.ended and self._buffered >= self._next_decode_at
+
+    def next_window(self, final: bool) -> Window | None:
+        """The uncommitted audio as one request; None when a final window has nothing."""
+        audio = self._buffer()
+        if final and not len(audio):
+            return None
+        request = DecodeRequest(audio, self.language, self.spec.task, self._prompt())
+        return Window(request, final)
+
+    def _buffer(self) -> Samples:
+        """All uncommitted audio as one array (kept joined, so joining happens once)."""
+        if len(self._pending) > 1:
+            self._pending = [np.concatenate(self._pending)]
+        return self._pending[0] if self._pending else np.zeros(0, dtype=np.float32)
+
+    def _prompt(self) -> str | None:
+        text = join_segments(self.segments)
+        if not text:
+            return None
+        tail = text[-PROMPT_CHARS:]
+        return tail if len(text) <= PROMPT_CHARS else tail.partition(" ")[2] or tail
+
+    # ---- results ------------------------------------------------------------------------
+
+    def record_inference(self, started: float, ended: float) -> None:
+        """Wall-clock span of the stream's inference: first start, last end."""
+        if self.decode_started is None:
+            self.decode_started = started
+        self.decode_ended = ended
+
+    def commit(self, window: Window, result: DecodeResult) -> list[SegmentData]:
+        """Apply a window's result; returns the segments that became final."""
+        if self.language is None:
+            self.language = result.language
+        decoded = len(window.request.audio)
+        if window.final:
+            keep, cut = result.segments, decoded
+        else:
+            keep, cut = self._committable(result.segments, decoded)
+        committed = [self._to_stream_time(s) for s in keep]
+        self._drop(cut)
+        self._next_decode_at = self._chunk if cut else decoded + self._chunk // 2
+        return committed
+
+    def _committable(
+        self, segments: list[DecodedSegment], decoded: int
+    ) -> tuple[list[DecodedSegment], int]:
+        """Segments safely before the window's edge, and how much audio they free."""
+        limit = decoded / SAMPLE_RATE - COMMIT_MARGIN_S
+        keep = [s for s in segments if s.end <= limit]
+        if keep:
+            return keep, min(decoded, round(keep[-1].end * SAMPLE_RATE))
+        if not segments:  # no speech in the window: only the edge may still hold some
+            return [], max(0, round(limit * SAMPLE_RATE))
+        return [], 0  # one long segment across the edge: wait for more audio
+
+    def _to_stream_time(self, segment: DecodedSegment) -> SegmentData:
+        base = self._offset / SAMPLE_RATE
+        data = SegmentData(
+            id=len(self.segments),
+            start=round(base + segment.start, 3),
+            end=round(base + segment.end, 3),
+            text=segment.text.strip(),
+        )
+        self.segments.append(data)
+        return data
+
+    def _drop(self, samples: int) -> None:
+        """Forget committed audio; audio that arrived during the decode stays."""
+        if samples <= 0:
+            return
+        rest = self._buffer()[samples:]
+        self._pending = [rest] if len(rest) else []
+        self._buffered = len(rest)
+        self._offset += samples
+
+    @property
+    def text(self) -> str:
+        return join_segments(self.segments)

@@ -153,7 +153,7 @@ def parse_client_message(text: str | bytes) -> Start | Resume | End:
 
 def _start_error(data: dict[str, Any], exc: ValidationError) -> ProtocolError:
     """Name a format problem `unsupported_format`, anything else `bad_message`."""
-    fields = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+    fields = {str(part) for e in exc.errors() if e["type"] != "missing" for part in e["loc"]}
     if fields & {"format", "sample_rate", "channels"}:
         return UnsupportedFormat(
             f"{_describe(exc)} (formats s16le/f32le, {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz, "

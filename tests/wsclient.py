@@ -1,0 +1,78 @@
+"""A minimal protocol-v1 client for tests: speaks the wire directly, no source CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from whisperfarm.packets import FRAMES_PER_PACKET
+
+
+@dataclass
+class Reply:
+    """Everything the broker said on one connection, and how it closed."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("type") == kind]
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.messages[-1] if self.messages else {}
+
+
+def tone(seconds: float, rate: int = 16_000, channels: int = 1) -> bytes:
+    """s16le interleaved sine: real-looking audio for protocol tests (the null engine)."""
+    t = np.arange(int(seconds * rate)) / rate
+    mono = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    return np.repeat(mono[:, None], channels, axis=1).tobytes()
+
+
+def packets(pcm: bytes, channels: int = 1, sample_bytes: int = 2) -> list[bytes]:
+    size = FRAMES_PER_PACKET * channels * sample_bytes
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+def start_message(**overrides: Any) -> str:
+    message: dict[str, Any] = {"type": "start", "name": "test.wav", "sample_rate": 16_000}
+    message.update(overrides)
+    return json.dumps(message)
+
+
+async def read_all(ws: ClientConnection, reply: Reply) -> Reply:
+    """Read until the broker closes the connection."""
+    try:
+        async for raw in ws:
+            reply.messages.append(json.loads(raw))
+    except websockets.ConnectionClosed:
+        pass
+    reply.close_code = ws.close_code
+    return reply
+
+
+async def stream_pcm(url: str, pcm: bytes, *, channels: int = 1, **start: Any) -> Reply:
+    """Start, send all packets, end, and collect every reply until the close."""
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(start_message(channels=channels, **start))
+        reply = Reply([json.loads(await ws.recv())])
+        if reply.last.get("type") != "accepted":
+            return await read_all(ws, reply)
+        for packet in packets(pcm, channels):
+            await ws.send(packet)
+        await ws.send(json.dumps({"type": "end"}))
+        return await read_all(ws, reply)
+
+
+async def send_raw(url: str, *frames: str | bytes) -> Reply:
+    """Send frames as they are and collect the replies (for bad-input tests)."""
+    async with websockets.connect(url, max_size=None) as ws:
+        for frame in frames:
+            await ws.send(frame)
+        return await read_all(ws, Reply())

@@ -24,6 +24,7 @@ from broker.run import StreamRun
 from broker.settings import BrokerSettings
 from broker.spool import JobFiles, SpoolWriter
 from whisperfarm.errors import (
+    BadPacket,
     CloseCode,
     NotFound,
     NoWorker,
@@ -104,9 +105,20 @@ class Farm:
         return run
 
     def resume_stream(self, job_id: str) -> StreamRun:
-        """Re-admit an interrupted job from its last whole packet in the spool."""
+        """Re-attach a client to its job after a dropped connection.
+
+        An interrupted upload is re-admitted from its last whole packet in the spool; an
+        upload that had ended (the job goes on, or is done) is re-attached so the client
+        gets its final after sending `end` again.
+        """
         job = self.store.get(job_id)
-        if job is None or job.status is not JobStatus.INTERRUPTED or job_id in self.runs:
+        run = self.runs.get(job_id)
+        if run is not None and run.ended and run.outbox is None:
+            run.outbox = asyncio.Queue()
+            return run
+        if job is not None and job.status is JobStatus.DONE:
+            return self._finished_run(job)
+        if job is None or job.status is not JobStatus.INTERRUPTED or run is not None:
             state = "unknown" if job is None else job.status.value
             raise NotFound(f"job {job_id} cannot be resumed (it is {state})")
         audio = AudioFormat(job.sample_rate, job.channels, job.format)  # type: ignore[arg-type]
@@ -121,6 +133,29 @@ class Farm:
         self._admit(run)
         return run
 
+    def _finished_run(self, job: Job) -> StreamRun:
+        """A detached view of a done job: it answers a repeated `end` with the final."""
+        audio = AudioFormat(job.sample_rate, job.channels, job.format)  # type: ignore[arg-type]
+        validator = PacketValidator(audio)
+        validator.frames = job.frames
+        run = StreamRun(job, JobFiles(self.settings.data_dir, job.id), audio, validator, ended=True)
+        run.outbox = asyncio.Queue()
+        return run
+
+    def end_again(self, run: StreamRun) -> None:
+        """`end` from a client that resumed an ended upload: the final when there is one."""
+        if run.job.status is not JobStatus.DONE:
+            return  # the worker is still at it; its final reaches the re-attached client
+        transcript = run.files.read_transcript()
+        if transcript is None:
+            self.fail(run, _EngineFailure("the transcript of this job is missing"))
+            return
+        final = Final(
+            job_id=run.job_id, text=transcript.text, segments=transcript.segments,
+            language=transcript.language, duration=transcript.duration,
+        )  # fmt: skip
+        run.emit(final, CloseCode.NORMAL)
+
     def _admit(self, run: StreamRun) -> None:
         self.runs[run.job_id] = run
         run.outbox = asyncio.Queue()
@@ -129,13 +164,14 @@ class Farm:
 
     def receive_packet(self, run: StreamRun, packet: bytes) -> None:
         """Validate, spool and forward one packet; ack durable frames now and then."""
+        if run.spool is None:
+            raise BadPacket("the upload of this job has already ended")
         frames = run.validator.accept(packet)
         s = self.settings
         if run.validator.frames > s.max_stream_seconds * run.audio.sample_rate:
             raise TooLarge(f"stream longer than {s.max_stream_seconds:.0f} s")
         if run.spool_bytes() + len(packet) > s.max_stream_bytes:
             raise TooLarge(f"stream larger than {s.max_stream_bytes} bytes")
-        assert run.spool is not None  # a client-attached run always has a spool writer
         run.spool.append(packet)
         run.job.frames = run.validator.frames
         metrics.PACKETS_RECEIVED.inc()
@@ -303,7 +339,9 @@ class Farm:
     def _requeue_headless(self, job: Job) -> None:
         audio = AudioFormat(job.sample_rate, job.channels, job.format)  # type: ignore[arg-type]
         files = JobFiles(self.settings.data_dir, job.id)
-        run = StreamRun(job, files, audio, PacketValidator(audio), ended=True)
+        validator = PacketValidator(audio)
+        validator.frames = job.frames
+        run = StreamRun(job, files, audio, validator, ended=True)
         run.ended_at = time.monotonic()
         job.worker = None
         self.runs[job.id] = run

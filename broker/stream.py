@@ -48,10 +48,9 @@ async def stream_endpoint(ws: WebSocket) -> None:
         sender = asyncio.create_task(_send_outbox(ws, run))
         try:
             await _receive_upload(ws, farm, run)
-        except BaseException:
+            await _await_result(ws, run, sender)
+        finally:
             sender.cancel()
-            raise
-        await sender
     except _ClientGone:
         if run is not None:
             await farm.interrupt(run, "the client disconnected before end")
@@ -91,9 +90,29 @@ async def _receive_upload(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
             continue
         message = parse_client_message(event.get("text") or "")
         if isinstance(message, End):
-            await farm.end_stream(run)
+            if run.ended:
+                farm.end_again(run)
+            else:
+                await farm.end_stream(run)
             return
         raise ProtocolError(f"unexpected {message.type} during the upload")
+
+
+async def _await_result(ws: WebSocket, run: StreamRun, sender: asyncio.Task[None]) -> None:
+    """After `end`: wait for the sender to deliver the final, or for the client to leave.
+
+    A client that leaves now is detached at once, so that it can `resume` and get the
+    final on a new connection while the job goes on.
+    """
+    while not sender.done():
+        listener = asyncio.ensure_future(ws.receive())
+        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+        if not listener.done():
+            listener.cancel()
+            break
+        if listener.exception() or listener.result()["type"] == "websocket.disconnect":
+            run.detach()
+            break
 
 
 async def _receive_text(ws: WebSocket, timeout: float) -> str:

@@ -8,9 +8,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from whisperfarm.streaming.errors import OutputError
 from whisperfarm.transcripts import Transcript, render
-
-from source.errors import OutputError
 
 SAVED_FORMATS = ("txt", "json")
 

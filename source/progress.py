@@ -17,8 +17,7 @@ from enum import StrEnum
 from typing import TextIO
 
 from whisperfarm.protocol import Segment
-
-from source.decode import AudioInfo
+from whisperfarm.streaming.decode import AudioInfo
 
 PROG = "whisperfarm-source"
 REDRAW_INTERVAL = 0.1
@@ -54,10 +53,7 @@ class Console:
     @classmethod
     def for_terminal(cls, quiet: bool) -> Console:
         """The console for this process, looked up at call time (tests swap sys.stderr)."""
-        if quiet:
-            mode = Mode.QUIET
-        else:
-            mode = Mode.TTY if sys.stderr.isatty() else Mode.PLAIN
+        mode = Mode.QUIET if quiet else Mode.TTY if sys.stderr.isatty() else Mode.PLAIN
         return cls(sys.stderr, sys.stdout, mode)
 
     def track(self, label: str, info: AudioInfo, *, several: bool) -> FileProgress:
@@ -125,7 +121,7 @@ class FileProgress:
 
     def __init__(self, console: Console, label: str, info: AudioInfo, *, several: bool) -> None:
         self.label = label
-        self.state = "connecting…"
+        self.state = "waiting…"
         self._console = console
         self._info = info
         self._prefix = f"{label} " if several else ""

@@ -15,7 +15,9 @@ DEFAULT_URL = f"ws://127.0.0.1:8000{STREAM_PATH}"
 
 
 class SourceSettings(ComponentSettings):
-    """Everything `whisperfarm-source` needs, read once at start and passed down."""
+    """Transcribe files on a whisperfarm. Exit: 0 done, 2 unreadable, 3 overloaded, 4 failed."""
+
+    # The docstring above is the CLI's --help description (pydantic-settings shows it as is).
 
     model_config = SettingsConfigDict(env_prefix="WHISPERFARM_SOURCE_", cli_hide_none_type=True)
 
@@ -28,7 +30,7 @@ class SourceSettings(ComponentSettings):
         None,
         min_length=2,
         max_length=16,
-        description="language code of the speech (e.g. en, ru); default: detected",
+        description="language code of the speech (en, ru, ...); unset: the model detects it",
     )
     task: Literal["transcribe", "translate"] = Field(
         "transcribe", description="transcribe, or translate into English"

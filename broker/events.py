@@ -18,23 +18,27 @@ KEEPALIVE_S = 15.0
 
 class EventHub:
     def __init__(self, queue_size: int = 1000) -> None:
-        self._subscribers: set[asyncio.Queue[str | None]] = set()
+        self._subscribers: dict[asyncio.Queue[str | None], str | None] = {}
+        """Each subscriber's queue and the owner it may see (None: everything)."""
         self._queue_size = queue_size
 
-    def publish(self, event: str, data: dict[str, Any]) -> None:
+    def publish(self, event: str, data: dict[str, Any], owner: str | None = None) -> None:
+        """Send to every subscriber allowed to see `owner`'s data (None: public)."""
         message = self.format(event, data)
-        for queue in list(self._subscribers):
+        for queue, allowed in list(self._subscribers.items()):
+            if owner is not None and allowed is not None and allowed != owner:
+                continue
             try:
                 queue.put_nowait(message)
             except asyncio.QueueFull:
                 log.info("dropping a slow event subscriber")
-                self._subscribers.discard(queue)
+                self._subscribers.pop(queue, None)
                 _end(queue)
 
-    async def stream(self, first: list[str]) -> AsyncIterator[str]:
+    async def stream(self, first: list[str], owner: str | None = None) -> AsyncIterator[str]:
         """Yield `first` (snapshots), then every published event, with keep-alives."""
         queue: asyncio.Queue[str | None] = asyncio.Queue(self._queue_size)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = owner
         try:
             for message in first:
                 yield message
@@ -48,11 +52,11 @@ class EventHub:
                     return
                 yield item
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
 
     def close(self) -> None:
         for queue in list(self._subscribers):
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
             _end(queue)
 
     @staticmethod

@@ -16,6 +16,7 @@ from typing import Any
 
 from broker import metrics
 from broker.admission import Admission
+from broker.auth import Authenticator, load_tokens
 from broker.dispatcher import Dispatcher, WorkerInfo
 from broker.events import EventHub
 from broker.jobs import ACTIVE_STATUSES, Job, JobStatus
@@ -44,7 +45,10 @@ class Farm:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store: JobStore = store or SqliteJobStore(settings.data_dir / "jobs.sqlite3")
         self.events = EventHub()
-        self.admission = Admission(settings.max_active, settings.retry_after)
+        self.admission = Admission(
+            settings.max_active, settings.retry_after, settings.max_streams_per_token
+        )
+        self.auth = Authenticator(load_tokens(settings.api_tokens, settings.api_tokens_file))
         self.runs: dict[str, StreamRun] = {}
         self.dispatcher = Dispatcher(
             settings.zmq, self, settings.heartbeat_interval, settings.heartbeat_liveness
@@ -80,10 +84,10 @@ class Farm:
 
     # ---- client side -----------------------------------------------------------------
 
-    def open_stream(self, start: Start) -> StreamRun:
+    def open_stream(self, start: Start, owner: str | None = None) -> StreamRun:
         """Admit a new stream (or raise `Overloaded`) and queue it for a worker."""
         audio = start.audio_format()
-        self.admission.acquire("start")
+        self.admission.acquire("start", owner)
         now = time.time()
         job = Job(
             id=uuid.uuid4().hex,
@@ -104,15 +108,15 @@ class Farm:
         self._admit(run)
         return run
 
-    def resume_stream(self, job_id: str) -> StreamRun:
+    def resume_stream(self, job_id: str, owner: str | None = None) -> StreamRun:
         """Re-attach a client to its job after a dropped connection.
 
         An interrupted upload is re-admitted from its last whole packet in the spool; an
         upload that had ended (the job goes on, or is done) is re-attached so the client
         gets its final after sending `end` again.
         """
-        job = self.store.get(job_id)
-        run = self.runs.get(job_id)
+        job = self.job_for(job_id, owner)
+        run = self.runs.get(job_id) if job is not None else None
         if run is not None and run.ended and run.outbox is None:
             run.outbox = asyncio.Queue()
             return run
@@ -124,7 +128,7 @@ class Farm:
         audio = AudioFormat(job.sample_rate, job.channels, job.format)  # type: ignore[arg-type]
         files = JobFiles(self.settings.data_dir, job.id)
         whole = files.spool_size() // audio.packet_bytes * audio.packet_bytes
-        self.admission.acquire("resume")
+        self.admission.acquire("resume", owner)
         validator = PacketValidator(audio)
         validator.frames = audio.frames_in(whole)
         run = StreamRun(job, files, audio, validator, SpoolWriter(files, whole), admitted=True)
@@ -245,7 +249,7 @@ class Farm:
         self.runs.pop(run.job_id, None)
         if run.admitted:
             run.admitted = False
-            self.admission.release()
+            self.admission.release(run.job.owner)
         run.finished.set()
 
     # ---- worker side (DispatchListener) ------------------------------------------------
@@ -375,6 +379,13 @@ class Farm:
 
     # ---- views -----------------------------------------------------------------------
 
+    def job_for(self, job_id: str, owner: str | None) -> Job | None:
+        """The job if it exists and `owner` may see it (a job of another token: None)."""
+        job = self.store.get(job_id)
+        if job is None or (self.auth.enabled and job.owner != owner):
+            return None
+        return job
+
     def farm_info(self) -> dict[str, Any]:
         return {
             "workers": self.dispatcher.snapshot(),
@@ -388,7 +399,7 @@ class Farm:
         if status in (JobStatus.DONE, JobStatus.FAILED):
             job.finished_at = job.updated_at
         self.store.save(job)
-        self.events.publish("job", job.model_dump(mode="json"))
+        self.events.publish("job", job.model_dump(mode="json", exclude={"owner"}), job.owner)
 
 
 class _EngineFailure(WhisperfarmError):

@@ -53,6 +53,8 @@ class Job(BaseModel):
     decode_started: float | None = None
     decode_ended: float | None = None
     error: str | None = None
+    owner: str | None = None
+    """Hash of the API token that created the job (None when auth is off)."""
 
     @property
     def upload_ended(self) -> bool:

@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    owner TEXT,
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
@@ -30,7 +31,12 @@ CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 class JobStore(Protocol):
     def save(self, job: Job) -> None: ...
     def get(self, job_id: str) -> Job | None: ...
-    def list(self, limit: int = 500, statuses: Iterable[JobStatus] | None = None) -> list[Job]: ...
+    def list(
+        self,
+        limit: int = 500,
+        statuses: Iterable[JobStatus] | None = None,
+        owner: str | None = None,
+    ) -> list[Job]: ...
     def close(self) -> None: ...
 
 
@@ -43,32 +49,49 @@ class SqliteJobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "owner" not in columns:  # a data dir from before API tokens
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
         self.is_open = True
 
     def save(self, job: Job) -> None:
         self._db.execute(
-            "INSERT INTO jobs (id, status, created_at, updated_at, data) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT(id) DO UPDATE SET status=excluded.status,"
+            "INSERT INTO jobs (id, status, created_at, updated_at, owner, data)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status=excluded.status,"
             " updated_at=excluded.updated_at, data=excluded.data",
-            (job.id, job.status.value, job.created_at, job.updated_at, job.model_dump_json()),
+            (
+                job.id,
+                job.status.value,
+                job.created_at,
+                job.updated_at,
+                job.owner,
+                job.model_dump_json(),
+            ),
         )
 
     def get(self, job_id: str) -> Job | None:
         row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.model_validate_json(row[0]) if row else None
 
-    def list(self, limit: int = 500, statuses: Iterable[JobStatus] | None = None) -> list[Job]:
-        if statuses is None:
-            rows = self._db.execute(
-                "SELECT data FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)
-            ).fetchall()
-        else:
+    def list(
+        self,
+        limit: int = 500,
+        statuses: Iterable[JobStatus] | None = None,
+        owner: str | None = None,
+    ) -> list[Job]:
+        """Newest first; only `statuses` and only `owner`'s jobs when given."""
+        where, args = [], []
+        if statuses is not None:
             wanted = [s.value for s in statuses]
-            marks = ",".join("?" * len(wanted))
-            rows = self._db.execute(
-                f"SELECT data FROM jobs WHERE status IN ({marks}) ORDER BY created_at LIMIT ?",
-                (*wanted, limit),
-            ).fetchall()
+            where.append(f"status IN ({','.join('?' * len(wanted))})")
+            args.extend(wanted)
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT data FROM jobs {clause} ORDER BY created_at DESC LIMIT ?", (*args, limit)
+        ).fetchall()
         return [Job.model_validate_json(r[0]) for r in rows]
 
     def close(self) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from broker.farm import Farm
-from broker.jobs import JobStatus
+from broker.jobs import Job, JobStatus
 from broker.spool import JobFiles
+from whisperfarm.errors import Unauthorized
 from whisperfarm.transcripts import FORMATS, MEDIA_TYPES
 
 MAX_LIST = 1000
@@ -24,21 +27,31 @@ def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def _owner(request: Request) -> str | None:
+    return _farm(request).auth.owner(request.headers, request.query_params)
+
+
+def _public(job: Job) -> dict[str, Any]:
+    return job.model_dump(mode="json", exclude={"owner"})
+
+
 async def list_jobs(request: Request) -> Response:
     try:
         limit = min(int(request.query_params.get("limit", "200")), MAX_LIST)
         statuses = [JobStatus(s) for s in request.query_params.getlist("status")] or None
     except ValueError as exc:
         return _problem(400, f"bad query: {exc}")
-    jobs = _farm(request).store.list(limit=limit, statuses=statuses)
-    return JSONResponse({"jobs": [j.model_dump(mode="json") for j in jobs]})
+    farm = _farm(request)
+    owner = _owner(request)
+    jobs = farm.store.list(limit=limit, statuses=statuses, owner=owner)
+    return JSONResponse({"jobs": [_public(j) for j in jobs]})
 
 
 async def get_job(request: Request) -> Response:
-    job = _farm(request).store.get(request.path_params["job_id"])
+    job = _farm(request).job_for(request.path_params["job_id"], _owner(request))
     if job is None:
         return _problem(404, "no such job")
-    return JSONResponse(job.model_dump(mode="json"))
+    return JSONResponse(_public(job))
 
 
 async def get_transcript(request: Request) -> Response:
@@ -47,7 +60,7 @@ async def get_transcript(request: Request) -> Response:
     fmt = request.query_params.get("format", "txt")
     if fmt not in FORMATS:
         return _problem(400, f"format must be one of {', '.join(FORMATS)}")
-    job = farm.store.get(job_id)
+    job = farm.job_for(job_id, _owner(request))
     if job is None:
         return _problem(404, "no such job")
     if job.status is not JobStatus.DONE:
@@ -70,14 +83,16 @@ def _safe_stem(name: str) -> str:
 
 
 async def farm_view(request: Request) -> Response:
+    _owner(request)
     return JSONResponse(_farm(request).farm_info())
 
 
 async def events(request: Request) -> Response:
     farm = _farm(request)
+    owner = _owner(request)
     first = [farm.events.format("farm", farm.farm_info())]
     return StreamingResponse(
-        farm.events.stream(first),
+        farm.events.stream(first, owner if farm.auth.enabled else None),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -101,6 +116,15 @@ async def readyz(request: Request) -> Response:
 async def metrics_view(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+
+async def _unauthorized(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Unauthorized)
+    return JSONResponse(
+        {"detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+exception_handlers = {Unauthorized: _unauthorized}
 
 routes = [
     Route("/v1/jobs", list_jobs),

@@ -35,6 +35,13 @@ class BrokerSettings(ComponentSettings):
     ack_every_packets: int = Field(
         16, ge=1, description="packets between durable-spool acknowledgements"
     )
+    api_tokens: str = Field(
+        "", description="comma-separated API bearer tokens; empty (and no file): auth off"
+    )
+    api_tokens_file: Path | None = Field(None, description="file with one API token per line")
+    max_streams_per_token: int = Field(
+        0, ge=0, description="streams one token may have at once (0 = only --max-active)"
+    )
     heartbeat_interval: float = Field(1.0, gt=0, description="seconds between worker heartbeats")
     heartbeat_liveness: int = Field(
         3, ge=1, description="missed heartbeats before a worker is dead"

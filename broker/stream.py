@@ -66,14 +66,15 @@ async def stream_endpoint(ws: WebSocket) -> None:
 
 
 async def _open(ws: WebSocket, farm: Farm) -> StreamRun:
+    owner = farm.auth.owner(ws.headers, ws.query_params)
     message = parse_client_message(await _receive_text(ws, farm.settings.idle_timeout))
     if isinstance(message, End):
         raise ProtocolError("end before start")
     if isinstance(message, Resume):
-        run = farm.resume_stream(message.job_id)
+        run = farm.resume_stream(message.job_id, owner)
     else:
         assert isinstance(message, Start)
-        run = farm.open_stream(message)
+        run = farm.open_stream(message, owner)
     run.emit(Accepted(job_id=run.job_id, resume_from_frame=run.validator.frames))
     return run
 

@@ -86,6 +86,7 @@ class Batch:
             retries=settings.retries,
             retry_delay=settings.retry_delay,
             connect_timeout=settings.connect_timeout,
+            token=settings.token,
         )
 
     async def transcribe_one(self, upload: Upload) -> ExitCode:

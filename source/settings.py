@@ -48,6 +48,9 @@ class SourceSettings(ComponentSettings):
     connect_timeout: float = Field(
         10.0, gt=0, description="seconds to open the WebSocket before giving up"
     )
+    token: str | None = Field(
+        None, description="API token, when the farm requires one (env WHISPERFARM_SOURCE_TOKEN)"
+    )
     jobs: int = Field(
         0, ge=0, description="at most this many files stream at once (0: all of them)"
     )

@@ -91,6 +91,13 @@ class Timeout(WhisperfarmError):
     close_code = CloseCode.NORMAL
 
 
+class Unauthorized(WhisperfarmError):
+    """A missing or wrong API token."""
+
+    code = ErrorCode.UNAUTHORIZED
+    close_code = CloseCode.POLICY
+
+
 class NotFound(WhisperfarmError):
     """A job id that does not exist (or is not resumable)."""
 

@@ -8,10 +8,10 @@ what makes farm transcripts match a plain `WhisperModel.transcribe(path)`.
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import numpy.typing as npt
 
-import av
 from whisperfarm.errors import BadPacket
 from whisperfarm.packets import AudioFormat
 

@@ -33,6 +33,7 @@ class Link:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(endpoint)
         self.heard_at = time.monotonic()
+        self.heard_any = False
         self.closed = False
 
     def expires_in(self) -> float:
@@ -47,10 +48,11 @@ class Link:
 
     async def recv(self, timeout_s: float) -> list[bytes] | None:
         """Frames after the empty delimiter, or None if nothing came within the timeout."""
-        if not await self.socket.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+        if not await self.socket.poll(max(0, int(timeout_s * 1000))):
             return None
         frames: list[bytes] = await self.socket.recv_multipart()
         self.heard_at = time.monotonic()
+        self.heard_any = True
         if frames and frames[0] == b"":
             return frames[1:]
         return frames  # a DEALER peer without the delimiter: decode() will reject it

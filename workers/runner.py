@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
-from whisperfarm import wire
 from whisperfarm.errors import EngineError, WhisperfarmError
 from whisperfarm.wire import Command, Message
 from workers import metrics
@@ -48,6 +47,14 @@ def timed_transcribe(
     return results, started, ended
 
 
+def _as_stream_error(exc: Exception) -> WhisperfarmError:
+    """Errors from the audio path become the stream's FAILED reason, never a crash."""
+    if isinstance(exc, WhisperfarmError):
+        return exc
+    log.warning("audio processing failed: %r", exc)
+    return EngineError(f"could not process the audio: {exc}")
+
+
 class StreamRunner:
     """One assigned stream (job id + attempt) from ASSIGN to FINAL, FAILED or cancel."""
 
@@ -73,7 +80,18 @@ class StreamRunner:
         self.task: asyncio.Task[None] | None = None
 
     def start(self, on_exit: Callable[[StreamRunner], None]) -> None:
-        self.task = asyncio.create_task(self._run(on_exit), name=f"stream-{self.job_id}")
+        """Start the stream's task; `on_exit` runs once it is over, however it ended."""
+        task = asyncio.create_task(self._run(), name=f"stream-{self.job_id}")
+        task.add_done_callback(lambda _: self._finished(on_exit))
+        self.task = task
+
+    def _finished(self, on_exit: Callable[[StreamRunner], None]) -> None:
+        # A done callback rather than `finally`, so a task cancelled before it ever ran
+        # is counted too.
+        if self.outcome is None:
+            self.outcome = self._stop_outcome
+        metrics.STREAMS_FINISHED.labels(outcome=self.outcome).inc()
+        on_exit(self)
 
     # ---- called by the worker as messages arrive ---------------------------------------
 
@@ -83,12 +101,15 @@ class StreamRunner:
             return
         try:
             self.state.feed(pcm)
-        except WhisperfarmError as exc:
-            self._failure = exc
+        except Exception as exc:
+            self._failure = _as_stream_error(exc)
         self._wake.set()
 
     def end(self) -> None:
-        self.state.end()
+        try:
+            self.state.end()
+        except Exception as exc:
+            self._failure = _as_stream_error(exc)
         self._wake.set()
 
     def stop(self, outcome: Outcome) -> None:
@@ -99,24 +120,18 @@ class StreamRunner:
 
     # ---- the task -------------------------------------------------------------------------
 
-    async def _run(self, on_exit: Callable[[StreamRunner], None]) -> None:
+    async def _run(self) -> None:
         try:
             await self._decode_while_streaming()
             await self._decode(final=True)
             await self._send_final()
             self.outcome = "done"
-        except asyncio.CancelledError:
-            self.outcome = self._stop_outcome
-            raise
         except WhisperfarmError as exc:
             log.info("stream %s attempt %d failed: %s", self.job_id, self.attempt, exc.detail)
             await self._send_failed(exc.detail)
         except Exception as exc:
             log.error("stream %s attempt %d crashed", self.job_id, self.attempt, exc_info=True)
             await self._send_failed(f"internal error in the worker: {exc}")
-        finally:
-            metrics.STREAMS_FINISHED.labels(outcome=self.outcome or "failed").inc()
-            on_exit(self)
 
     async def _decode_while_streaming(self) -> None:
         while True:
@@ -161,9 +176,13 @@ class StreamRunner:
         await self._send(Message(Command.FINAL, self.job_id, body))
         log.info(
             "stream %s attempt %d done: %.1f s of audio, %d segments",
-            self.job_id, self.attempt, state.duration, len(state.segments),
+            self.job_id,
+            self.attempt,
+            state.duration,
+            len(state.segments),
         )
 
     async def _send_failed(self, error: str) -> None:
-        self.outcome = "failed"
-        await self._send(wire.Message(Command.FAILED, self.job_id, {"attempt": self.attempt, "error": error}))
+        self.outcome = "failed"  # before the send: a cancel during it must not relabel it
+        body = {"attempt": self.attempt, "error": error}
+        await self._send(Message(Command.FAILED, self.job_id, body))

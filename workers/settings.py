@@ -28,7 +28,7 @@ class WorkerSettings(ComponentSettings):
     )
     engine: str = Field(
         default="faster-whisper",
-        description="Inference engine: faster-whisper (CTranslate2) or null (no model, load tests).",
+        description="Inference engine: faster-whisper or null (no model, for load tests).",
     )
     model: str = Field(
         default="base",
@@ -38,14 +38,16 @@ class WorkerSettings(ComponentSettings):
         ),
     )
     slots: int = Field(
-        default=4, ge=1, le=256, description="How many streams this worker decodes at the same time."
+        default=4, ge=1, le=256, description="How many streams this worker decodes at once."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Where the model runs; auto picks cuda when a GPU is visible."
     )
     compute_type: str = Field(
         default="auto",
-        description="CTranslate2 compute type (int8, float16, ...); auto: int8 on CPU, float16 on CUDA.",
+        description=(
+            "CTranslate2 compute type (int8, float16, ...); auto: int8 on CPU, float16 on GPU."
+        ),
     )
     model_cache_dir: Path = Field(
         default=DEFAULT_MODEL_CACHE_DIR,

@@ -4,10 +4,11 @@ Audio arrives while the upload goes on. The policy: buffer the resampled audio; 
 `chunk_seconds` of uncommitted audio is buffered, decode it and commit the segments that
 end more than `COMMIT_MARGIN_S` before the end of the decoded audio (text near the edge
 may change once the next words arrive), drop the committed audio and keep the rest. The
-next window restarts where the last committed segment ended, with the committed text as
-its prompt and the detected language carried on. At the end everything left is decoded
-and committed. A stream shorter than `chunk_seconds` is thus decoded in one engine call
-over the whole audio — the same call a user would make on the original file.
+next window restarts where the last committed segment ended, with the committed text (and
+the engine's tokens for it, timestamps included) as its prompt and the detected language
+carried on. At the end everything left is decoded and committed. A stream shorter than
+`chunk_seconds` is thus decoded in one engine call over the whole audio — the same call
+a user would make on the original file.
 
 This is kept free of asyncio and sockets so the policy can grow (live mode: an unstable
 tail, voice activity) and be tested on its own; `workers.runner` drives it.
@@ -32,6 +33,11 @@ COMMIT_MARGIN_S = 5.0
 """Segments ending this close to the end of the decoded audio wait for the next window."""
 PROMPT_CHARS = 600
 """Committed text passed on as the next window's prompt (Whisper keeps ~220 tokens)."""
+MAX_WINDOW_CHUNKS = 2
+"""A window this many chunks long commits all its segments when none ends before the
+edge, so the buffer stays bounded even if the engine keeps returning one long segment."""
+CONTEXT_TOKENS = 223
+"""Committed tokens passed on: what Whisper itself keeps (max_length // 2 - 1)."""
 
 
 class StreamSpec(BaseModel):
@@ -64,7 +70,7 @@ class StreamSpec(BaseModel):
 
 @dataclass
 class Window:
-    """A decode in flight: the request and where its audio sits in the stream."""
+    """A decode in flight: the request, and whether it is the stream's last one."""
 
     request: DecodeRequest
     final: bool
@@ -88,6 +94,7 @@ class StreamState:
         self._pending: list[Samples] = []
         self._buffered = 0
         self._offset = 0  # stream position (16 kHz samples) of the buffer's first sample
+        self._context: tuple[int, ...] = ()
 
     # ---- audio in -----------------------------------------------------------------------
 
@@ -127,7 +134,7 @@ class StreamState:
         audio = self._buffer()
         if final and not len(audio):
             return None
-        request = DecodeRequest(audio, self.language, self.spec.task, self._prompt())
+        request = DecodeRequest(audio, self.language, self.spec.task, self._prompt(), self._context)
         return Window(request, final)
 
     def _buffer(self) -> Samples:
@@ -161,6 +168,8 @@ class StreamState:
         else:
             keep, cut = self._committable(result.segments, decoded)
         committed = [self._to_stream_time(s) for s in keep]
+        tokens = self._context + tuple(t for s in keep for t in s.tokens)
+        self._context = tokens[-CONTEXT_TOKENS:]
         self._drop(cut)
         self._next_decode_at = self._chunk if cut else decoded + self._chunk // 2
         return committed
@@ -175,6 +184,8 @@ class StreamState:
             return keep, min(decoded, round(keep[-1].end * SAMPLE_RATE))
         if not segments:  # no speech in the window: only the edge may still hold some
             return [], max(0, round(limit * SAMPLE_RATE))
+        if decoded >= MAX_WINDOW_CHUNKS * self._chunk:  # waited long enough: take it all
+            return segments, decoded
         return [], 0  # one long segment across the edge: wait for more audio
 
     def _to_stream_time(self, segment: DecodedSegment) -> SegmentData:

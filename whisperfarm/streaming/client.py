@@ -76,6 +76,8 @@ class ClientOptions:
     retries: int = 3
     retry_delay: float = 1.0
     connect_timeout: float = 10.0
+    token: str | None = None
+    """API bearer token, when the farm asks for one."""
 
 
 class _Dropped(Exception):
@@ -140,6 +142,7 @@ class StreamClient:
                 self._options.url,
                 open_timeout=self._options.connect_timeout,
                 max_size=MAX_MESSAGE_BYTES,
+                additional_headers=_auth_headers(self._options.token),
                 compression=None,  # deflating PCM costs CPU and saves next to nothing
             )
         except (OSError, InvalidHandshake, InvalidURI) as exc:  # TimeoutError is an OSError
@@ -287,3 +290,7 @@ def describe_connect_error(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror[:1].lower() + exc.strerror[1:]
     return str(exc) or type(exc).__name__
+
+
+def _auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}

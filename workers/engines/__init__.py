@@ -40,6 +40,12 @@ class DecodeRequest:
     task: Task = "transcribe"
     initial_prompt: str | None = None
     """Text that came just before this audio (keeps style and names consistent)."""
+    context: tuple[int, ...] = ()
+    """The engine's own tokens for the text just before this audio (`DecodedSegment.tokens`
+    of the committed segments). An engine that has them uses them instead of
+    `initial_prompt`: it is how Whisper conditions one 30 s window on the previous one
+    inside a single decode, timestamps included — a text-only prompt makes small models
+    stop predicting timestamps. Engines without tokens leave this empty."""
 
     @property
     def seconds(self) -> float:
@@ -53,6 +59,8 @@ class DecodedSegment:
     start: float
     end: float
     text: str
+    tokens: tuple[int, ...] = ()
+    """Engine-specific token ids of the segment, timestamps included (see `context`)."""
 
 
 @dataclass(frozen=True)

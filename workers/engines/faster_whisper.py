@@ -54,14 +54,17 @@ class FasterWhisperEngine:
     def _one(self, request: DecodeRequest) -> DecodeResult:
         if not len(request.audio):
             return DecodeResult([], request.language)
+        prompt: str | list[int] | None = list(request.context) or request.initial_prompt
         segments, info = self.whisper.transcribe(
             request.audio,
             language=request.language,
             task=request.task,
             beam_size=self.beam_size,
-            initial_prompt=request.initial_prompt,
+            initial_prompt=prompt,
         )
-        decoded = [DecodedSegment(s.start, s.end, s.text) for s in segments]  # runs the decode
+        decoded = [  # iterating runs the decode
+            DecodedSegment(s.start, s.end, s.text, tuple(s.tokens)) for s in segments
+        ]
         return DecodeResult(decoded, info.language)
 
 
@@ -86,6 +89,10 @@ def load(settings: WorkerSettings) -> FasterWhisperEngine:
     metrics.MODEL_LOADS.labels(engine="faster-whisper", model=settings.model).inc()
     log.info(
         "loaded faster-whisper model %s from %s on %s (%s) in %.1f s",
-        settings.model, path, device, compute_type, time.perf_counter() - started,
+        settings.model,
+        path,
+        device,
+        compute_type,
+        time.perf_counter() - started,
     )
     return FasterWhisperEngine(whisper, settings.model, device, settings.beam_size)

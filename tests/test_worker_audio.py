@@ -1,0 +1,85 @@
+"""The worker's resampler gives the engine exactly what faster-whisper's own decoder would.
+
+Reference: `faster_whisper.audio.decode_audio()` on a WAV file of the same PCM. Equality
+is exact (bit for bit), whatever the packet size, so a streamed file and the file itself
+produce the same transcript.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from faster_whisper.audio import decode_audio
+
+from tests.worker_support import write_wav
+from whisperfarm.errors import BadPacket
+from whisperfarm.packets import AudioFormat, split_packets
+from workers.audio import SAMPLE_RATE, Resampler
+
+
+def signal(audio: AudioFormat, seconds: float = 2.0) -> bytes:
+    """A chirp plus a little noise, different in every channel."""
+    n = round(audio.sample_rate * seconds)
+    t = np.arange(n) / audio.sample_rate
+    rng = np.random.default_rng(audio.sample_rate + audio.channels)
+    chirp = 0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t)[:, None]
+    samples = chirp + 0.05 * rng.standard_normal((n, audio.channels))
+    if audio.format == "s16le":
+        return (samples * 32767).astype(np.int16).tobytes()
+    return samples.astype(np.float32).tobytes()
+
+
+def resample(audio: AudioFormat, packets: list[bytes]) -> np.ndarray:
+    resampler = Resampler(audio)
+    return np.concatenate([resampler.feed(p) for p in packets] + [resampler.flush()])
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [
+        AudioFormat(16_000, 1, "s16le"),
+        AudioFormat(44_100, 2, "s16le"),
+        AudioFormat(22_050, 1, "f32le"),
+        AudioFormat(8_000, 1, "s16le"),
+        AudioFormat(48_000, 6, "s16le"),
+        AudioFormat(192_000, 3, "f32le"),
+    ],
+    ids=lambda a: f"{a.sample_rate}Hz-{a.channels}ch-{a.format}",
+)
+def test_packets_resample_exactly_like_decode_audio(audio: AudioFormat, tmp_path: Path) -> None:
+    pcm = signal(audio)
+    wav = tmp_path / "ref.wav"
+    write_wav(wav, pcm, audio)
+    expected = decode_audio(str(wav))
+    got = resample(audio, split_packets(pcm, audio))
+    assert got.dtype == np.float32
+    assert len(got) == len(expected) == round(2.0 * SAMPLE_RATE)
+    assert np.array_equal(got, expected)
+
+
+def test_packet_size_does_not_matter() -> None:
+    audio = AudioFormat(44_100, 2, "s16le")
+    pcm = signal(audio, 1.5)
+    odd = [pcm[i : i + 4 * 313] for i in range(0, len(pcm), 4 * 313)]
+    assert np.array_equal(resample(audio, odd), resample(audio, [pcm]))
+
+
+def test_flush_returns_the_tail_once() -> None:
+    audio = AudioFormat(44_100, 1, "s16le")
+    resampler = Resampler(audio)
+    fed = resampler.feed(signal(audio, 1.0))
+    tail = resampler.flush()
+    assert len(tail) > 0 and len(fed) + len(tail) == SAMPLE_RATE
+    assert len(resampler.flush()) == 0
+
+
+def test_bad_packets_are_refused() -> None:
+    resampler = Resampler(AudioFormat(16_000, 2, "s16le"))
+    assert len(resampler.feed(b"")) == 0
+    with pytest.raises(BadPacket, match="whole number of 4-byte frames"):
+        resampler.feed(b"\x00" * 6)
+    resampler.flush()
+    with pytest.raises(BadPacket, match="after the end"):
+        resampler.feed(b"\x00" * 4)

@@ -1,0 +1,195 @@
+"""The worker's side of the broker ⇄ worker protocol, against a real worker process.
+
+The worker runs the `null` engine (no model, a fake inference time), so these tests are
+about the protocol only: attempts, cancels, capacity, garbage, reconnects and shutdown.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.worker_support import Farm, farm, metric_value
+from whisperfarm import wire
+from whisperfarm.packets import AudioFormat
+from whisperfarm.wire import Command, Message
+
+MONO = AudioFormat(16_000, 1, "s16le")
+
+
+def silence(seconds: float, audio: AudioFormat = MONO) -> bytes:
+    frames = round(seconds * audio.sample_rate)
+    return bytes(frames * audio.bytes_per_frame)
+
+
+def noise(seconds: float, audio: AudioFormat = MONO) -> bytes:
+    rng = np.random.default_rng(7)
+    samples = rng.integers(-3000, 3000, round(seconds * audio.sample_rate) * audio.channels)
+    return samples.astype(np.int16).tobytes()
+
+
+@pytest.fixture
+def null_farm(tmp_path: Path) -> Iterator[Farm]:
+    """A worker with 2 slots whose null engine takes 0.2 s per second of audio."""
+    yield from farm(
+        tmp_path, "--engine", "null", "--slots", "2", "--null-delay-per-second", "0.2",
+        ready_timeout=30,
+    )  # fmt: skip
+
+
+def test_ready_announces_the_worker(null_farm: Farm) -> None:
+    body = null_farm.ready.body
+    assert body["engine"] == "null" and body["slots"] == 2 and body["device"] == "cpu"
+    assert body["pid"] == null_farm.worker.popen.pid and body["name"]
+    assert isinstance(body["metrics_port"], int) and body["metrics_port"] > 0
+    url = f"http://127.0.0.1:{body['metrics_port']}/healthz"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200 and response.read() == b"ok"
+    assert f"metrics on http://127.0.0.1:{body['metrics_port']}/metrics" in (
+        null_farm.worker.output()
+    )
+
+
+def test_stream_gets_segment_then_final_with_attempt(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    broker.stream("job-a", silence(2.5), MONO, attempt=3)
+    _, segment = broker.expect(Command.SEGMENT, "job-a")
+    _, final = broker.expect(Command.FINAL, "job-a")
+    assert segment.attempt == 3 and final.attempt == 3
+    assert final.body["duration"] == pytest.approx(2.5)
+    assert final.body["text"] == "[null engine] 2.5 s of audio"
+    assert final.body["segments"] == [{k: segment.body[k] for k in ("id", "start", "end", "text")}]
+    assert final.body["decode_started"] <= final.body["decode_ended"]
+
+
+def test_heartbeats_carry_busy_count(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    broker.assign("job-h", MONO)
+    broker.expect(Command.HEARTBEAT, where=lambda m: m.body.get("busy") == 1, timeout=5)
+    broker.send(Message(Command.CANCEL, "job-h", {"attempt": 1}))
+    broker.expect(Command.HEARTBEAT, where=lambda m: m.body.get("busy") == 0, timeout=5)
+
+
+def test_stale_attempt_audio_is_ignored(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    broker.assign("job-s", MONO, attempt=2)
+    broker.packets("job-s", silence(1.0), MONO, attempt=2)
+    broker.packets("job-s", noise(3.0), MONO, attempt=1)  # an older attempt's packets
+    broker.packets("job-s", silence(1.0), MONO, attempt=2)
+    broker.send(Message(Command.END, "job-s", {"attempt": 2}))
+    _, final = broker.expect(Command.FINAL, "job-s")
+    assert final.body["duration"] == pytest.approx(2.0)
+
+
+def test_cancel_drops_the_stream_and_its_result(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    broker.stream("job-c", silence(4.0), MONO)  # its decode takes 0.8 s
+    broker.send(Message(Command.CANCEL, "job-c", {"attempt": 1}))
+    broker.stream("job-d", silence(6.0), MONO)  # decodes longer and starts later
+    broker.expect(Command.FINAL, "job-d")
+    assert broker.results_for("job-c") == []
+    assert metric_value(null_farm.metrics(), "whisperfarm_worker_streams_finished_total",
+                        outcome="cancelled") == 1  # fmt: skip
+
+
+def test_new_attempt_replaces_the_old_one(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    broker.assign("job-r", MONO, attempt=1)
+    broker.packets("job-r", silence(3.0), MONO, attempt=1)
+    broker.assign("job-r", MONO, attempt=2)
+    broker.assign("job-r", MONO, attempt=1)  # a late duplicate of the old attempt: ignored
+    broker.packets("job-r", silence(1.0), MONO, attempt=2)
+    broker.send(Message(Command.END, "job-r", {"attempt": 1}))
+    broker.send(Message(Command.END, "job-r", {"attempt": 2}))
+    _, final = broker.expect(Command.FINAL, "job-r")
+    assert final.attempt == 2 and final.body["duration"] == pytest.approx(1.0)
+    assert all(m.attempt == 1 for m in broker.results_for("job-r") if m.command is Command.FAILED)
+
+
+def test_more_streams_than_slots_fails_the_extra_one(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    for job in ("job-1", "job-2", "job-3"):
+        broker.assign(job, MONO)
+    _, failed = broker.expect(Command.FAILED, "job-3")
+    assert "slots are busy" in failed.body["error"] and failed.attempt == 1
+    broker.stream("job-1", silence(0.5), MONO)  # the first two still work
+    broker.expect(Command.FINAL, "job-1")
+
+
+def test_bad_format_fails_the_stream_with_a_reason(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    broker.send(Message(Command.ASSIGN, "job-f", {"attempt": 1, "sample_rate": 1000}))
+    _, failed = broker.expect(Command.FAILED, "job-f")
+    assert "sample rate 1000 Hz" in failed.body["error"]
+    broker.assign("job-g", MONO, format="mp3")
+    _, failed = broker.expect(Command.FAILED, "job-g")
+    assert "format" in failed.body["error"]
+
+
+def test_packet_of_partial_frames_fails_only_that_stream(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    stereo = AudioFormat(16_000, 2, "s16le")
+    broker.assign("job-p", stereo)
+    broker.send(wire.audio("job-p", 1, b"\x00" * 6))  # 1.5 stereo frames
+    _, failed = broker.expect(Command.FAILED, "job-p")
+    assert "not a whole number" in failed.body["error"]
+    broker.stream("job-q", silence(1.0), MONO)
+    broker.expect(Command.FINAL, "job-q")
+
+
+def test_garbage_does_not_kill_the_worker(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    for frames in (
+        [b"garbage"],
+        [b"WFW9", b"ASSIGN", b"job", b"{}"],
+        [wire.VERSION, b"NOPE", b"job", b"{}"],
+        [wire.VERSION, b"ASSIGN", b"job", b"{not json"],
+        [wire.VERSION, b"ASSIGN", b"job", b"[1, 2]"],
+        [wire.VERSION, b"AUDIO", b"job", b"\x00"],
+        [wire.VERSION, b"ASSIGN", b"\xff\xfe", b"{}"],
+        [wire.VERSION, b"FINAL", b"job", b"{}"],
+    ):
+        broker.send_frames(frames)
+    broker.stream("job-ok", silence(1.0), MONO)
+    _, final = broker.expect(Command.FINAL, "job-ok")
+    assert final.body["duration"] == pytest.approx(1.0)
+    assert null_farm.worker.popen.poll() is None
+    assert "malformed" in null_farm.worker.output()
+
+
+def test_reconnects_with_a_new_identity_after_broker_silence(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    old = broker.peer
+    broker.assign("job-lost", MONO)
+    broker.expect(Command.HEARTBEAT, where=lambda m: m.body.get("busy") == 1, timeout=5)
+    broker.heartbeats.clear()
+    expiry = wire.HEARTBEAT_INTERVAL_S * wire.HEARTBEAT_LIVENESS
+    identity, ready = broker.expect(Command.READY, timeout=expiry + 5)
+    assert identity != old and ready.body["pid"] == null_farm.worker.popen.pid
+    broker.heartbeats.set()
+    _, beat = broker.expect(Command.HEARTBEAT, sender=identity, timeout=5)
+    assert beat.body["busy"] == 0  # streams of the lost connection are gone
+    broker.stream("job-after", silence(1.0), MONO)
+    broker.expect(Command.FINAL, "job-after")
+
+
+def test_reconnects_when_the_broker_says_disconnect(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    old = broker.peer
+    broker.send(Message(Command.DISCONNECT))
+    identity, _ = broker.expect(Command.READY, timeout=5)
+    assert identity != old
+
+
+def test_sigterm_says_disconnect_and_exits_zero(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    broker.assign("job-t", MONO)
+    null_farm.worker.popen.terminate()
+    identity, _ = broker.expect(Command.DISCONNECT, timeout=10)
+    assert identity == broker.peer
+    assert null_farm.worker.popen.wait(15) == 0
+    assert "worker stopped" in null_farm.worker.output()

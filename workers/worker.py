@@ -1,0 +1,286 @@
+"""The worker's protocol side: connect, announce, heartbeat, route commands to streams.
+
+One `Worker` owns the engine, the decode thread pool and the streams. It holds one
+`Link` at a time; when the broker goes silent for the liveness window or says
+DISCONNECT, it drops every stream (the broker re-dispatches them from its spool) and
+connects again with a fresh identity, so workers survive broker restarts on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import zmq.asyncio
+
+from whisperfarm import wire
+from whisperfarm.errors import ProtocolError, WhisperfarmError
+from whisperfarm.wire import Command, Message
+from workers import metrics
+from workers.engines import Engine
+from workers.link import EXPIRY_S, Link
+from workers.runner import Outcome, StreamRunner
+from workers.settings import WorkerSettings
+from workers.stream import StreamSpec
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAY_S = 0.2
+"""Pause before reconnecting, so a broker answering DISCONNECT in a loop is not hammered."""
+DISCONNECT_LINGER_MS = 500
+"""The farewell DISCONNECT gets this long to leave; every other close drops at once."""
+
+
+class Worker:
+    """Serves the broker until `stop()`; see the module docstring."""
+
+    def __init__(self, settings: WorkerSettings, engine: Engine, metrics_port: int) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics_port = metrics_port
+        self.name = settings.name or f"{socket.gethostname()}:{os.getpid()}"
+        self.streams: dict[str, StreamRunner] = {}
+        self._ctx = zmq.asyncio.Context()
+        self._executor = ThreadPoolExecutor(settings.slots, thread_name_prefix="decode")
+        self._link: Link | None = None
+        self._stopping = asyncio.Event()
+        self._handlers: dict[Command, Callable[[Message], Awaitable[None]]] = {
+            Command.ASSIGN: self._on_assign,
+            Command.AUDIO: self._on_audio,
+            Command.END: self._on_end,
+            Command.CANCEL: self._on_cancel,
+        }
+        metrics.SLOTS.set(settings.slots)
+
+    def stop(self) -> None:
+        """Ask `run()` to say goodbye to the broker and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect on silence, until `stop()`."""
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                link = Link(self._ctx, self.settings.broker, self.name)
+                self._link = link
+                reason = await self._session(link, stop_wait)
+                if reason is None:
+                    break
+                if link.heard_any:
+                    log.warning(
+                        "lost the broker (%s); dropping %d streams, reconnecting",
+                        reason,
+                        len(self.streams),
+                    )
+                else:  # still waiting for a broker to come up: say so once per expiry, quietly
+                    log.info("no broker at %s yet; trying again", self.settings.broker)
+                await self._drop_streams("dropped")
+                link.close(linger_ms=0)
+                await asyncio.wait([stop_wait], timeout=RECONNECT_DELAY_S)
+        finally:
+            stop_wait.cancel()
+            await self._shutdown()
+
+    async def _session(self, link: Link, stop_wait: asyncio.Task[bool]) -> str | None:
+        """Serve one link; returns why it ended, or None when the worker is stopping."""
+        log.info("connecting to %s as %s", self.settings.broker, link.identity.decode())
+        await link.send(Message(Command.READY, body=self._ready_body()))
+        heartbeat = asyncio.create_task(self._heartbeat(link))
+        serve = asyncio.create_task(self._serve(link))
+        try:
+            await asyncio.wait([serve, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            heartbeat.cancel()
+            if not serve.done():
+                serve.cancel()
+        if self._stopping.is_set():
+            return None
+        try:
+            return serve.result()
+        except Exception as exc:  # a bug in the receive loop: start over, do not die
+            log.error("the receive loop failed", exc_info=True)
+            return f"receive loop failed: {exc!r}"
+
+    def _ready_body(self) -> dict[str, object]:
+        return {
+            "engine": self.engine.name,
+            "model": self.engine.model,
+            "device": self.engine.device,
+            "slots": self.settings.slots,
+            "metrics_port": self.metrics_port,
+            "name": self.name,
+            "pid": os.getpid(),
+        }
+
+    async def _heartbeat(self, link: Link) -> None:
+        while True:
+            try:
+                await link.send(Message(Command.HEARTBEAT, body={"busy": len(self.streams)}))
+            except zmq.ZMQError as exc:
+                log.warning("could not send a heartbeat: %s", exc)
+            await asyncio.sleep(wire.HEARTBEAT_INTERVAL_S)
+
+    async def _serve(self, link: Link) -> str:
+        """Receive until the broker is silent too long or says DISCONNECT."""
+        while True:
+            left = link.expires_in()
+            if left <= 0:
+                return f"nothing heard for {EXPIRY_S:g} s"
+            frames = await link.recv(left)
+            if frames is None:
+                continue
+            try:
+                message = wire.decode(frames)
+            except ProtocolError as exc:
+                log.warning("dropped a malformed message from the broker: %s", exc.detail)
+                continue
+            if message.command is Command.DISCONNECT:
+                return "the broker sent DISCONNECT"
+            try:
+                await self._dispatch(message)
+            except Exception:  # a bug must cost one message, not the worker
+                log.error(
+                    "failed to handle %s for %s", message.command, message.job_id, exc_info=True
+                )
+            await asyncio.sleep(0)  # a flood of packets must not starve heartbeats and streams
+
+    async def _dispatch(self, message: Message) -> None:
+        handler = self._handlers.get(message.command)
+        if handler is not None:
+            await handler(message)
+        elif message.command is not Command.HEARTBEAT:
+            log.warning("dropped %s: not a broker → worker command", message.command)
+
+    # ---- commands --------------------------------------------------------------------------
+
+    async def _on_assign(self, message: Message) -> None:
+        if not message.job_id:
+            log.warning("dropped an ASSIGN without a job id")
+            return
+        try:
+            spec = StreamSpec.parse(message.body)
+        except WhisperfarmError as exc:
+            await self._fail(message, exc.detail)
+            return
+        current = self.streams.get(message.job_id)
+        if current is not None and current.attempt >= spec.attempt:
+            log.info(
+                "ignored ASSIGN %s attempt %d: attempt %d is current",
+                message.job_id,
+                spec.attempt,
+                current.attempt,
+            )
+            return
+        if current is not None:
+            self._remove(current, "replaced")
+        if len(self.streams) >= self.settings.slots:
+            await self._fail(
+                message, f"worker {self.name} is full: all {self.settings.slots} slots are busy"
+            )
+            return
+        self._start(message.job_id, spec)
+
+    def _start(self, job_id: str, spec: StreamSpec) -> None:
+        runner = StreamRunner(
+            job_id, spec, self.settings.chunk_seconds, self.engine, self._executor, self._send
+        )
+        self.streams[job_id] = runner
+        metrics.STREAMS_ACTIVE.set(len(self.streams))
+        runner.start(self._forget)
+        log.info(
+            "stream %s attempt %d assigned (%d Hz, %d ch, %s)",
+            job_id,
+            spec.attempt,
+            spec.sample_rate,
+            spec.channels,
+            spec.format,
+        )
+
+    async def _on_audio(self, message: Message) -> None:
+        runner = self._current(message)
+        if runner is not None:
+            runner.feed(message.audio)
+
+    async def _on_end(self, message: Message) -> None:
+        runner = self._current(message)
+        if runner is None:
+            await self._fail(
+                message,
+                f"worker {self.name} holds no stream {message.job_id} attempt {message.attempt}",
+            )
+            return
+        runner.end()
+
+    async def _on_cancel(self, message: Message) -> None:
+        runner = self._current(message)
+        if runner is not None:
+            log.info("stream %s attempt %d cancelled", runner.job_id, runner.attempt)
+            self._remove(runner, "cancelled")
+
+    # ---- stream bookkeeping ----------------------------------------------------------------
+
+    def _current(self, message: Message) -> StreamRunner | None:
+        """The stream a message is for, if its attempt is the one this worker holds."""
+        runner = self.streams.get(message.job_id)
+        if runner is None or runner.attempt != message.attempt:
+            log.debug(
+                "dropped %s for %s attempt %d: not a current stream",
+                message.command,
+                message.job_id,
+                message.attempt,
+            )
+            return None
+        return runner
+
+    def _remove(self, runner: StreamRunner, outcome: Outcome) -> None:
+        """Take a stream out now and cancel it; nothing more is sent for it."""
+        self._forget(runner)
+        runner.stop(outcome)
+
+    def _forget(self, runner: StreamRunner) -> None:
+        if self.streams.get(runner.job_id) is runner:
+            del self.streams[runner.job_id]
+        metrics.STREAMS_ACTIVE.set(len(self.streams))
+
+    async def _send(self, message: Message) -> None:
+        """Send on the current link; a failure is logged, never raised into a stream."""
+        link = self._link
+        if link is None:
+            return
+        try:
+            await link.send(message)
+        except zmq.ZMQError as exc:
+            log.warning("could not send %s for %s: %s", message.command, message.job_id, exc)
+
+    async def _fail(self, message: Message, error: str) -> None:
+        log.info("stream %s attempt %d failed: %s", message.job_id, message.attempt, error)
+        body = {"attempt": message.attempt, "error": error}
+        await self._send(Message(Command.FAILED, message.job_id, body))
+
+    # ---- endings -----------------------------------------------------------------------------
+
+    async def _drop_streams(self, outcome: Outcome) -> None:
+        """Cancel every stream and wait until their tasks have unwound."""
+        runners = list(self.streams.values())
+        for runner in runners:
+            self._remove(runner, outcome)
+        tasks = [r.task for r in runners if r.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _shutdown(self) -> None:
+        """Stop in order: tell the broker, drop streams, close sockets, release threads."""
+        link = self._link
+        if link is not None and not link.closed:
+            try:
+                await link.send(Message(Command.DISCONNECT))
+            except zmq.ZMQError as exc:
+                log.warning("could not say DISCONNECT to the broker: %s", exc)
+            link.close(linger_ms=DISCONNECT_LINGER_MS)
+        await self._drop_streams("dropped")
+        self._ctx.term()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("worker stopped")

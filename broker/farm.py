@@ -100,6 +100,7 @@ class Farm:
             language=start.language,
             task=start.task,
             duration_hint=start.duration,
+            owner=owner,
         )
         files = JobFiles(self.settings.data_dir, job.id)
         run = StreamRun(

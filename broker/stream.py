@@ -66,8 +66,10 @@ async def stream_endpoint(ws: WebSocket) -> None:
 
 
 async def _open(ws: WebSocket, farm: Farm) -> StreamRun:
+    first = await _receive_text(ws, farm.settings.idle_timeout)
+    # Checked once the client has spoken, so the refusal answers its `start`.
     owner = farm.auth.owner(ws.headers, ws.query_params)
-    message = parse_client_message(await _receive_text(ws, farm.settings.idle_timeout))
+    message = parse_client_message(first)
     if isinstance(message, End):
         raise ProtocolError("end before start")
     if isinstance(message, Resume):

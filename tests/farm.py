@@ -74,13 +74,16 @@ class Broker:
     http: str
     zmq: str
     data_dir: Path
+    token: str | None = None
+    """Sent with every REST call of these helpers when the broker requires tokens."""
 
     @property
     def ws(self) -> str:
         return self.http.replace("http://", "ws://", 1) + "/v1/stream"
 
     def get(self, path: str, **params: Any) -> httpx.Response:
-        return httpx.get(self.http + path, params=params, timeout=10)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.get(self.http + path, params=params, headers=headers, timeout=10)
 
     def jobs(self) -> list[dict[str, Any]]:
         jobs: list[dict[str, Any]] = self.get("/v1/jobs").json()["jobs"]

@@ -7,10 +7,12 @@ import contextlib
 import logging
 import resource
 import socket
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 import uvicorn
+import zmq
 
 from broker.app import create_app
 from broker.farm import Farm
@@ -40,8 +42,16 @@ def bind_http(host: str, port: int) -> socket.socket:
 
 
 async def serve(settings: BrokerSettings) -> None:
-    farm = Farm(settings)
-    sock = bind_http(settings.host, settings.port)
+    try:
+        farm = Farm(settings)
+    except (OSError, sqlite3.Error, zmq.ZMQError) as exc:
+        raise StartupError(
+            f"cannot start with data dir {settings.data_dir} and ZeroMQ {settings.zmq}: {exc}"
+        ) from None
+    try:
+        sock = bind_http(settings.host, settings.port)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         create_app(farm),
@@ -63,12 +73,21 @@ async def serve(settings: BrokerSettings) -> None:
     await server.serve(sockets=[sock])
 
 
+class StartupError(Exception):
+    """A setting the broker cannot run with: one line for the operator, no traceback."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = BrokerSettings.from_cli(sys.argv[1:] if argv is None else argv, "whisperfarm-broker")
     configure_logging(settings.log_level)
     log.info("open-file limit %d", raise_open_file_limit())
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings))
+    except StartupError as exc:
+        log.error("%s", exc)
+        print(f"whisperfarm-broker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -103,11 +103,21 @@ class Farm:
             owner=owner,
         )
         files = JobFiles(self.settings.data_dir, job.id)
-        run = StreamRun(
-            job, files, audio, PacketValidator(audio), SpoolWriter(files), admitted=True
-        )
+        spool = self._open_spool(files, 0, owner)
+        run = StreamRun(job, files, audio, PacketValidator(audio), spool, admitted=True)
         self._admit(run)
         return run
+
+    def _open_spool(self, files: JobFiles, keep_bytes: int, owner: str | None) -> SpoolWriter:
+        """Open the spool of a just-admitted stream; on a disk error, give the slot back."""
+        try:
+            return SpoolWriter(files, keep_bytes)
+        except OSError as exc:
+            self.admission.release(owner)
+            log.error("cannot spool to %s: %s", files.dir, exc)
+            raise SpoolUnavailable(
+                f"the farm cannot store audio right now ({exc.strerror})"
+            ) from None
 
     def resume_stream(self, job_id: str, owner: str | None = None) -> StreamRun:
         """Re-attach a client to its job after a dropped connection.
@@ -132,7 +142,8 @@ class Farm:
         self.admission.acquire("resume", owner)
         validator = PacketValidator(audio)
         validator.frames = audio.frames_in(whole)
-        run = StreamRun(job, files, audio, validator, SpoolWriter(files, whole), admitted=True)
+        spool = self._open_spool(files, whole, owner)
+        run = StreamRun(job, files, audio, validator, spool, admitted=True)
         job.frames = validator.frames
         job.error = None
         self._admit(run)
@@ -401,6 +412,10 @@ class Farm:
             job.finished_at = job.updated_at
         self.store.save(job)
         self.events.publish("job", job.model_dump(mode="json", exclude={"owner"}), job.owner)
+
+
+class SpoolUnavailable(WhisperfarmError):
+    """The data dir refuses writes (disk full, read-only): nothing is admitted."""
 
 
 class _EngineFailure(WhisperfarmError):

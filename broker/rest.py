@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -68,18 +70,25 @@ async def get_transcript(request: Request) -> Response:
     path = JobFiles(farm.settings.data_dir, job_id).transcript_path(fmt)
     if not path.exists():
         return _problem(404, "transcript file missing")
-    filename = f"{_safe_stem(job.name)}.{fmt}"
     return Response(
         path.read_bytes(),
         media_type=MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": _attachment(job.name, fmt)},
     )
 
 
-def _safe_stem(name: str) -> str:
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
-    return cleaned[:100] or "transcript"
+def _attachment(name: str, fmt: str) -> str:
+    """A download name from the client's file name: no paths, header-safe, UTF-8 kept.
+
+    The plain `filename` is ASCII for old clients; `filename*` (RFC 6266/5987) carries
+    the real, percent-encoded name.
+    """
+    stem = PurePosixPath(name.replace("\\", "/")).name.rsplit(".", 1)[0][:100]
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "-_ ") else "_" for c in stem)
+    utf8 = quote(f"{stem or 'transcript'}.{fmt}", safe="")
+    return (
+        f"attachment; filename=\"{plain.strip() or 'transcript'}.{fmt}\"; filename*=UTF-8''{utf8}"
+    )
 
 
 async def farm_view(request: Request) -> Response:

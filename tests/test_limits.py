@@ -1,0 +1,77 @@
+"""Limits and hostile input: long streams, odd names, a data dir that refuses writes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.farm import ROOT, Broker, start_broker, start_worker
+from tests.wsclient import stream_pcm, tone
+
+
+@pytest.fixture
+def strict(tmp_path: Path) -> Iterator[Broker]:
+    broker = start_broker(tmp_path, "--max-stream-seconds", "2", "--max-stream-bytes", "200000")
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    broker.wait_workers(1)
+    yield broker
+    worker.process.stop()
+    broker.process.stop()
+
+
+async def test_a_stream_past_the_duration_limit_is_cut_with_too_large(strict: Broker) -> None:
+    reply = await stream_pcm(strict.ws, tone(3.0))
+    assert reply.last["type"] == "error" and reply.last["code"] == "too_large"
+    assert "longer than 2 s" in reply.last["detail"] and reply.close_code == 1009
+    job = strict.job(reply.messages[0]["job_id"])
+    assert job["status"] == "failed" and "longer than 2 s" in job["error"]
+    assert (await stream_pcm(strict.ws, tone(1.5))).last["type"] == "final"
+
+
+async def test_a_stream_past_the_byte_limit_is_cut_with_too_large(strict: Broker) -> None:
+    reply = await stream_pcm(strict.ws, tone(1.0, rate=48_000, channels=4), channels=4,
+                             sample_rate=48_000)  # fmt: skip
+    assert reply.last["code"] == "too_large" and "bytes" in reply.last["detail"]
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "Запись №1 🎙.wav", 'a"b\\c\r\n.mp3'])
+async def test_hostile_names_stay_data(strict: Broker, name: str) -> None:
+    final = (await stream_pcm(strict.ws, tone(0.5), name=name)).last
+    job = strict.job(final["job_id"])
+    assert job["name"] == name
+    response = strict.get(f"/v1/jobs/{job['id']}/transcript", format="srt")
+    disposition = response.headers["content-disposition"]
+    assert "/" not in disposition and "\\" not in disposition and "\n" not in disposition
+    files = sorted(p.name for p in (strict.data_dir / "jobs" / job["id"]).iterdir())
+    assert "transcript.json" in files
+    assert not (strict.data_dir.parent / "etc").exists()
+
+
+async def test_unwritable_spool_refuses_the_stream_and_recovers(strict: Broker) -> None:
+    jobs_dir = strict.data_dir / "jobs"
+    shutil.rmtree(jobs_dir, ignore_errors=True)
+    jobs_dir.write_text("not a directory")  # every job dir under it now fails to create
+    reply = await stream_pcm(strict.ws, tone(0.5))
+    assert reply.last["code"] == "internal" and "cannot store audio" in reply.last["detail"]
+    assert strict.farm()["streams"]["active"] == 0, "the slot was given back"
+    jobs_dir.unlink()
+    jobs_dir.mkdir()
+    assert (await stream_pcm(strict.ws, tone(0.5))).last["type"] == "final"
+
+
+def test_a_data_dir_that_is_a_file_stops_the_broker_with_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "data"
+    bad.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "broker", "--port", "0", "--zmq", "tcp://127.0.0.1:*",
+         "--data-dir", str(bad)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"cannot start with data dir {bad}" in result.stderr
+    assert "Traceback" not in result.stderr

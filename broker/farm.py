@@ -236,11 +236,13 @@ class Farm:
             run.detach()
             return
         self.dispatcher.cancel(run)
-        await self._close_spool(run)
+        closing = self._close_spool(run)  # every packet is written already; fsync may lag
         run.job.error = reason
+        # Resumable from this instant: a client that reconnects at once must find it so.
         self._set_status(run.job, JobStatus.INTERRUPTED)
         self._finish(run)
         log.info("job %s interrupted: %s", run.job_id, reason)
+        await closing
 
     def fail(self, run: StreamRun, exc: WhisperfarmError) -> None:
         """End a run with an error sent to the client (if attached) and a failed job."""

@@ -34,3 +34,46 @@ async def test_killed_worker_streams_are_redispatched_and_finish(tmp_path: Path)
     finally:
         slow.process.stop()
         broker.process.stop()
+
+
+async def test_hung_worker_is_replaced_and_its_late_results_are_dropped(tmp_path: Path) -> None:
+    broker = start_broker(tmp_path, "--heartbeat-interval", "0.3")
+    hung = start_worker(tmp_path, broker.zmq, "--null-delay-per-second", "1", engine="null")
+    try:
+        broker.wait_workers(1)
+        stream = asyncio.create_task(stream_pcm(broker.ws, tone(2.0)))
+        busy = lambda: broker.farm()["workers"][0]["busy"] == 1  # noqa: E731
+        await asyncio.to_thread(wait_for, busy, 20, "a busy worker")
+        hung.process.popen.send_signal(signal.SIGSTOP)
+        gone = lambda: broker.farm()["workers"] == []  # noqa: E731
+        await asyncio.to_thread(wait_for, gone, 10, "the hung worker to be declared dead")
+        rescue = start_worker(tmp_path, broker.zmq, engine="null")
+        reply = await asyncio.wait_for(stream, 30)
+        hung.process.popen.send_signal(signal.SIGCONT)  # wakes up with a stale result
+        assert reply.last["type"] == "final" and "2.0 s of audio" in reply.last["text"]
+        assert [m["type"] for m in reply.messages].count("final") == 1
+        two = lambda: len(broker.farm()["workers"]) == 2  # noqa: E731
+        await asyncio.to_thread(wait_for, two, 20, "the woken worker to re-register")
+        assert broker.job(reply.last["job_id"])["attempt"] == 2
+        rescue.process.stop()
+    finally:
+        hung.process.popen.send_signal(signal.SIGCONT)
+        hung.process.stop()
+        broker.process.stop()
+
+
+async def test_streams_wait_for_a_worker_then_fail_after_the_timeout(tmp_path: Path) -> None:
+    broker = start_broker(tmp_path, "--no-worker-timeout", "3")
+    try:
+        waiting = asyncio.create_task(stream_pcm(broker.ws, tone(1.0)))
+        doomed = await stream_pcm(broker.ws, tone(0.5))
+        assert doomed.last["code"] == "no_worker" and "within 3 s" in doomed.last["detail"]
+        assert (await waiting).last["code"] == "no_worker"
+        queued = asyncio.create_task(stream_pcm(broker.ws, tone(1.0)))
+        await asyncio.sleep(1)
+        worker = start_worker(tmp_path, broker.zmq, engine="null")
+        reply = await asyncio.wait_for(queued, 30)
+        assert reply.last["type"] == "final" and "1.0 s of audio" in reply.last["text"]
+        worker.process.stop()
+    finally:
+        broker.process.stop()

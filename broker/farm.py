@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from broker import metrics
@@ -19,7 +20,7 @@ from broker.admission import Admission
 from broker.auth import Authenticator, load_tokens
 from broker.dispatcher import Dispatcher, WorkerInfo
 from broker.events import EventHub
-from broker.jobs import ACTIVE_STATUSES, Job, JobStatus
+from broker.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
 from broker.jobstore import JobStore, SqliteJobStore
 from broker.run import StreamRun
 from broker.settings import BrokerSettings
@@ -344,8 +345,20 @@ class Farm:
 
     # ---- recovery and timeouts ---------------------------------------------------------
 
+    def _expire_spool(self, job: Job) -> None:
+        """Drop a finished job's audio after `--spool-retention` (its transcript is durable)."""
+        retention = self.settings.spool_retention
+        if retention < 0:
+            return
+        path = JobFiles(self.settings.data_dir, job.id).spool_path
+        delay = max(0.0, (job.finished_at or 0) + retention - time.time())
+        asyncio.get_running_loop().call_later(delay, _remove_quietly, path)
+
     def recover(self) -> None:
         """After a restart: finish what was fully received, mark the rest resumable."""
+        for job in self.store.list(limit=1_000_000, statuses=FINISHED_STATUSES):
+            if JobFiles(self.settings.data_dir, job.id).spool_path.exists():
+                self._expire_spool(job)
         for job in self.store.list(limit=1_000_000, statuses=ACTIVE_STATUSES):
             if job.upload_ended:
                 self._requeue_headless(job)
@@ -412,8 +425,16 @@ class Farm:
         job.touch()
         if status in (JobStatus.DONE, JobStatus.FAILED):
             job.finished_at = job.updated_at
+            self._expire_spool(job)
         self.store.save(job)
         self.events.publish("job", job.model_dump(mode="json", exclude={"owner"}), job.owner)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
 
 
 class SpoolUnavailable(WhisperfarmError):

@@ -35,6 +35,11 @@ class BrokerSettings(ComponentSettings):
     ack_every_packets: int = Field(
         16, ge=1, description="packets between durable-spool acknowledgements"
     )
+    spool_retention: float = Field(
+        0.0,
+        description="seconds a finished job keeps its audio spool (0: delete once the "
+        "transcript is durable; negative: keep forever)",
+    )
     api_tokens: str = Field(
         "", description="comma-separated API bearer tokens; empty (and no file): auth off"
     )

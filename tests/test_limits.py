@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.farm import ROOT, Broker, start_broker, start_worker
+from tests.farm import ROOT, Broker, start_broker, start_worker, wait_for
 from tests.wsclient import stream_pcm, tone
+from whisperfarm.transcripts import FORMATS
 
 
 @pytest.fixture
@@ -75,3 +77,11 @@ def test_a_data_dir_that_is_a_file_stops_the_broker_with_a_clear_error(tmp_path:
     assert result.returncode == 2
     assert f"cannot start with data dir {bad}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_spool_is_deleted_once_the_transcript_is_durable(strict: Broker) -> None:
+    final = (await stream_pcm(strict.ws, tone(1.0))).last
+    job_dir = strict.data_dir / "jobs" / final["job_id"]
+    gone = lambda: not (job_dir / "spool.pcm").exists()  # noqa: E731
+    await asyncio.to_thread(wait_for, gone, 10, "the spool to be deleted")
+    assert {p.name for p in job_dir.iterdir()} == {f"transcript.{f}" for f in FORMATS}

@@ -17,6 +17,7 @@ import zmq
 from broker.app import create_app
 from broker.farm import Farm
 from broker.settings import BrokerSettings
+from whisperfarm.errors import WhisperfarmError
 from whisperfarm.settings import configure_logging
 
 log = logging.getLogger("broker")
@@ -44,7 +45,7 @@ def bind_http(host: str, port: int) -> socket.socket:
 async def serve(settings: BrokerSettings) -> None:
     try:
         farm = Farm(settings)
-    except (OSError, sqlite3.Error, zmq.ZMQError) as exc:
+    except (OSError, sqlite3.Error, zmq.ZMQError, WhisperfarmError) as exc:
         raise StartupError(
             f"cannot start with data dir {settings.data_dir} and ZeroMQ {settings.zmq}: {exc}"
         ) from None

@@ -26,6 +26,7 @@ from broker import metrics
 from broker.run import StreamRun
 from broker.spool import read_spool
 from whisperfarm import wire
+from whisperfarm.curve import CurveServer
 from whisperfarm.errors import ProtocolError
 from whisperfarm.wire import Command, Message
 
@@ -83,6 +84,7 @@ class Dispatcher:
         listener: DispatchListener,
         heartbeat_interval: float = wire.HEARTBEAT_INTERVAL_S,
         liveness: int = wire.HEARTBEAT_LIVENESS,
+        curve: CurveServer | None = None,
     ) -> None:
         self._listener = listener
         self._interval = heartbeat_interval
@@ -93,6 +95,7 @@ class Dispatcher:
         self._socket.setsockopt(zmq.SNDHWM, 0)  # never drop audio silently
         self._socket.setsockopt(zmq.RCVHWM, 0)
         self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self._zap = curve.apply(self._ctx, self._socket) if curve is not None else None
         self._socket.bind(endpoint)
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.workers: dict[bytes, WorkerInfo] = {}
@@ -176,6 +179,8 @@ class Dispatcher:
         for task in self._replays:
             task.cancel()
         self._socket.close(linger=0)
+        if self._zap is not None:
+            self._zap.stop()
         self._ctx.term()
 
     # ---- worker messages -------------------------------------------------------------

@@ -25,6 +25,7 @@ from broker.jobstore import JobStore, SqliteJobStore
 from broker.run import StreamRun
 from broker.settings import BrokerSettings
 from broker.spool import JobFiles, SpoolWriter
+from whisperfarm.curve import CurveServer
 from whisperfarm.errors import (
     BadPacket,
     CloseCode,
@@ -51,8 +52,13 @@ class Farm:
         )
         self.auth = Authenticator(load_tokens(settings.api_tokens, settings.api_tokens_file))
         self.runs: dict[str, StreamRun] = {}
+        curve = (
+            CurveServer.load(settings.curve_secret_key, settings.curve_clients_dir)
+            if settings.curve_secret_key is not None
+            else None
+        )
         self.dispatcher = Dispatcher(
-            settings.zmq, self, settings.heartbeat_interval, settings.heartbeat_liveness
+            settings.zmq, self, settings.heartbeat_interval, settings.heartbeat_liveness, curve
         )
         self._tasks: set[asyncio.Task[Any]] = set()
 

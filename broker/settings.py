@@ -47,6 +47,16 @@ class BrokerSettings(ComponentSettings):
     max_streams_per_token: int = Field(
         0, ge=0, description="streams one token may have at once (0 = only --max-active)"
     )
+    curve_secret_key: Path | None = Field(
+        None,
+        description="ZeroMQ CURVE: the broker's secret certificate (broker.key_secret); "
+        "unset: no encryption between broker and workers",
+    )
+    curve_clients_dir: Path | None = Field(
+        None,
+        description="ZeroMQ CURVE: directory of worker public certificates allowed to "
+        "connect (unset: any worker that knows the broker's public key)",
+    )
     heartbeat_interval: float = Field(1.0, gt=0, description="seconds between worker heartbeats")
     heartbeat_liveness: int = Field(
         3, ge=1, description="missed heartbeats before a worker is dead"

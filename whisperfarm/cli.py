@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from whisperfarm import __version__
@@ -41,7 +42,39 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--slots", type=int, default=4, help="streams per worker")
     up.add_argument("--device", default="auto", help="auto | cpu | cuda")
     up.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for ready")
+    convert = commands.add_parser(
+        "convert-model",
+        help="convert a CTranslate2 Whisper model to an openai-whisper checkpoint (cached)",
+    )
+    convert.add_argument("model", help="tiny.en, base, a name in the cache dir, or a directory")
+    convert.add_argument("--model-cache-dir", help="the worker's --model-cache-dir")
+    convert.add_argument("--out", help="write here instead of <cache>/<name>.pt")
+    convert.add_argument("--force", action="store_true", help="convert even if cached")
+    keys = commands.add_parser(
+        "curve-keys", help="write ZeroMQ CURVE certificates for broker and workers"
+    )
+    keys.add_argument("directory", help="where to write broker.key[_secret], worker.key[_secret]")
     return parser
+
+
+def curve_keys(args: argparse.Namespace) -> int:
+    from whisperfarm.curve import create_keys
+
+    for path in create_keys(Path(args.directory)):
+        print(path)
+    return 0
+
+
+def convert_model(args: argparse.Namespace) -> int:
+    """Run the worker's converter as a process (the launcher never imports components)."""
+    cmd = [sys.executable, "-m", "workers.convert", args.model]
+    if args.model_cache_dir:
+        cmd += ["--model-cache-dir", args.model_cache_dir]
+    if args.out:
+        cmd += ["--out", args.out]
+    if args.force:
+        cmd.append("--force")
+    return subprocess.call(cmd)
 
 
 class Farm:
@@ -150,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if args.command == "up":
         return up(args)
+    if args.command == "convert-model":
+        return convert_model(args)
+    if args.command == "curve-keys":
+        return curve_keys(args)
     return 2
 
 

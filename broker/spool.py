@@ -10,16 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from whisperfarm.files import write_atomic
 from whisperfarm.transcripts import FORMATS, Transcript, render
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class JobFiles:
@@ -36,7 +28,7 @@ class JobFiles:
         """All formats, json last: its presence marks a complete set."""
         self.dir.mkdir(parents=True, exist_ok=True)
         for fmt in (*(f for f in FORMATS if f != "json"), "json"):
-            atomic_write(self.transcript_path(fmt), render(transcript, fmt).encode())
+            write_atomic(self.transcript_path(fmt), render(transcript, fmt))
 
     def read_transcript(self) -> Transcript | None:
         path = self.transcript_path("json")

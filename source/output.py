@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from whisperfarm.files import write_atomic
 from whisperfarm.streaming.errors import OutputError
 from whisperfarm.transcripts import Transcript, render
 
@@ -45,33 +43,6 @@ def save_transcript(transcript: Transcript, out_dir: Path, stem: str) -> list[Pa
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
         written.append(target)
     return written
-
-
-def write_atomic(target: Path, text: str) -> None:
-    """Write through a temp file in the same directory and rename it over `target`.
-
-    A reader (or a crash) never sees half a transcript, and an existing file is only
-    replaced once the new one is complete on disk.
-    """
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@functools.cache
-def _umask() -> int:
-    """The process umask; reading it means setting it, so do that once."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def stdout_text(transcript: Transcript, label: str, several: bool) -> str:

@@ -11,10 +11,11 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
-from source.output import plan_stems, save_transcript, stdout_text, write_atomic
+from source.output import plan_stems, save_transcript, stdout_text
 from source.progress import Console, Mode
 from source.settings import DEFAULT_URL, SourceSettings
 from whisperfarm.errors import ErrorCode
+from whisperfarm.files import write_atomic
 from whisperfarm.protocol import Error, Segment, SegmentData
 from whisperfarm.streaming.client import closed_error, describe_connect_error, farm_error
 from whisperfarm.streaming.decode import AudioInfo

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+import zmq.asyncio
 import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
 
@@ -48,11 +49,9 @@ class CurveServer:
             raise CurveKeyError(f"CURVE clients dir {clients_dir} is not a directory")
         return cls(public, secret, clients_dir)
 
-    def apply(
-        self, ctx: zmq.Context[zmq.Socket[bytes]], socket: zmq.Socket[bytes]
-    ) -> AsyncioAuthenticator:
+    def apply(self, ctx: zmq.asyncio.Context, socket: zmq.asyncio.Socket) -> AsyncioAuthenticator:
         """Start the ZAP handler and make `socket` a CURVE server (call before bind)."""
-        auth = AsyncioAuthenticator(ctx)  # type: ignore[arg-type]
+        auth = AsyncioAuthenticator(ctx)
         auth.start()
         location = str(self.clients_dir) if self.clients_dir else zmq.auth.CURVE_ALLOW_ANY
         auth.configure_curve(domain="*", location=location)
@@ -79,7 +78,7 @@ class CurveClient:
             public, secret = _load(secret_file, secret=True)
         return cls(server_public, public, secret)
 
-    def apply(self, socket: zmq.Socket[bytes]) -> None:
+    def apply(self, socket: zmq.asyncio.Socket) -> None:
         """Make `socket` a CURVE client (call before connect)."""
         socket.curve_serverkey = self.server_public
         socket.curve_publickey = self.public

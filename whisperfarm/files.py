@@ -1,0 +1,36 @@
+"""Atomic file writes, shared by every component that stores results.
+
+A reader (or a crash) never sees half a file: data goes to a temp file in the same
+directory, is fsynced, and is renamed over the target.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(target: Path, data: bytes | str) -> None:
+    """Write `data` (text as UTF-8) to `target` through a temp file and a rename."""
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask; reading it means setting it, so do that once."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -61,6 +61,7 @@ class Process:
 
 def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Process:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("PYTEST_CURRENT_TEST", None)  # NiceGUI would think it runs inside pytest
     with open(log, "ab") as out:
         popen = subprocess.Popen(
             [sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=full_env

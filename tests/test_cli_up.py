@@ -17,7 +17,8 @@ async def test_up_runs_a_farm_and_stops_it_cleanly(tmp_path: Path) -> None:
     log = tmp_path / "up.log"
     up = spawn(
         ["-m", "whisperfarm", "up", "--port", "0", "--zmq", "tcp://127.0.0.1:*",
-         "--data-dir", str(tmp_path / "data"), "--engine", "null", "--workers", "2"],
+         "--data-dir", str(tmp_path / "data"), "--engine", "null", "--workers", "2",
+         "--gui-port", "0"],
         log,
     )  # fmt: skip
     try:
@@ -34,7 +35,10 @@ async def test_up_runs_a_farm_and_stops_it_cleanly(tmp_path: Path) -> None:
         children = subprocess.run(
             ["pgrep", "-P", str(up.popen.pid)], capture_output=True, text=True
         ).stdout.split()
-        assert len(children) == 3
+        assert len(children) == 4  # broker, two workers, GUI
+        gui = re.search(r"gui\s+(http://\S+)", up.output())
+        assert gui, up.output()
+        wait_for(lambda: _status(f"{gui.group(1)}/healthz") == 200, 30, "the GUI", log)
     finally:
         code = up.stop(signal.SIGTERM, timeout=30)
     assert code == 0, up.output()[-3000:]
@@ -42,3 +46,10 @@ async def test_up_runs_a_farm_and_stops_it_cleanly(tmp_path: Path) -> None:
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.TransportError:
+        return 0

@@ -22,7 +22,8 @@ from types import FrameType
 
 from whisperfarm import __version__
 
-LISTENING = re.compile(r"whisperfarm-broker listening http=(\S+) zmq=(\S+)")
+BROKER_LISTENING = re.compile(r"whisperfarm-broker listening http=(\S+) zmq=(\S+)")
+GUI_LISTENING = re.compile(r"whisperfarm-gui listening http=(\S+)")
 STOP_GRACE_S = 10.0
 
 
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--model", default="base", help="model name (tiny.en, base, …) or path")
     up.add_argument("--slots", type=int, default=4, help="streams per worker")
     up.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    up.add_argument("--gui-port", type=int, default=8080, help="web GUI port (0 = pick one)")
+    up.add_argument("--no-gui", action="store_true", help="do not start the web GUI")
     up.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for ready")
     convert = commands.add_parser(
         "convert-model",
@@ -83,6 +86,7 @@ class Farm:
     def __init__(self) -> None:
         self.broker: subprocess.Popen[str] | None = None
         self.workers: list[subprocess.Popen[str]] = []
+        self.gui: subprocess.Popen[str] | None = None
 
     def start_broker(self, args: argparse.Namespace) -> tuple[str, str]:
         cmd = [
@@ -90,14 +94,16 @@ class Farm:
             "--zmq", args.zmq, "--data-dir", args.data_dir, "--max-active", str(args.max_active),
         ]  # fmt: skip
         self.broker = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        assert self.broker.stdout is not None
-        for line in self.broker.stdout:
-            print(line, end="", flush=True)
-            match = LISTENING.search(line)
-            if match:
-                threading.Thread(target=_echo, args=(self.broker.stdout,), daemon=True).start()
-                return match.group(1), match.group(2)
-        raise SystemExit(f"whisperfarm: the broker exited ({self.broker.wait()}) before listening")
+        match = _await_line(self.broker, BROKER_LISTENING, "the broker")
+        return match.group(1), match.group(2)
+
+    def start_gui(self, args: argparse.Namespace, http_url: str) -> str:
+        cmd = [
+            sys.executable, "-m", "gui", "--host", args.host, "--port", str(args.gui_port),
+            "--broker", http_url, "--data-dir", str(Path(args.data_dir) / "gui"),
+        ]  # fmt: skip
+        self.gui = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        return _await_line(self.gui, GUI_LISTENING, "the GUI").group(1)
 
     def start_workers(self, args: argparse.Namespace, zmq_endpoint: str) -> None:
         for n in range(args.workers):
@@ -109,12 +115,13 @@ class Farm:
             self.workers.append(subprocess.Popen(cmd, text=True))
 
     def alive(self) -> bool:
-        procs = [self.broker, *self.workers]
+        procs = [self.broker, *self.workers, *([self.gui] if self.gui else [])]
         return all(p is not None and p.poll() is None for p in procs)
 
     def stop(self) -> None:
-        """Workers first (they hand their streams back), then the broker."""
-        for group in (self.workers, [self.broker] if self.broker else []):
+        """GUI first, then workers (they hand their streams back), then the broker."""
+        gui = [self.gui] if self.gui else []
+        for group in (gui, self.workers, [self.broker] if self.broker else []):
             for proc in group:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
@@ -125,6 +132,18 @@ class Farm:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def _await_line(proc: subprocess.Popen[str], pattern: re.Pattern[str], what: str) -> re.Match[str]:
+    """Echo a child's output until its machine-readable "listening" line, then keep echoing."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        match = pattern.search(line)
+        if match:
+            threading.Thread(target=_echo, args=(proc.stdout,), daemon=True).start()
+            return match
+    raise SystemExit(f"whisperfarm: {what} exited ({proc.wait()}) before listening")
 
 
 def _echo(stream: object) -> None:
@@ -161,10 +180,13 @@ def up(args: argparse.Namespace) -> int:
         if not wait_ready(http_url, farm, args.ready_timeout):
             print("whisperfarm: the farm did not become ready", file=sys.stderr)
             return 1
+        gui_url = "" if args.no_gui else farm.start_gui(args, http_url)
         ws_url = http_url.replace("http://", "ws://", 1) + "/v1/stream"
         print(
             f"\nwhisperfarm is up: {args.workers} worker(s), engine {args.engine}, "
-            f"model {args.model}\n  broker  {http_url}  (jobs: {http_url}/v1/jobs)\n"
+            f"model {args.model}\n"
+            + (f"  gui     {gui_url}\n" if gui_url else "")
+            + f"  broker  {http_url}  (jobs: {http_url}/v1/jobs)\n"
             f"  stream  {ws_url}\n  try:    whisperfarm-source --url {ws_url} FILE\n"
             "Ctrl-C stops it.",
             flush=True,

@@ -1,0 +1,154 @@
+"""The live job table: every job the broker knows, uploads in flight, rejected rows.
+
+Rows come from `rows.build_rows()` and are pushed whenever the state changes; the cells
+are Quasar templates (badge, progress bar, buttons) that emit `retry` / `dismiss` back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import events, ui
+
+from gui.rows import build_rows
+from gui.services import Services
+from gui.theme import watch
+
+_LOCAL_TIME = (
+    "v => { if (!v) return ''; const d = new Date(v * 1000);"
+    " return d.toDateString() === new Date().toDateString()"
+    " ? d.toLocaleTimeString() : d.toLocaleString(); }"
+)
+_FIT = "width: 1%; white-space: nowrap"
+"""Shrink a column to its content; the transcript column takes what is left."""
+COLUMNS: list[dict[str, Any]] = [
+    {"name": "name", "label": "File", "field": "name", "align": "left", "sortable": True,
+     "style": "max-width: 16rem; overflow-wrap: anywhere"},
+    {"name": "status", "label": "Status", "field": "label", "align": "left", "sortable": True},
+    {"name": "preview", "label": "Transcript", "field": "preview", "align": "left"},
+    {"name": "duration", "label": "Length", "field": "duration", "align": "right", "style": _FIT},
+    {"name": "language", "label": "Language", "field": "language", "align": "left",
+     "style": _FIT},
+    {"name": "worker", "label": "Worker", "field": "worker", "align": "left", "style": _FIT},
+    {"name": "created", "label": "Submitted", "field": "created", "align": "left",
+     "sortable": True, ":format": _LOCAL_TIME, "style": _FIT, "headerStyle": _FIT},
+    {"name": "actions", "label": "", "field": "key", "align": "right", "style": _FIT},
+]  # fmt: skip
+
+NAME_CELL = r"""
+<q-td :props="props" data-testid="cell-name">
+  <a v-if="props.row.open" :href="'/jobs/' + props.row.job_id"
+     class="text-primary font-medium" style="text-decoration: none">{{ props.row.name }}</a>
+  <span v-else class="font-medium">{{ props.row.name }}</span>
+</q-td>
+"""
+STATUS_CELL = r"""
+<q-td :props="props" data-testid="cell-status" style="min-width: 9rem">
+  <q-badge :color="props.row.color" :label="props.row.label" class="q-py-xs q-px-sm" />
+  <div v-if="props.row.progress !== null" class="q-mt-xs">
+    <q-linear-progress :value="props.row.progress" rounded size="6px" color="primary"
+                       instant-feedback />
+    <div class="text-caption text-grey-7">{{ props.row.progress_label }}</div>
+  </div>
+  <q-linear-progress v-else-if="['checking', 'connecting', 'transcribing', 'queued']
+                       .includes(props.row.status)"
+                     indeterminate rounded size="4px" color="indigo-4" class="q-mt-xs" />
+  <div v-if="props.row.detail" data-testid="cell-detail"
+       class="text-caption q-mt-xs" style="white-space: normal; max-width: 16rem"
+       :class="props.row.status === 'done' ? 'text-grey-7' : 'text-negative'">
+    {{ props.row.detail }}</div>
+</q-td>
+"""
+PREVIEW_CELL = r"""
+<q-td :props="props" data-testid="cell-preview"
+      style="white-space: normal; min-width: 10rem; max-width: 28rem">
+  <div class="ellipsis-3-lines" :title="props.row.preview">{{ props.row.preview }}</div>
+</q-td>
+"""
+ACTIONS_CELL = r"""
+<q-td :props="props" data-testid="cell-actions">
+  <div class="row no-wrap items-center justify-end" style="gap: 4px">
+    <q-btn v-if="props.row.open" flat dense round color="primary" icon="article"
+           :href="'/jobs/' + props.row.job_id" data-testid="open">
+      <q-tooltip>Open the transcript</q-tooltip>
+    </q-btn>
+    <q-btn v-if="props.row.retry" unelevated dense no-caps no-wrap color="primary" icon="refresh"
+           label="Retry" class="q-px-sm" data-testid="retry"
+           @click="() => $parent.$emit('retry', props.row)" />
+    <q-btn v-if="props.row.dismiss" flat dense round color="grey-7" icon="close"
+           data-testid="dismiss" @click="() => $parent.$emit('dismiss', props.row)">
+      <q-tooltip>Dismiss</q-tooltip>
+    </q-btn>
+  </div>
+</q-td>
+"""
+
+
+def create(services: Services) -> ui.table:
+    """The jobs card; its rows follow `services.state` for as long as the page lives."""
+    with ui.card().classes("w-full gap-2").mark("jobs-card"):
+        count, search = _toolbar(services)
+        table = _table()
+    table.bind_filter_from(search, "value")
+    table.on("retry", lambda e: _retry(services, e))
+    table.on("dismiss", lambda e: services.uploader.dismiss(_key(e)))
+
+    def update() -> None:
+        rows = build_rows(services.state, services.store)
+        if rows != table.rows:
+            table.rows = rows
+        count.text = str(len(rows))
+
+    watch(services.state, update)
+    return table
+
+
+def _toolbar(services: Services) -> tuple[ui.badge, ui.input]:
+    async def refresh() -> None:
+        if await services.feed.refresh():
+            ui.notify("Jobs reloaded from the broker", type="info", timeout=1500)
+        else:
+            reason = services.state.connection.reason
+            ui.notify(f"The broker is unreachable ({reason})", type="negative")
+
+    with ui.row().classes("w-full items-center gap-2"):
+        ui.icon("view_list", size="26px").classes("text-primary")
+        ui.label("Jobs").classes("text-lg font-semibold")
+        count = ui.badge("0", color="grey-6").props("rounded").mark("jobs-count")
+        ui.space()
+        search = ui.input(placeholder="Filter").props("dense outlined clearable")
+        search.classes("w-56").mark("jobs-filter")
+        with search.add_slot("prepend"):
+            ui.icon("search")
+        ui.button("Refresh", icon="refresh", on_click=refresh).props(
+            'outline no-caps data-testid="refresh"'
+        ).mark("refresh")
+    return count, search
+
+
+def _table() -> ui.table:
+    table = ui.table(
+        columns=COLUMNS,
+        rows=[],
+        row_key="key",
+        pagination={"rowsPerPage": 25, "sortBy": "created", "descending": True},
+    )
+    table.classes("w-full").mark("jobs").props(
+        'flat wrap-cells no-data-label="No jobs yet: drop some files above." data-testid="jobs"'
+    )
+    for column, template in (("name", NAME_CELL), ("status", STATUS_CELL),
+                             ("preview", PREVIEW_CELL), ("actions", ACTIONS_CELL)):  # fmt: skip
+        table.add_slot(f"body-cell-{column}", template)
+    return table
+
+
+def _key(e: events.GenericEventArguments) -> str:
+    return str(e.args.get("key", "")) if isinstance(e.args, dict) else ""
+
+
+def _retry(services: Services, e: events.GenericEventArguments) -> None:
+    if services.uploader.retry(_key(e)):
+        name = e.args.get("name", "the file") if isinstance(e.args, dict) else "the file"
+        ui.notify(f"Retrying {name}", type="info")
+    else:
+        ui.notify("This row cannot be retried any more", type="warning")

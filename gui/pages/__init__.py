@@ -1,0 +1,1 @@
+"""One module per page, each exposing `content()` (drawn inside `theme.frame()`)."""

@@ -1,0 +1,218 @@
+"""One job: its state, its transcript with timestamped segments, copy and downloads.
+
+The page draws at once and loads from the broker right after; it reloads by itself when
+the job's state changes (a running job's page turns into its transcript when it is done),
+and a broker that is down is a notice with a retry, never an error page.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+from nicegui import background_tasks, ui
+
+from gui import languages
+from gui.broker_api import BrokerUnavailable, TranscriptUnavailable
+from gui.rows import STATUS, format_duration, format_timestamp
+from gui.services import Services
+from gui.theme import watch
+from whisperfarm.transcripts import FORMATS, MEDIA_TYPES
+
+ACTIVE = ("queued", "streaming", "transcribing")
+
+
+@dataclass
+class Loaded:
+    job: dict[str, Any] | None = None
+    transcript: dict[str, Any] | None = None
+    problem: str = ""
+    """Why the job or its transcript could not be loaded (broker down, missing file)."""
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def content(services: Services, job_id: str) -> None:
+    with ui.row().classes("w-full items-center"):
+        ui.button("All jobs", icon="arrow_back", on_click=lambda: ui.navigate.to("/")).props(
+            "flat no-caps"
+        ).mark("back")
+    body = ui.column().classes("w-full gap-4")
+    with body:
+        ui.spinner(size="lg").classes("self-center")
+
+    def status() -> Any:
+        """What makes the page worth reloading: the job's state, the broker coming back."""
+        job = services.state.jobs.get(job_id) or {}
+        return job.get("status"), services.state.connection.up
+
+    seen = [status()]
+
+    async def load() -> None:
+        loaded = await _load(services, job_id)
+        if body.is_deleted:
+            return
+        body.clear()
+        with body:
+            _render(services, job_id, loaded, reload=load)
+
+    def on_change() -> None:
+        """Reload when this job's state moves (it just finished) or the broker is back."""
+        if status() != seen[0]:
+            seen[0] = status()
+            background_tasks.create(load(), name=f"reload job {job_id}")
+
+    watch(services.state, on_change)
+    ui.timer(0, load, once=True)
+
+
+async def _load(services: Services, job_id: str) -> Loaded:
+    loaded = Loaded()
+    try:
+        loaded.job = await services.api.job(job_id)
+    except BrokerUnavailable as exc:
+        loaded.job = services.state.jobs.get(job_id)
+        loaded.problem = f"The broker is unreachable ({exc.reason})."
+        return loaded
+    if loaded.job is None or loaded.job.get("status") != "done":
+        return loaded
+    try:
+        data = json.loads(await services.api.transcript(job_id, "json"))
+    except BrokerUnavailable as exc:
+        loaded.problem = f"The broker is unreachable ({exc.reason})."
+    except TranscriptUnavailable as exc:
+        loaded.problem = f"The transcript is not available: {exc.detail}."
+    except ValueError:
+        loaded.problem = "The broker sent a transcript that is not valid JSON."
+    else:
+        if isinstance(data, dict):
+            loaded.transcript = data
+            segments = data.get("segments")
+            loaded.segments = [s for s in segments or [] if isinstance(s, dict)]
+    return loaded
+
+
+def _render(services: Services, job_id: str, loaded: Loaded, reload: Any) -> None:
+    job = loaded.job
+    if job is None:
+        text = loaded.problem or f"The broker has no job {job_id}."
+        _notice("search_off", "No such job", text, retry=reload if loaded.problem else None)
+        return
+    _summary(job)
+    if loaded.problem:
+        _notice("cloud_off", "Cannot load everything", loaded.problem, color="text-negative",
+                retry=reload)  # fmt: skip
+    status = job.get("status")
+    if status == "failed":
+        _notice("error", "This job failed", str(job.get("error") or "No reason was given."),
+                color="text-negative")  # fmt: skip
+    elif status == "interrupted":
+        reason = str(job.get("error") or "The upload was cut before it ended.")
+        _notice("pause_circle", "Upload interrupted", reason, color="text-warning")
+    elif status in ACTIVE:
+        with ui.row().classes("items-center gap-3").mark("job-pending"):
+            ui.spinner(size="md")
+            ui.label(f"This job is {status}. Its transcript appears here when it is done.")
+    if loaded.transcript is not None:
+        _transcript(services, job, loaded)
+
+
+def _summary(job: dict[str, Any]) -> None:
+    status = str(job.get("status", ""))
+    label, color = STATUS.get(status, (status, "grey-7"))
+    with ui.card().classes("w-full gap-2"):
+        with ui.row().classes("w-full items-center gap-3"):
+            ui.icon("audio_file", size="32px").classes("text-primary")
+            ui.label(str(job.get("name") or "stream")).classes("text-2xl font-semibold").mark(
+                "job-name"
+            )
+            ui.badge(label, color=color).classes("text-sm px-2 py-1").mark("job-status")
+        with ui.row().classes("gap-x-8 gap-y-1 text-sm"):
+            seconds = job.get("duration") or job.get("duration_hint") or 0
+            _fact("Length", format_duration(float(seconds)) if seconds else "–")
+            _fact("Language", languages.label(job.get("language")) or "auto-detect")
+            _fact("Task", str(job.get("task") or "transcribe").capitalize())
+            _fact("Worker", str(job.get("worker") or "–"))
+            _fact("Submitted", _when(job.get("created_at")))
+            if job.get("finished_at"):
+                _fact("Finished", _when(job.get("finished_at")))
+        ui.label(f"Job {job.get('id')}").classes("text-xs text-gray-400")
+
+
+def _transcript(services: Services, job: dict[str, Any], loaded: Loaded) -> None:
+    assert loaded.transcript is not None
+    text = str(loaded.transcript.get("text") or "")
+    job_id, stem = str(job["id"]), PurePath(str(job.get("name") or "transcript")).stem
+
+    async def download(fmt: str) -> None:
+        try:
+            data = await services.api.transcript(job_id, fmt)
+        except BrokerUnavailable as exc:
+            ui.notify(f"Download failed: the broker is unreachable ({exc.reason})", type="negative")
+            return
+        except TranscriptUnavailable as exc:
+            ui.notify(f"Download failed: {exc.detail}", type="negative")
+            return
+        ui.download.content(data, f"{stem or 'transcript'}.{fmt}", MEDIA_TYPES[fmt])
+
+    def copy() -> None:
+        ui.clipboard.write(text)
+        ui.notify("Transcript copied to the clipboard", type="positive", timeout=1500)
+
+    with ui.card().classes("w-full gap-3").mark("transcript-card"):
+        with ui.row().classes("w-full items-center gap-2"):
+            ui.label("Transcript").classes("text-lg font-semibold")
+            ui.space()
+            ui.button("Copy", icon="content_copy", on_click=copy).props(
+                'outline no-caps data-testid="copy"'
+            ).mark("copy")
+            for fmt in FORMATS:
+                ui.button(fmt.upper(), icon="download", on_click=lambda f=fmt: download(f)).props(
+                    f'unelevated no-caps data-testid="download-{fmt}"'
+                ).mark(f"download-{fmt}")
+        ui.label(text or "(no speech found)").classes(
+            "text-base leading-relaxed whitespace-pre-wrap"
+        ).props('data-testid="transcript-text"').mark("transcript-text")
+    with ui.card().classes("w-full gap-2"):
+        ui.label(f"Segments ({len(loaded.segments)})").classes("text-lg font-semibold")
+        rows = [
+            {"id": s.get("id", n), "start": format_timestamp(float(s.get("start") or 0)),
+             "end": format_timestamp(float(s.get("end") or 0)), "text": str(s.get("text", ""))}
+            for n, s in enumerate(loaded.segments)
+        ]  # fmt: skip
+        ui.table(
+            columns=[
+                {"name": "start", "label": "From", "field": "start", "align": "left"},
+                {"name": "end", "label": "To", "field": "end", "align": "left"},
+                {"name": "text", "label": "Text", "field": "text", "align": "left"},
+            ],
+            rows=rows,
+            row_key="id",
+            pagination={"rowsPerPage": 50},
+        ).classes("w-full").props('flat dense wrap-cells data-testid="segments"').mark("segments")
+
+
+def _fact(name: str, value: str) -> None:
+    with ui.column().classes("gap-0"):
+        ui.label(name).classes("text-xs uppercase tracking-wide text-gray-500")
+        ui.label(value)
+
+
+def _notice(
+    icon: str, title: str, text: str, color: str = "text-gray-500", retry: Any = None
+) -> None:
+    with ui.card().classes("w-full").mark("notice"), ui.row().classes("w-full items-center gap-3"):
+        ui.icon(icon, size="32px").classes(color)
+        with ui.column().classes("gap-0 grow"):
+            ui.label(title).classes("text-lg font-semibold")
+            ui.label(text).classes("text-sm").mark("notice-text")
+        if retry is not None:
+            ui.button("Try again", icon="refresh", on_click=retry).props("no-caps outline")
+
+
+def _when(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "–"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))

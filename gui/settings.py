@@ -1,0 +1,54 @@
+"""GUI settings: CLI flags mirror the fields, env vars use `WHISPERFARM_GUI_`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from whisperfarm.protocol import STREAM_PATH
+from whisperfarm.settings import ComponentSettings
+
+MAX_FILES_LIMIT = 10
+"""The issue's promise: up to 10 files in one drop."""
+
+
+class GuiSettings(ComponentSettings):
+    """Browser front end of a whisperfarm: upload files, watch jobs, read transcripts."""
+
+    model_config = SettingsConfigDict(env_prefix="WHISPERFARM_GUI_", cli_hide_none_type=True)
+
+    host: str = Field("127.0.0.1", description="address the web UI listens on")
+    port: int = Field(8080, ge=0, le=65535, description="web UI port (0 = pick one)")
+    broker: str = Field(
+        "http://127.0.0.1:8000", description="broker base URL (REST, events and /v1/stream)"
+    )
+    data_dir: Path = Field(
+        Path("data/gui"),
+        description="the GUI's own storage: rejected rows, files kept for retry, sessions",
+    )
+    max_files: int = Field(
+        MAX_FILES_LIMIT, ge=1, le=MAX_FILES_LIMIT, description="files accepted in one upload"
+    )
+    storage_secret: str | None = Field(
+        None, description="secret signing browser sessions (unset: one kept in --data-dir)"
+    )
+    connect_timeout: float = Field(
+        10.0, gt=0, description="seconds to reach the broker before calling it down"
+    )
+    retries: int = Field(
+        3, ge=0, le=100, description="reconnects with resume after a dropped upload"
+    )
+
+    @field_validator("broker")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/")
+
+    @property
+    def stream_url(self) -> str:
+        """The broker's WebSocket endpoint, derived from its HTTP base URL."""
+        return "ws" + self.broker.removeprefix("http") + STREAM_PATH

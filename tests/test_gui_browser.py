@@ -1,0 +1,162 @@
+"""The GUI in real headless Chromium, as a process, against a real broker and worker.
+
+Playwright drives Debian's `/usr/bin/chromium` (Playwright's own browser downloads are not
+used). Screenshots land in the test's tmp dir and in `test-output/` for a person to look
+at. Without Chromium these tests are skipped, or fail when CI=true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.farm import start_broker, start_worker, wait_for
+from tests.gui_conftest import (
+    CHROMIUM_ARGS,
+    require_chromium,
+    save_screenshot,
+    start_gui,
+    wav_bytes,
+)
+from tests.speech import SENTENCES, synthesize, word_error_rate
+from tests.wsclient import start_message
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+MAX_WER = 0.15
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Any]:
+    """A fresh Chromium page (1400×900); the test fails if the page logs a JS error."""
+    executable = require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # 2 slow cores, a model and a browser at once
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.set_default_timeout(30_000)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda m: errors.append(m.text) if _is_error(m) else None)
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+        assert errors == [], "the page logged errors in the browser"
+
+
+def _is_error(message: Any) -> bool:
+    """A console error, except the page retrying while a test restarts the GUI process."""
+    restarting = "socket.io" in message.text or "ERR_CONNECTION_REFUSED" in message.text
+    return bool(message.type == "error" and not restarting)
+
+
+def job_row(page: Any, name: str) -> Any:
+    """The table row whose file name is `name`."""
+    name_cell = page.locator("[data-testid=cell-name]", has_text=name)
+    return page.locator("[data-testid=jobs] tbody tr").filter(has=name_cell)
+
+
+@pytest.mark.model
+def test_three_files_at_once_are_transcribed_shown_and_downloadable(
+    tmp_path: Path, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    spoken = dict(zip(["garden.wav", "weather.mp3", "door.m4a"], SENTENCES, strict=False))
+    files = [synthesize(text, tmp_path / "audio" / name) for name, text in spoken.items()]
+    broker = start_broker(tmp_path)
+    worker = start_worker(tmp_path, broker.zmq, engine="faster-whisper", model="tiny.en", slots=3)
+    gui = start_gui(tmp_path, broker.http)
+    try:
+        broker.wait_workers(1)
+        page.goto(gui.url)
+        expect(page.get_by_test_id("farm-workers")).to_have_text("1")
+        page.locator("[data-testid=upload] input[type=file]").set_input_files(files)
+
+        for name, reference in spoken.items():
+            row = job_row(page, name)
+            expect(row.get_by_test_id("cell-status")).to_contain_text("Done", timeout=120_000)
+            preview = row.get_by_test_id("cell-preview")
+            expect(preview).not_to_have_text("", timeout=30_000)
+            text = preview.inner_text()
+            assert word_error_rate(reference, text) <= MAX_WER, (name, text)
+        assert {j["name"] for j in broker.jobs()} == set(spoken)
+        shot = save_screenshot(page, tmp_path, "gui-three-files.png")
+        assert shot.stat().st_size > 10_000
+
+        page.get_by_role("link", name="garden.wav").click()
+        expect(page.get_by_test_id("transcript-text")).to_be_visible()
+        expect(page.get_by_test_id("segments")).to_contain_text("0:00.0")
+        with page.expect_download() as download_info:
+            page.get_by_test_id("download-txt").click()
+        download = download_info.value
+        assert download.suggested_filename == "garden.txt"
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        assert word_error_rate(spoken["garden.wav"], saved.read_text()) <= MAX_WER
+        save_screenshot(page, tmp_path, "gui-transcript.png")
+    finally:
+        gui.process.stop()
+        worker.process.stop()
+        broker.process.stop()
+
+
+def test_third_stream_is_refused_as_overloaded_then_retried(tmp_path: Path, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    upload = tmp_path / "third.wav"
+    upload.write_bytes(wav_bytes(2.0))
+    broker = start_broker(tmp_path, "--max-active", "2")
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    gui = start_gui(tmp_path, broker.http)
+    holds = contextlib.ExitStack()
+    try:
+        broker.wait_workers(1)
+        for n in (1, 2):  # two streams hold both slots: the GUI's upload is the third
+            hold = holds.enter_context(connect(broker.ws))
+            hold.send(start_message(name=f"held-{n}.wav"))
+            assert '"accepted"' in str(hold.recv(timeout=10))
+        page.goto(gui.url)
+        expect(page.get_by_test_id("farm-streams")).to_have_text("2 / 2")
+        page.locator("[data-testid=upload] input[type=file]").set_input_files([upload])
+
+        row = job_row(page, "third.wav")
+        expect(row.get_by_test_id("cell-detail")).to_have_text("Server overloaded, try later")
+        expect(row.get_by_test_id("retry")).to_be_visible()
+        save_screenshot(page, tmp_path, "gui-overloaded.png")
+
+        # The rejected row is the GUI's own: it survives a restart of the GUI.
+        gui.process.stop()
+        gui = start_gui(tmp_path, broker.http)
+        page.goto(gui.url)
+        row = job_row(page, "third.wav")
+        expect(row.get_by_test_id("cell-detail")).to_have_text("Server overloaded, try later")
+        expect(job_row(page, "held-1.wav")).to_have_count(1)
+
+        holds.close()  # the held jobs become interrupted and free their slots
+        wait_for(lambda: broker.farm()["streams"]["active"] == 0, 30, "free slots")
+        row.get_by_test_id("retry").click()
+        expect(job_row(page, "third.wav").get_by_test_id("cell-status")).to_contain_text("Done")
+        expect(page.locator("[data-testid=retry]")).to_have_count(0)
+        expect(page.get_by_test_id("farm-streams")).to_have_text("0 / 2")
+
+        broker.process.stop()  # and when the broker goes away, the page says so
+        expect(page.get_by_test_id("broker-banner")).to_contain_text("is unreachable")
+        save_screenshot(page, tmp_path, "gui-broker-down.png")
+    finally:
+        holds.close()
+        gui.process.stop()
+        worker.process.stop()
+        broker.process.stop()

@@ -72,10 +72,15 @@ def _connect_reason(exc: BaseException) -> str:
 class BrokerApi:
     """A small async client; one per GUI process, shared by every page and loop."""
 
-    def __init__(self, base_url: str, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, connect_timeout: float = 10.0, token: str | None = None
+    ) -> None:
         self.base_url = base_url
         self._timeout = httpx.Timeout(connect_timeout, connect=connect_timeout)
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=self._timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url, timeout=self._timeout, headers=headers
+        )
 
     async def close(self) -> None:
         await self._client.aclose()

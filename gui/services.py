@@ -38,13 +38,14 @@ class Services:
 
     @classmethod
     def create(cls, settings: GuiSettings) -> Services:
-        api = BrokerApi(settings.broker, settings.connect_timeout)
+        api = BrokerApi(settings.broker, settings.connect_timeout, settings.broker_token)
         state = GuiState(settings.broker)
         store = RejectedStore(settings.data_dir)
         options = ClientOptions(
             url=settings.stream_url,
             retries=settings.retries,
             connect_timeout=settings.connect_timeout,
+            token=settings.broker_token,
         )
         uploader = Uploader(state, store, options, spawn)
         return cls(settings, api, state, store, uploader, LiveFeed(api, state, spawn))

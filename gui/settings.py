@@ -31,6 +31,9 @@ class GuiSettings(ComponentSettings):
     max_files: int = Field(
         MAX_FILES_LIMIT, ge=1, le=MAX_FILES_LIMIT, description="files accepted in one upload"
     )
+    broker_token: str | None = Field(
+        None, description="API token the GUI presents to a broker that requires one"
+    )
     storage_secret: str | None = Field(
         None, description="secret signing browser sessions (unset: one kept in --data-dir)"
     )

@@ -184,6 +184,7 @@ class Farm:
         run.outbox = asyncio.Queue()
         self._set_status(run.job, JobStatus.QUEUED)
         self.dispatcher.submit(run)
+        self.on_farm_changed()
 
     def receive_packet(self, run: StreamRun, packet: bytes) -> None:
         """Validate, spool and forward one packet; ack durable frames now and then."""
@@ -212,6 +213,7 @@ class Farm:
             if spool is not None:
                 durable = await asyncio.to_thread(spool.sync)
                 run.emit(Ack(frames=run.audio.frames_in(durable)))
+                self._publish_job(run.job)  # upload progress for every watcher
         except (OSError, ValueError) as exc:  # closed underneath us: the run is over
             log.debug("ack skipped: %s", exc)
         finally:
@@ -271,6 +273,7 @@ class Farm:
         if run.admitted:
             run.admitted = False
             self.admission.release(run.job.owner)
+            self.on_farm_changed()
         run.finished.set()
 
     # ---- worker side (DispatchListener) ------------------------------------------------
@@ -433,6 +436,9 @@ class Farm:
             job.finished_at = job.updated_at
             self._expire_spool(job)
         self.store.save(job)
+        self._publish_job(job)
+
+    def _publish_job(self, job: Job) -> None:
         self.events.publish("job", job.model_dump(mode="json", exclude={"owner"}), job.owner)
 
 

@@ -139,21 +139,28 @@ async def test_resume_continues_from_the_acknowledged_frame(broker: Broker) -> N
     assert broker.job(job_id)["status"] == "done"
 
 
-async def test_events_stream_reports_job_changes(broker: Broker) -> None:
+async def test_events_stream_reports_job_and_farm_changes(broker: Broker) -> None:
     seen: list[str] = []
+    frames: list[int] = []
+    active: list[int] = []
 
     def collect() -> None:
         for event, data in sse_events(broker.http + "/v1/events", timeout=20):
-            if event == "job":
+            if event == "farm":
+                active.append(data["streams"]["active"])
+            elif event == "job":
                 seen.append(data["status"])
+                frames.append(data["frames"])
                 if data["status"] == "done":
                     return
 
     listener = asyncio.create_task(asyncio.to_thread(collect))
-    await asyncio.sleep(0.3)
-    await stream_pcm(broker.ws, tone(1.0))
+    await asyncio.to_thread(wait_for, lambda: active, 10, "the farm snapshot")
+    await stream_pcm(broker.ws, tone(3.0))
     await asyncio.wait_for(listener, 20)
     assert seen[0] == "queued" and "streaming" in seen and seen[-1] == "done"
+    assert 0 < min(f for f in frames if f) < 48_000, "upload progress is published"
+    assert active[0] == 0 and 1 in active
 
 
 def test_farm_and_readiness_report_the_worker(broker: Broker, null_worker: Worker) -> None:

@@ -78,9 +78,7 @@ class BrokerApi:
         self.base_url = base_url
         self._timeout = httpx.Timeout(connect_timeout, connect=connect_timeout)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=self._timeout, headers=headers
-        )
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=self._timeout, headers=headers)
 
     async def close(self) -> None:
         await self._client.aclose()

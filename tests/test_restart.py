@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 
 import websockets
 
 from tests.farm import start_broker, start_worker
-from tests.wsclient import packets, start_message, stream_pcm, tone
+from tests.wsclient import Reply, packets, read_all, start_message, stream_pcm, tone
 
 
 async def test_finished_jobs_and_transcripts_survive_a_restart(tmp_path: Path) -> None:
@@ -61,4 +62,56 @@ async def test_killed_broker_finishes_ended_uploads_and_marks_cut_ones_resumable
         finally:
             worker.process.stop()
     finally:
+        broker.process.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_workers_reconnect_and_cut_uploads_resume_after_a_broker_kill(
+    tmp_path: Path,
+) -> None:
+    """Same ports after the restart: the old worker rejoins alone, the client resumes."""
+    ports = ["--port", str(_free_port()), "--zmq", f"tcp://127.0.0.1:{_free_port()}"]
+    broker = start_broker(tmp_path, *ports)
+    worker = start_worker(tmp_path, broker.zmq, "--null-delay-per-second", "2", engine="null")
+    sent = packets(tone(3.0))
+    try:
+        broker.wait_workers(1)
+        async with websockets.connect(broker.ws) as ws:
+            await ws.send(start_message(name="ended.wav"))
+            ended_id = json.loads(await ws.recv())["job_id"]
+            for packet in sent:
+                await ws.send(packet)
+            await ws.send(json.dumps({"type": "end"}))
+            while json.loads(await ws.recv()) != {"type": "ack", "frames": 48_000}:
+                pass
+            cut = await websockets.connect(broker.ws)
+            await cut.send(start_message(name="cut.wav"))
+            cut_id = json.loads(await cut.recv())["job_id"]
+            for packet in sent[:20]:
+                await cut.send(packet)
+            while json.loads(await cut.recv())["type"] != "ack":
+                pass
+            broker.process.stop(signal.SIGKILL)
+            await cut.close()
+        broker = start_broker(tmp_path, *ports, data_dir=broker.data_dir)
+        broker.wait_workers(1, timeout=30)  # the same worker process, reconnected by itself
+        assert broker.wait_job(ended_id, {"done"}, timeout=30)["duration"] == 3.0
+        async with websockets.connect(broker.ws) as ws:
+            await ws.send(json.dumps({"type": "resume", "job_id": cut_id}))
+            accepted = json.loads(await ws.recv())
+            assert accepted["type"] == "accepted" and accepted["resume_from_frame"] >= 16_000
+            for packet in sent[accepted["resume_from_frame"] // 1000 :]:
+                await ws.send(packet)
+            await ws.send(json.dumps({"type": "end"}))
+            reply = await read_all(ws, Reply())
+        assert reply.last["type"] == "final" and "3.0 s of audio" in reply.last["text"]
+        assert worker.process.popen.poll() is None
+    finally:
+        worker.process.stop()
         broker.process.stop()

@@ -295,7 +295,11 @@ class Farm:
     def on_segment(self, run: StreamRun, body: dict[str, Any]) -> None:
         segment = SegmentData.model_validate(body)
         run.segments.append(segment)
-        run.emit(Segment(id=segment.id, start=segment.start, end=segment.end, text=segment.text))
+        if segment.id >= run.segments_sent:  # a re-dispatched attempt repeats what was sent
+            run.segments_sent = segment.id + 1
+            run.emit(
+                Segment(id=segment.id, start=segment.start, end=segment.end, text=segment.text)
+            )
 
     def on_final(self, run: StreamRun, body: dict[str, Any]) -> None:
         self._spawn(self._complete(run, body))

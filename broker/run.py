@@ -38,6 +38,8 @@ class StreamRun:
     admitted: bool = False
     """Holds an admission slot, released when the run finishes."""
     segments: list[SegmentData] = field(default_factory=list)
+    segments_sent: int = 0
+    """Segments already streamed to the client, over every attempt."""
     accepted_at: float = field(default_factory=time.monotonic)
     queued_at: float = field(default_factory=time.monotonic)
     ended_at: float | None = None

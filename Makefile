@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
+	# openai-whisper without its requirements (they would pull triton); the rest come from pyproject.
+	$(PIP) install -q --no-deps openai-whisper==20250625
 	$(PIP) install -q -e '.[test,deploy]'
 	touch $(STAMP)
 

@@ -58,10 +58,12 @@ class WorkerInfo:
     expiry: float
     streams: set[str] = field(default_factory=set)
     connected_at: float = field(default_factory=time.time)
+    draining: bool = False
+    """The worker finishes what it holds and takes nothing new (it is shutting down)."""
 
     @property
     def free(self) -> int:
-        return self.slots - len(self.streams)
+        return 0 if self.draining else self.slots - len(self.streams)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class WorkerInfo:
             "busy": len(self.streams),
             "metrics_port": self.metrics_port,
             "connected_at": self.connected_at,
+            "draining": self.draining,
         }
 
 
@@ -195,12 +198,21 @@ class Dispatcher:
             self._send(identity, Message(Command.DISCONNECT))
             return
         worker.expiry = self._expiry()
+        if message.command is Command.HEARTBEAT and message.body.get("draining"):
+            self._mark_draining(worker)
         handler = self._result_handlers.get(message.command)
         if handler is not None:
             handler(self, worker, message)
         elif message.command is Command.DISCONNECT:
             log.info("worker %s is leaving", worker.name)
             self._drop_worker(worker, "disconnect")
+
+    def _mark_draining(self, worker: WorkerInfo) -> None:
+        if not worker.draining:
+            worker.draining = True
+            log.info("worker %s is draining: no new streams", worker.name)
+            self._update_gauges()
+            self._listener.on_farm_changed()
 
     def _register(self, identity: bytes, body: dict[str, Any]) -> None:
         old = self.workers.get(identity)

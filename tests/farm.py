@@ -169,6 +169,9 @@ def start_worker(tmp: Path, zmq: str, *args: str, engine: str = "null", model: s
         ["-m", "workers", "--broker", zmq, "--engine", engine, "--model", model,
          "--slots", str(slots), "--metrics-port", "0", *args],
         log,
+        # Teardown SIGTERMs workers that may still hold streams: drain briefly, not 60 s.
+        env={"WHISPERFARM_WORKER_DRAIN_TIMEOUT": os.environ.get(
+            "WHISPERFARM_WORKER_DRAIN_TIMEOUT", "2")},
     )  # fmt: skip
     return Worker(process)
 

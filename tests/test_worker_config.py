@@ -52,9 +52,11 @@ def test_help_lists_every_flag() -> None:
 
 
 def test_unknown_engine_is_a_clear_error() -> None:
-    with pytest.raises(EngineError, match=r"unknown engine 'whisper\.cpp'.*faster-whisper, null"):
+    with pytest.raises(
+        EngineError, match=r"unknown engine 'whisper\.cpp'.*faster-whisper, null, openai-whisper"
+    ):
         load(WorkerSettings(engine="whisper.cpp"))
-    assert set(ENGINES) == {"faster-whisper", "null"}
+    assert set(ENGINES) == {"faster-whisper", "null", "openai-whisper"}
 
 
 def test_bad_model_exits_2_before_connecting(tmp_path: Path) -> None:

@@ -77,3 +77,32 @@ async def test_streams_wait_for_a_worker_then_fail_after_the_timeout(tmp_path: P
         worker.process.stop()
     finally:
         broker.process.stop()
+
+
+async def test_a_draining_worker_finishes_its_stream_and_takes_no_new_one(tmp_path: Path) -> None:
+    broker = start_broker(tmp_path)
+    leaving = start_worker(tmp_path, broker.zmq, "--null-delay-per-second", "2",
+                           "--drain-timeout", "30", engine="null")  # fmt: skip
+    try:
+        broker.wait_workers(1)
+        held = asyncio.create_task(stream_pcm(broker.ws, tone(2.0)))
+        busy = lambda: broker.farm()["workers"][0]["busy"] == 1  # noqa: E731
+        await asyncio.to_thread(wait_for, busy, 20, "a busy worker")
+        leaving.process.popen.send_signal(signal.SIGTERM)
+        draining = lambda: broker.farm()["workers"][0]["draining"]  # noqa: E731
+        await asyncio.to_thread(wait_for, draining, 10, "the broker to see the drain")
+        staying = start_worker(tmp_path, broker.zmq, engine="null")
+        fresh = await stream_pcm(broker.ws, tone(1.0))
+        assert fresh.last["type"] == "final"
+        assert (
+            broker.job(fresh.last["job_id"])["worker"]
+            != broker.job((await held).last["job_id"])["worker"]
+        )
+        finished = (await held).last
+        assert finished["type"] == "final" and "2.0 s of audio" in finished["text"]
+        assert broker.job(finished["job_id"])["attempt"] == 1, "finished where it started"
+        assert leaving.process.popen.wait(30) == 0
+        staying.process.stop()
+    finally:
+        leaving.process.stop()
+        broker.process.stop()

@@ -185,11 +185,51 @@ def test_reconnects_when_the_broker_says_disconnect(null_farm: Farm) -> None:
     assert identity != old
 
 
-def test_sigterm_says_disconnect_and_exits_zero(null_farm: Farm) -> None:
+def draining_beat(message: Message) -> bool:
+    return bool(message.body.get("draining")) and message.body.get("slots") == 0
+
+
+def test_sigterm_drains_then_says_disconnect_and_exits_zero(null_farm: Farm) -> None:
+    """First SIGTERM: no new streams (told at once), the current one still finishes."""
     broker = null_farm.broker
     broker.assign("job-t", MONO)
+    broker.expect(Command.HEARTBEAT, where=lambda m: m.body.get("busy") == 1, timeout=5)
     null_farm.worker.popen.terminate()
+    _, beat = broker.expect(Command.HEARTBEAT, where=draining_beat, timeout=5)
+    assert beat.body["busy"] == 1
+    broker.packets("job-t", silence(1.0), MONO)
+    broker.send(Message(Command.END, "job-t", {"attempt": 1}))
+    broker.expect(Command.FINAL, "job-t", timeout=10)
     identity, _ = broker.expect(Command.DISCONNECT, timeout=10)
     assert identity == broker.peer
     assert null_farm.worker.popen.wait(15) == 0
     assert "worker stopped" in null_farm.worker.output()
+
+
+def test_idle_worker_leaves_at_once_on_sigterm(null_farm: Farm) -> None:
+    null_farm.worker.popen.terminate()
+    null_farm.broker.expect(Command.DISCONNECT, timeout=10)
+    assert null_farm.worker.popen.wait(15) == 0
+
+
+def test_second_sigterm_leaves_without_finishing(null_farm: Farm) -> None:
+    broker = null_farm.broker
+    broker.assign("job-f", MONO)
+    broker.expect(Command.HEARTBEAT, where=lambda m: m.body.get("busy") == 1, timeout=5)
+    null_farm.worker.popen.terminate()
+    broker.expect(Command.HEARTBEAT, where=draining_beat, timeout=5)
+    null_farm.worker.popen.terminate()
+    broker.expect(Command.DISCONNECT, timeout=10)
+    assert null_farm.worker.popen.wait(15) == 1
+    assert not [m for m in broker.results_for("job-f") if m.command is Command.FINAL]
+
+
+def test_drain_timeout_leaves_unfinished_streams_to_the_broker(tmp_path: Path) -> None:
+    for running in farm(tmp_path, "--engine", "null", "--drain-timeout", "0.5", ready_timeout=30):
+        running.broker.assign("job-d", MONO)
+        busy = lambda m: m.body.get("busy") == 1  # noqa: E731
+        running.broker.expect(Command.HEARTBEAT, where=busy, timeout=5)
+        running.worker.popen.terminate()
+        running.broker.expect(Command.DISCONNECT, timeout=10)
+        assert running.worker.popen.wait(15) == 0
+        assert "drain timeout" in running.worker.output()

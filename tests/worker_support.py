@@ -206,7 +206,8 @@ class WorkerProcess:
 
 def start_worker(tmp: Path, endpoint: str, *args: str) -> WorkerProcess:
     log = tmp / f"worker-{time.monotonic_ns()}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Teardown SIGTERMs workers that may still hold streams: drain briefly, not 60 s.
+    env = {"WHISPERFARM_WORKER_DRAIN_TIMEOUT": "2", **os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "ab") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "workers", "--broker", endpoint, *args],

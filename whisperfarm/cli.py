@@ -24,7 +24,8 @@ from whisperfarm import __version__
 
 BROKER_LISTENING = re.compile(r"whisperfarm-broker listening http=(\S+) zmq=(\S+)")
 GUI_LISTENING = re.compile(r"whisperfarm-gui listening http=(\S+)")
-STOP_GRACE_S = 10.0
+STOP_GRACE_S = 75.0
+"""Above the workers' default drain timeout (60 s): they finish their streams first."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default="data", help="job store, spools and transcripts")
     up.add_argument("--max-active", type=int, default=10, help="streams admitted at once")
     up.add_argument("--workers", type=int, default=1, help="worker processes to start")
-    up.add_argument("--engine", default="faster-whisper", help="faster-whisper | null")
+    up.add_argument(
+        "--engine", default="faster-whisper", help="faster-whisper | openai-whisper | null"
+    )
     up.add_argument("--model", default="base", help="model name (tiny.en, base, …) or path")
     up.add_argument("--slots", type=int, default=4, help="streams per worker")
     up.add_argument("--device", default="auto", help="auto | cpu | cuda")

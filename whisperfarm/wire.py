@@ -24,7 +24,7 @@ HEARTBEAT_LIVENESS = 3
 
 class Command(StrEnum):
     # worker → broker
-    READY = "READY"  # {engine, model, device, slots, metrics_port}
+    READY = "READY"  # {engine, model, device, slots, metrics_port, name, pid}
     SEGMENT = "SEGMENT"  # {attempt, id, start, end, text}
     FINAL = "FINAL"  # {attempt, text, segments, language, duration, decode_started, decode_ended}
     FAILED = "FAILED"  # {attempt, error}
@@ -34,7 +34,7 @@ class Command(StrEnum):
     END = "END"  # {attempt}
     CANCEL = "CANCEL"  # {attempt}
     # both ways
-    HEARTBEAT = "HEARTBEAT"  # {} (worker adds {busy})
+    HEARTBEAT = "HEARTBEAT"  # {} (worker adds {busy}; {draining: true, slots: 0} while draining)
     DISCONNECT = "DISCONNECT"  # {}
 
 

@@ -15,6 +15,7 @@ import zmq
 import zmq.asyncio
 
 from whisperfarm import wire
+from whisperfarm.curve import CurveClient
 from whisperfarm.wire import Message
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,15 @@ EXPIRY_S = wire.HEARTBEAT_INTERVAL_S * wire.HEARTBEAT_LIVENESS
 class Link:
     """A connected DEALER socket plus when the broker was last heard from."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, name: str) -> None:
+    def __init__(
+        self, ctx: zmq.asyncio.Context, endpoint: str, name: str, curve: CurveClient | None = None
+    ) -> None:
         self.identity = f"{name}-{uuid.uuid4().hex[:8]}".encode()
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, self.identity)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self.socket)
         self.socket.connect(endpoint)
         self.heard_at = time.monotonic()
         self.heard_any = False

@@ -16,11 +16,13 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from whisperfarm.curve import CurveClient
 from whisperfarm.errors import WhisperfarmError
 from whisperfarm.settings import configure_logging
 from workers import engines, metrics
 from workers.engines import Engine
 from workers.http import MetricsServer
+from workers.malloc import tune_malloc
 from workers.settings import WorkerSettings
 from workers.worker import Worker
 
@@ -36,7 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {_describe(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    tune_malloc()  # before any decoding thread exists
     try:
+        if settings.curve_server_key is not None:  # fail before the slow model load
+            CurveClient.load(settings.curve_server_key, settings.curve_secret_key)
         engine = engines.load(settings)
     except WhisperfarmError as exc:
         log.error("cannot start: %s", exc.detail)
@@ -49,10 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     server.start()
+    gpu_memory = getattr(engine, "gpu_memory_bytes", None)
+    if gpu_memory is not None:
+        metrics.GPU_MEMORY_BYTES.set_function(gpu_memory)
     try:
-        asyncio.run(serve(settings, engine, server.port))
+        forced = asyncio.run(serve(settings, engine, server.port))
     finally:
         server.stop()
+    if forced:  # do not wait for a decode still running in a pool thread
+        logging.shutdown()
+        os._exit(1)
     return 0
 
 
@@ -65,8 +76,12 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def serve(settings: WorkerSettings, engine: Engine, metrics_port: int) -> None:
-    """Run the worker; the first SIGTERM/SIGINT stops it cleanly, a second one forces."""
+async def serve(settings: WorkerSettings, engine: Engine, metrics_port: int) -> bool:
+    """Run the worker until it has left; returns True when a second signal forced it.
+
+    The first SIGTERM/SIGINT drains (finish the current streams, take no new ones, up to
+    `--drain-timeout`), the second leaves at once, a third exits without a goodbye.
+    """
     worker = Worker(settings, engine, metrics_port)
     loop = asyncio.get_running_loop()
     signals_seen = 0
@@ -74,12 +89,17 @@ async def serve(settings: WorkerSettings, engine: Engine, metrics_port: int) -> 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
         signals_seen += 1
-        if signals_seen > 1:
-            log.warning("second %s: exiting now", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if signals_seen == 1:
+            log.info("%s: draining (a second one stops at once)", name)
+            worker.drain(settings.drain_timeout)
+        elif signals_seen == 2:
+            log.warning("second %s: leaving now, unfinished streams go back to the broker", name)
+            worker.stop()
+        else:
             os._exit(1)
-        log.info("%s: disconnecting from the broker", signal.Signals(signum).name)
-        worker.stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     await worker.run()
+    return signals_seen > 1

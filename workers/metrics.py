@@ -55,7 +55,7 @@ AUDIO_DECODED_SECONDS = Counter(
 )
 DECODE_BATCH_SIZE = Histogram(
     "whisperfarm_worker_decode_batch_size",
-    "Decode requests per engine call.",
+    "Windows decoded together in one forward pass (cross-stream batching).",
     buckets=(1, 2, 4, 8, 16, 32, 64),
     registry=REGISTRY,
 )
@@ -63,5 +63,21 @@ REAL_TIME_FACTOR = Histogram(
     "whisperfarm_worker_real_time_factor",
     "Inference seconds per second of audio, per engine call (below 1 is faster than real time).",
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+    registry=REGISTRY,
+)
+FORWARD_SECONDS = Histogram(
+    "whisperfarm_worker_forward_seconds",
+    "Wall time of one batched forward pass (encoder + decoding of up to --max-batch windows).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60),
+    registry=REGISTRY,
+)
+GPU_MEMORY_BYTES = Gauge(
+    "whisperfarm_worker_gpu_memory_bytes",
+    "GPU memory this process holds through torch (reserved by its allocator); 0 on CPU.",
+    registry=REGISTRY,
+)
+DRAINING = Gauge(
+    "whisperfarm_worker_draining",
+    "1 while the worker finishes its streams before exiting (takes no new ones), else 0.",
     registry=REGISTRY,
 )

@@ -40,7 +40,6 @@ def timed_transcribe(
         raise EngineError(f"engine returned {len(results)} results for {len(batch)} requests")
     audio_seconds = sum(r.seconds for r in batch)
     metrics.INFERENCE_SECONDS.observe(ended - started)
-    metrics.DECODE_BATCH_SIZE.observe(len(batch))
     metrics.AUDIO_DECODED_SECONDS.inc(audio_seconds)
     if audio_seconds > 0:
         metrics.REAL_TIME_FACTOR.observe((ended - started) / audio_seconds)

@@ -28,13 +28,18 @@ class WorkerSettings(ComponentSettings):
     )
     engine: str = Field(
         default="faster-whisper",
-        description="Inference engine: faster-whisper or null (no model, for load tests).",
+        description=(
+            "Inference engine: faster-whisper (CTranslate2), openai-whisper (torch) or null "
+            "(no model, for load tests)."
+        ),
     )
     model: str = Field(
         default="base",
         description=(
             "Model name (tiny.en and base are bundled; other names are looked up in "
-            "--model-cache-dir) or a path to a CTranslate2 model directory."
+            "--model-cache-dir) or a path: a CTranslate2 model directory, or for "
+            "openai-whisper also a checkpoint file (CTranslate2 models are converted once "
+            "into --model-cache-dir)."
         ),
     )
     slots: int = Field(
@@ -77,14 +82,25 @@ class WorkerSettings(ComponentSettings):
         default=8,
         ge=1,
         description=(
-            "Most decode requests handed to the engine in one call (cross-stream batching; "
-            "the current engines decode one stream per call)."
+            "Most windows decoded together in one forward pass (cross-stream batching); "
+            "1 turns batching off."
         ),
     )
     batch_wait_ms: float = Field(
         default=20.0,
         ge=0.0,
-        description="How long a batch may wait for more streams before it is decoded.",
+        description=(
+            "How long a forward pass may wait for more streams' windows before it runs "
+            "(it runs at once when every decoding stream is waiting)."
+        ),
+    )
+    drain_timeout: float = Field(
+        default=60.0,
+        ge=0.0,
+        description=(
+            "On the first SIGTERM, finish the current streams for at most this many seconds "
+            "(taking no new ones), then leave; a second SIGTERM leaves at once."
+        ),
     )
     name: str = Field(
         default="", description="Name shown by the broker for this worker; empty: host:pid."
@@ -93,6 +109,14 @@ class WorkerSettings(ComponentSettings):
         default=0.0,
         ge=0.0,
         description="null engine only: seconds of simulated inference per second of audio.",
+    )
+    curve_server_key: Path | None = Field(
+        default=None,
+        description="ZeroMQ CURVE: the broker's public certificate (broker.key); unset: plain TCP.",
+    )
+    curve_secret_key: Path | None = Field(
+        default=None,
+        description="ZeroMQ CURVE: this worker's secret certificate; unset: an ephemeral key.",
     )
     log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 

@@ -4,6 +4,12 @@ One `Worker` owns the engine, the decode thread pool and the streams. It holds o
 `Link` at a time; when the broker goes silent for the liveness window or says
 DISCONNECT, it drops every stream (the broker re-dispatches them from its spool) and
 connects again with a fresh identity, so workers survive broker restarts on their own.
+
+Leaving is in two steps. `drain()` (the first SIGTERM) tells the broker at once, and in
+every heartbeat after, that this worker takes no new streams (`draining: true`,
+`slots: 0`), finishes the streams it holds for up to `--drain-timeout`, then says
+DISCONNECT; what is still unfinished then is re-dispatched by the broker from its spool.
+`stop()` (the second SIGTERM) says DISCONNECT now.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import zmq.asyncio
 
 from whisperfarm import wire
+from whisperfarm.curve import CurveClient
 from whisperfarm.errors import ProtocolError, WhisperfarmError
 from whisperfarm.wire import Command, Message
 from workers import metrics
@@ -45,9 +52,18 @@ class Worker:
         self.name = settings.name or f"{socket.gethostname()}:{os.getpid()}"
         self.streams: dict[str, StreamRunner] = {}
         self._ctx = zmq.asyncio.Context()
+        self._curve = (
+            CurveClient.load(settings.curve_server_key, settings.curve_secret_key)
+            if settings.curve_server_key is not None
+            else None
+        )
         self._executor = ThreadPoolExecutor(settings.slots, thread_name_prefix="decode")
         self._link: Link | None = None
         self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.draining = False
+        self._drain_task: asyncio.Task[None] | None = None
         self._handlers: dict[Command, Callable[[Message], Awaitable[None]]] = {
             Command.ASSIGN: self._on_assign,
             Command.AUDIO: self._on_audio,
@@ -60,12 +76,36 @@ class Worker:
         """Ask `run()` to say goodbye to the broker and return."""
         self._stopping.set()
 
+    def drain(self, timeout: float) -> None:
+        """Take no new streams, finish the current ones (at most `timeout` s), then stop."""
+        if self.draining:
+            return
+        self.draining = True
+        metrics.DRAINING.set(1)
+        log.info(
+            "draining: finishing %d streams (at most %g s), taking no new ones",
+            len(self.streams),
+            timeout,
+        )
+        self._drain_task = asyncio.create_task(self._drain(timeout), name="drain")
+
+    async def _drain(self, timeout: float) -> None:
+        # The broker should know now, not at the next heartbeat.
+        await self._send(Message(Command.HEARTBEAT, body=self._heartbeat_body()))
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning(
+                "drain timeout: leaving %d unfinished streams to the broker", len(self.streams)
+            )
+        self.stop()
+
     async def run(self) -> None:
         """Connect, serve, reconnect on silence, until `stop()`."""
         stop_wait = asyncio.create_task(self._stopping.wait())
         try:
             while not self._stopping.is_set():
-                link = Link(self._ctx, self.settings.broker, self.name)
+                link = Link(self._ctx, self.settings.broker, self.name, self._curve)
                 self._link = link
                 reason = await self._session(link, stop_wait)
                 if reason is None:
@@ -110,16 +150,22 @@ class Worker:
             "engine": self.engine.name,
             "model": self.engine.model,
             "device": self.engine.device,
-            "slots": self.settings.slots,
+            "slots": 0 if self.draining else self.settings.slots,
             "metrics_port": self.metrics_port,
             "name": self.name,
             "pid": os.getpid(),
         }
 
+    def _heartbeat_body(self) -> dict[str, object]:
+        """`busy`; while draining also `draining: true` and `slots: 0` (no new streams)."""
+        if self.draining:
+            return {"busy": len(self.streams), "draining": True, "slots": 0}
+        return {"busy": len(self.streams)}
+
     async def _heartbeat(self, link: Link) -> None:
         while True:
             try:
-                await link.send(Message(Command.HEARTBEAT, body={"busy": len(self.streams)}))
+                await link.send(Message(Command.HEARTBEAT, body=self._heartbeat_body()))
             except zmq.ZMQError as exc:
                 log.warning("could not send a heartbeat: %s", exc)
             await asyncio.sleep(wire.HEARTBEAT_INTERVAL_S)
@@ -189,6 +235,7 @@ class Worker:
             job_id, spec, self.settings.chunk_seconds, self.engine, self._executor, self._send
         )
         self.streams[job_id] = runner
+        self._idle.clear()
         metrics.STREAMS_ACTIVE.set(len(self.streams))
         runner.start(self._forget)
         log.info(
@@ -244,6 +291,8 @@ class Worker:
     def _forget(self, runner: StreamRunner) -> None:
         if self.streams.get(runner.job_id) is runner:
             del self.streams[runner.job_id]
+        if not self.streams:
+            self._idle.set()
         metrics.STREAMS_ACTIVE.set(len(self.streams))
 
     async def _send(self, message: Message) -> None:
@@ -273,12 +322,16 @@ class Worker:
 
     async def _shutdown(self) -> None:
         """Stop in order: tell the broker, drop streams, close sockets, release threads."""
+        if self._drain_task is not None and self._drain_task is not asyncio.current_task():
+            self._drain_task.cancel()
         link = self._link
         if link is not None and not link.closed:
-            try:
-                await link.send(Message(Command.DISCONNECT))
-            except zmq.ZMQError as exc:
-                log.warning("could not say DISCONNECT to the broker: %s", exc)
+            try:  # bounded: a DEALER with no broker connected would block on send
+                await asyncio.wait_for(
+                    link.send(Message(Command.DISCONNECT)), DISCONNECT_LINGER_MS / 1000
+                )
+            except (zmq.ZMQError, TimeoutError) as exc:
+                log.warning("could not say DISCONNECT to the broker: %r", exc)
             link.close(linger_ms=DISCONNECT_LINGER_MS)
         await self._drop_streams("dropped")
         self._ctx.term()

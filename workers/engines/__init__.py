@@ -24,9 +24,10 @@ Task = Literal["transcribe", "translate"]
 
 ENGINES: dict[str, str] = {
     "faster-whisper": "workers.engines.faster_whisper",
+    "openai-whisper": "workers.engines.openai_whisper",
     "null": "workers.engines.null",
 }
-"""Engine name → module with `load(settings) -> Engine` (openai-whisper joins here later)."""
+"""Engine name → module with `load(settings) -> Engine`."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,12 @@ class DecodeResult:
 
 
 class Engine(Protocol):
-    """A loaded model. `transcribe` is called from several threads at once."""
+    """A loaded model. `transcribe` is called from several threads at once: the model
+    engines batch those calls' windows across threads (`workers.batching`).
+
+    An engine may also have `gpu_memory_bytes() -> int`, read by the
+    `whisperfarm_worker_gpu_memory_bytes` gauge (absent: the gauge stays 0).
+    """
 
     name: str
     model: str

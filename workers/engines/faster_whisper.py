@@ -1,16 +1,19 @@
 """faster-whisper (CTranslate2) engine: one `WhisperModel` per worker process.
 
-The model is loaded once with `num_workers=slots`, so up to `slots` streams decode at the
-same time from different threads. Decoding uses faster-whisper's own defaults (only the
-beam size is configurable, and its default is faster-whisper's), so a transcript is what
-a user gets from `WhisperModel.transcribe()` on the original file.
+Decoding uses faster-whisper's own `transcribe()` and defaults (only the beam size is
+configurable, and its default is faster-whisper's), so a transcript is what a user gets
+from `WhisperModel.transcribe()` on the original file. Each request runs in its own
+thread; their CTranslate2 calls meet in one gate (`ct2_gate`) and run as batches, one at
+a time — so one CTranslate2 replica (`num_workers=1`) serves every stream.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ctranslate2
@@ -18,7 +21,9 @@ from faster_whisper import WhisperModel
 
 from whisperfarm.errors import EngineError
 from workers import metrics
+from workers.batching import Limited
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
+from workers.engines.ct2_gate import GatedCt2Model
 from workers.models import resolve_model
 from workers.settings import WorkerSettings
 
@@ -45,26 +50,44 @@ class FasterWhisperEngine:
     model: str
     device: str
     beam_size: int = 5
+    max_batch: int = 8
+    batch_wait_s: float = 0.02
     name: str = "faster-whisper"
+    gated: GatedCt2Model = field(init=False)
+    _pool: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gated = GatedCt2Model(self.whisper.model, self.max_batch, self.batch_wait_s)
+        self.whisper.model = self.gated
+        cores = os.cpu_count() or 1
+        self.whisper.feature_extractor = Limited(self.whisper.feature_extractor, cores)
+        self._pool = ThreadPoolExecutor(max(8, self.max_batch), thread_name_prefix="ct2")
 
     def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
-        """Decode each request in turn (cross-stream batching comes later)."""
-        return [self._one(r) for r in requests]
+        """Decode each request in its own thread; their model calls meet in the gate."""
+        if len(requests) == 1:
+            return [self._one(requests[0])]
+        return list(self._pool.map(self._one, requests))
+
+    def gpu_memory_bytes(self) -> int:
+        """CTranslate2 exposes no allocator statistics: not measured."""
+        return 0
 
     def _one(self, request: DecodeRequest) -> DecodeResult:
         if not len(request.audio):
             return DecodeResult([], request.language)
         prompt: str | list[int] | None = list(request.context) or request.initial_prompt
-        segments, info = self.whisper.transcribe(
-            request.audio,
-            language=request.language,
-            task=request.task,
-            beam_size=self.beam_size,
-            initial_prompt=prompt,
-        )
-        decoded = [  # iterating runs the decode
-            DecodedSegment(s.start, s.end, s.text, tuple(s.tokens)) for s in segments
-        ]
+        with self.gated.gate.decoding():
+            segments, info = self.whisper.transcribe(
+                request.audio,
+                language=request.language,
+                task=request.task,
+                beam_size=self.beam_size,
+                initial_prompt=prompt,
+            )
+            decoded = [  # iterating runs the decode
+                DecodedSegment(s.start, s.end, s.text, tuple(s.tokens)) for s in segments
+            ]
         return DecodeResult(decoded, info.language)
 
 
@@ -81,7 +104,7 @@ def load(settings: WorkerSettings) -> FasterWhisperEngine:
             device=device,
             compute_type=compute_type,
             cpu_threads=settings.cpu_threads,
-            num_workers=settings.slots,
+            num_workers=1,  # the gate runs one batch at a time
             local_files_only=True,
         )
     except (RuntimeError, ValueError, OSError) as exc:
@@ -95,4 +118,11 @@ def load(settings: WorkerSettings) -> FasterWhisperEngine:
         compute_type,
         time.perf_counter() - started,
     )
-    return FasterWhisperEngine(whisper, settings.model, device, settings.beam_size)
+    return FasterWhisperEngine(
+        whisper,
+        settings.model,
+        device,
+        settings.beam_size,
+        settings.max_batch,
+        settings.batch_wait_ms / 1000,
+    )

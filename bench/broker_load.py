@@ -1,0 +1,194 @@
+"""Broker load: K concurrent real-time streams against a broker with null-engine workers.
+
+    .venv/bin/python bench/broker_load.py [--streams 1000] [--seconds 10] [--workers 4]
+        [--client-procs 2] [--ramp 5] [--json out.json]
+
+Each stream sends 1000-frame 16 kHz s16le packets paced at real time (one every 62.5 ms)
+for `--seconds`, then `end`, and waits for its `final`. Clients run in `--client-procs`
+processes (asyncio, one connection per stream), starting evenly over `--ramp` seconds.
+The null workers answer instantly, so the time from `end` to `final` is what the broker
+(and the worker round trip) adds. Prints packets/s sustained, p50/p99 added latency,
+broker CPU and peak RSS, how late clients fell behind their pacing, and errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import cpu_seconds, dump, farm, machine, rss_mb, table
+from tests.wsclient import start_message
+
+PACKET_FRAMES = 1000
+PACKET_S = PACKET_FRAMES / 16_000
+PACKET = bytes(PACKET_FRAMES * 2)
+
+
+async def one_stream(url: str, packets: int, delay: float) -> dict[str, Any]:
+    """Start after `delay`, send paced packets, end; report latency, lag and errors."""
+    await asyncio.sleep(delay)
+    result: dict[str, Any] = {"error": None, "latency": None, "lag": 0.0, "packets": 0}
+    try:
+        async with websockets.connect(url, max_size=None, open_timeout=60) as ws:
+            await ws.send(start_message(name="load"))
+            accepted = json.loads(await ws.recv())
+            if accepted.get("type") != "accepted":
+                result["error"] = accepted.get("code", "not accepted")
+                return result
+            result["first"] = t0 = time.perf_counter()
+            for i in range(packets):
+                lag = time.perf_counter() - (t0 + i * PACKET_S)
+                if lag < 0:
+                    await asyncio.sleep(-lag)
+                result["lag"] = max(result["lag"], lag)
+                await ws.send(PACKET)
+                result["packets"] += 1
+            await ws.send(json.dumps({"type": "end"}))
+            result["last"] = ended = time.perf_counter()
+            async for raw in ws:
+                if isinstance(raw, str) and json.loads(raw).get("type") in ("final", "error"):
+                    message = json.loads(raw)
+                    if message["type"] == "final":
+                        result["latency"] = time.perf_counter() - ended
+                    else:
+                        result["error"] = message.get("code")
+                    break
+    except Exception as exc:
+        result["error"] = type(exc).__name__
+    if result["latency"] is None and result["error"] is None:
+        result["error"] = "closed without final"
+    return result
+
+
+def client_process(
+    url: str, count: int, packets: int, ramp: float, offset: int, total: int
+) -> list[dict[str, Any]]:
+    """One client process: `count` streams, their starts spread over the ramp; the last
+    item is this process's CPU seconds."""
+
+    async def run() -> list[dict[str, Any]]:
+        delays = [ramp * (offset + i) / total for i in range(count)]
+        return list(await asyncio.gather(*(one_stream(url, packets, d) for d in delays)))
+
+    results = asyncio.run(run())
+    return [*results, {"cpu": time.process_time()}]
+
+
+class Sampler(threading.Thread):
+    """Samples the broker's CPU use and RSS while the load runs."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_rss, self.stop = pid, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.25):
+            self.peak_rss = max(self.peak_rss, rss_mb(self.pid))
+
+
+def run_load(
+    args: argparse.Namespace, url: str, broker_pid: int, worker_pids: list[int]
+) -> tuple[list[dict[str, Any]], dict[str, float], float]:
+    """Run the clients; returns their results, CPU % by side, and the broker's peak RSS."""
+    packets = round(args.seconds / PACKET_S)
+    share = [
+        args.streams // args.client_procs + (i < args.streams % args.client_procs)
+        for i in range(args.client_procs)
+    ]
+    offsets = [sum(share[:i]) for i in range(len(share))]
+    sampler = Sampler(broker_pid)
+    sampler.start()
+    cpu0 = [cpu_seconds(pid) for pid in (broker_pid, *worker_pids)]
+    wall0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.client_procs) as pool:
+        jobs = [pool.apply_async(client_process, (url, n, packets, args.ramp, off, args.streams))
+                for n, off in zip(share, offsets, strict=True)]  # fmt: skip
+        results = [r for job in jobs for r in job.get()]
+    wall = time.perf_counter() - wall0
+    used = [cpu_seconds(pid) - c for pid, c in zip((broker_pid, *worker_pids), cpu0, strict=True)]
+    sampler.stop.set()
+    cpu = {
+        "broker": 100 * used[0] / wall,
+        "workers": 100 * sum(used[1:]) / wall,
+        "clients": 100 * sum(r["cpu"] for r in results if "cpu" in r) / wall,
+    }
+    return [r for r in results if "cpu" not in r], cpu, sampler.peak_rss
+
+
+def summarize(results: list[dict[str, Any]], cpu: dict[str, float], rss: float) -> dict[str, Any]:
+    ok = [r for r in results if r["error"] is None]
+    latencies = sorted(r["latency"] for r in ok)
+    sent = sum(r["packets"] for r in results)
+    span = max(r.get("last", 0) for r in results) - min(r.get("first", 1e18) for r in results)
+
+    def quantile(q: float) -> float:
+        if not latencies:
+            return float("nan")
+        return float(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000)
+
+    return {
+        "streams": len(results), "completed": len(ok), "errors": len(results) - len(ok),
+        "error_kinds": sorted({str(r["error"]) for r in results if r["error"]}),
+        "packets_per_s": sent / span if span > 0 else 0.0,
+        "p50_ms": quantile(0.50), "p99_ms": quantile(0.99),
+        "max_client_lag_ms": max(r["lag"] for r in results) * 1000,
+        "broker_cpu_percent": cpu["broker"], "workers_cpu_percent": cpu["workers"],
+        "clients_cpu_percent": cpu["clients"], "broker_peak_rss_mb": rss,
+        "mean_latency_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+    }  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio per stream")
+    parser.add_argument("--workers", type=int, default=4, help="null-engine workers")
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which streams start")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    slots = min(256, -(-args.streams // args.workers))
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-load-") as tmp_name,
+        farm(Path(tmp_name), "null", "--slots", str(slots), workers=args.workers) as (broker, ws),
+    ):
+        pids = [w.process.popen.pid for w in ws]
+        results, cpu, rss = run_load(args, broker.ws, broker.process.popen.pid, pids)
+    summary = summarize(results, cpu, rss)
+    print(table(
+        ["streams", "completed", "errors", "packets/s", "p50 added latency ms",
+         "p99 added latency ms", "broker CPU %", "broker peak RSS MB", "max client lag ms"],
+        [[summary["streams"], summary["completed"], summary["errors"], summary["packets_per_s"],
+          summary["p50_ms"], summary["p99_ms"], summary["broker_cpu_percent"],
+          summary["broker_peak_rss_mb"], summary["max_client_lag_ms"]]],
+    ))  # fmt: skip
+    used = [summary[f"{side}_cpu_percent"] for side in ("broker", "workers", "clients")]
+    print(f"\nCPU over the run (100 % = one core of {os.cpu_count()}): broker {used[0]:.0f} %, "
+          f"null workers {used[1]:.0f} %, load clients {used[2]:.0f} %")  # fmt: skip
+    plateau = args.streams / PACKET_S
+    print(f"\nreal-time demand with all {args.streams} streams on: {plateau:.0f} packets/s; "
+          f"clients fell at most {summary['max_client_lag_ms']:.0f} ms behind "
+          f"(a packet every {PACKET_S * 1000:.1f} ms)")  # fmt: skip
+    if summary["error_kinds"]:
+        print(f"errors: {summary['error_kinds']}")
+    dump(args.json, summary)
+    return 0 if summary["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

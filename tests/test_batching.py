@@ -1,0 +1,194 @@
+"""Cross-stream batching: the gate's rules, and stream results unchanged by batching.
+
+The gate tests use a recording fake batch function (no model). The engine tests decode
+the same clips one at a time with `--max-batch 1` and all at once with batching on: the
+words must be the same, and the batched run must really have shared forward passes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.speech import SENTENCES, fixture_clips, synthesize
+from tests.worker_support import farm, final_body, interleave_streams, metric_value, read_wav
+from whisperfarm.errors import EngineError
+from whisperfarm.wire import Command
+from workers import engines
+from workers.batching import BatchGate
+from workers.engines import DecodeRequest, Engine
+from workers.settings import WorkerSettings
+
+JOIN_S = 30.0
+"""Generous bound for threads to finish: a hang fails the test instead of blocking it."""
+
+
+class Recorder:
+    """A batch function that records every batch and can be held at a barrier."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[Hashable, list[int]]] = []
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, key: Hashable, values: Sequence[int]) -> list[int]:
+        self.release.wait(JOIN_S)
+        self.batches.append((key, list(values)))
+        if any(v < 0 for v in values):
+            raise EngineError("negative input")
+        return [v * 10 for v in values]
+
+
+def run_threads(gate: BatchGate[int, int], calls: list[tuple[Hashable, int]]) -> list[int]:
+    """Each call in its own thread, all decoding before any reaches the gate."""
+    all_decoding = threading.Barrier(len(calls))
+
+    def one(call: tuple[Hashable, int]) -> int:
+        with gate.decoding():
+            all_decoding.wait(JOIN_S)
+            return gate.call(*call)
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(one, calls, timeout=JOIN_S))
+
+
+def test_threads_at_the_gate_share_one_batch_without_waiting_out_the_timer() -> None:
+    recorder = Recorder()
+    gate = BatchGate(recorder, max_batch=8, wait_s=3600)  # only "everyone is here" can fire
+    assert run_threads(gate, [("k", i) for i in range(5)]) == [0, 10, 20, 30, 40]
+    assert [sorted(v) for _, v in recorder.batches] == [[0, 1, 2, 3, 4]]
+
+
+def test_max_batch_and_keys_bound_a_batch() -> None:
+    recorder = Recorder()
+    gate = BatchGate(recorder, max_batch=2, wait_s=3600)
+    calls = [("a", 1), ("a", 2), ("a", 3), ("b", 4), ("b", 5)]
+    assert run_threads(gate, calls) == [10, 20, 30, 40, 50]
+    assert all(len(values) <= 2 for _, values in recorder.batches)
+    for key, values in recorder.batches:
+        assert {k for k, v in calls if v in values} == {key}  # keys never mix
+    assert sorted(v for _, values in recorder.batches for v in values) == [1, 2, 3, 4, 5]
+
+
+def test_a_lone_caller_is_not_kept_waiting() -> None:
+    gate = BatchGate(Recorder(), max_batch=8, wait_s=3600)
+    assert gate.call("k", 7) == 70  # outside `decoding()`: nobody to wait for
+
+
+def test_a_straggler_is_waited_for_only_wait_s() -> None:
+    """Two decoding threads, one never arrives: the other runs alone after wait_s."""
+    recorder = Recorder()
+    gate = BatchGate(recorder, max_batch=8, wait_s=0.05)
+    busy_elsewhere = threading.Event()
+
+    def idle() -> None:
+        with gate.decoding():
+            busy_elsewhere.wait(JOIN_S)
+
+    other = threading.Thread(target=idle)
+    other.start()
+    try:
+        with gate.decoding():
+            assert gate.call("k", 1) == 10
+    finally:
+        busy_elsewhere.set()
+        other.join(JOIN_S)
+    assert recorder.batches == [("k", [1])]
+
+
+def test_an_error_reaches_every_thread_of_its_batch() -> None:
+    gate = BatchGate(Recorder(), max_batch=8, wait_s=3600)
+
+    all_decoding = threading.Barrier(3)
+
+    def one(value: int) -> str:
+        with gate.decoding():
+            all_decoding.wait(JOIN_S)
+            try:
+                return str(gate.call("k", value))
+            except EngineError as exc:
+                return exc.detail
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(one, [1, -1, 2], timeout=JOIN_S)) == ["negative input"] * 3
+    assert gate.call("k", 3) == 30  # the gate is still usable
+
+
+# ---- engines: batching must not change the words ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
+    from faster_whisper.audio import decode_audio
+
+    tmp = tmp_path_factory.mktemp("speech")
+    spoken = [synthesize(text, tmp / f"{i}.wav") for i, text in enumerate(SENTENCES[:2])]
+    paths = [path for path, _ in fixture_clips()] + spoken
+    return [decode_audio(str(p), sampling_rate=16_000) for p in paths]
+
+
+def record_batch_sizes(engine: Engine) -> list[int]:
+    """The size of every forward pass the engine's gate runs from now on."""
+    gate = engine.gated.gate if hasattr(engine, "gated") else engine.gate  # type: ignore[attr-defined]
+    sizes: list[int] = []
+    run = gate._run
+
+    def recording(key: Hashable, values: Sequence[object]) -> Sequence[object]:
+        sizes.append(len(values))
+        return run(key, values)
+
+    gate._run = recording
+    return sizes
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ["faster-whisper", "openai-whisper"])
+def test_batched_streams_get_the_same_words(
+    name: str, clips: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    cache = tmp_path_factory.mktemp("models")
+    settings = WorkerSettings(engine=name, model="tiny.en", model_cache_dir=cache, max_batch=8)
+    engine = engines.load(settings)
+    requests = [DecodeRequest(audio) for audio in clips]
+    sizes = record_batch_sizes(engine)
+    alone = [engine.transcribe([r])[0] for r in requests]
+    assert set(sizes) == {1}
+    sizes.clear()
+    together = engine.transcribe(requests)
+    assert max(sizes) > 1, "nothing was batched"
+    for one, batched in zip(alone, together, strict=True):
+        assert [s.text for s in batched.segments] == [s.text for s in one.segments]
+
+
+@pytest.mark.model
+def test_worker_batches_streams_and_keeps_their_words(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Streams uploaded side by side to one worker: their windows share forward passes,
+    and each transcript is the one the same worker gives with batching off."""
+    streams = {p.stem: read_wav(p) for p, _ in fixture_clips()}
+    texts: dict[str, dict[str, str]] = {}
+    for max_batch in ("1", "8"):
+        tmp = tmp_path_factory.mktemp(f"batch-{max_batch}")
+        args = ["--engine", "faster-whisper", "--model", "tiny.en", "--slots", "4"]
+        for running in farm(tmp, *args, "--max-batch", max_batch):
+            interleave_streams(running.broker, streams)
+            finals = {
+                job: final_body(running.broker.expect(Command.FINAL, job, timeout=180)[1])
+                for job in streams
+            }
+            texts[max_batch] = {job: f["text"] for job, f in finals.items()}
+            scrape = running.metrics()
+            count = metric_value(scrape, "whisperfarm_worker_decode_batch_size_count") or 0
+            total = metric_value(scrape, "whisperfarm_worker_decode_batch_size_sum") or 0
+            assert (total > count) == (max_batch == "8"), (total, count)
+    assert texts["8"] == texts["1"]
+
+
+def test_null_engine_is_never_the_default(tmp_path: Path) -> None:
+    assert WorkerSettings().engine == "faster-whisper"

@@ -1,0 +1,130 @@
+"""The openai-whisper engine on the bundled tiny.en (converted from CTranslate2 on first use).
+
+Its transcripts must match the faster-whisper engine's on the same weights (WER between
+them ≤ 2 % over the test set), a request's token context must be honoured, and a real
+worker process must serve it end to end with the model loaded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.speech import SENTENCES, fixture_clips, synthesize, word_error_rate
+from tests.worker_support import Farm, farm, final_body, metric_value, read_wav
+from whisperfarm.wire import Command
+from workers import engines
+from workers.engines import DecodeRequest, DecodeResult, Engine
+from workers.settings import WorkerSettings
+
+pytestmark = pytest.mark.model
+
+
+def load_audio(path: Path) -> np.ndarray:
+    from faster_whisper.audio import decode_audio
+
+    audio: np.ndarray = decode_audio(str(path), sampling_rate=16_000)
+    return audio
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def test_set(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[np.ndarray, str]]:
+    """Real recordings and espeak-ng sentences, as 16 kHz audio with their references."""
+    tmp = tmp_path_factory.mktemp("speech")
+    spoken = [(synthesize(text, tmp / f"{i}.wav"), text) for i, text in enumerate(SENTENCES)]
+    return [(load_audio(path), text) for path, text in [*fixture_clips(), *spoken]]
+
+
+def engine(name: str, cache: Path, **settings: object) -> Engine:
+    return engines.load(
+        WorkerSettings(engine=name, model="tiny.en", model_cache_dir=cache, **settings)
+    )
+
+
+@pytest.fixture(scope="module")
+def openai_engine(cache: Path) -> Engine:
+    return engine("openai-whisper", cache)
+
+
+def text_of(result: DecodeResult) -> str:
+    return " ".join(s.text.strip() for s in result.segments)
+
+
+def test_matches_the_faster_whisper_engine(
+    openai_engine: Engine, cache: Path, test_set: list[tuple[np.ndarray, str]]
+) -> None:
+    faster = engine("faster-whisper", cache)
+    requests = [DecodeRequest(audio) for audio, _ in test_set]
+    ours = [text_of(r) for r in openai_engine.transcribe(requests)]  # batched, as it runs
+    theirs = [text_of(faster.transcribe([r])[0]) for r in requests]
+    pairs = list(zip(ours, theirs, strict=True))
+    assert word_error_rate(" ".join(theirs), " ".join(ours)) <= 0.02, pairs
+    for text, (_, reference) in zip(ours, test_set, strict=True):
+        assert word_error_rate(reference, text) <= 0.15, (reference, text)
+
+
+def test_result_shape_language_and_timing(
+    openai_engine: Engine, test_set: list[tuple[np.ndarray, str]]
+) -> None:
+    audio, _ = test_set[0]  # jfk.wav: 11 s
+    (result,) = openai_engine.transcribe([DecodeRequest(audio)])
+    assert result.language == "en"  # an .en model is English without detection
+    ends = [s.end for s in result.segments]
+    assert ends == sorted(ends) and 0 < ends[-1] <= len(audio) / 16_000 + 0.5
+    timestamp_begin = 50363  # tiny.en: <|0.00|>
+    assert all(s.tokens and s.tokens[0] >= timestamp_begin for s in result.segments)
+    assert openai_engine.transcribe([DecodeRequest(audio[:0])])[0].segments == []
+
+
+def test_context_tokens_are_the_prompt(
+    openai_engine: Engine, test_set: list[tuple[np.ndarray, str]]
+) -> None:
+    """The committed tokens of earlier windows condition the next one (as in faster-whisper):
+    a context that spells a word another way makes the model follow that spelling."""
+    from whisper.tokenizer import get_tokenizer
+
+    audio, _ = test_set[1]  # "... Mr. John Dashwood ..."
+    tokenizer = get_tokenizer(False)
+    context = tuple(tokenizer.encode(" MISTER JOHN DASHWOOD HAD THEN LEISURE"))
+    (plain,) = openai_engine.transcribe([DecodeRequest(audio)])
+    (prompted,) = openai_engine.transcribe([DecodeRequest(audio, context=context)])
+    assert text_of(plain) != text_of(prompted)
+    assert word_error_rate(text_of(plain), text_of(prompted)) <= 0.5
+
+
+# ---- a real worker process -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def openai_farm(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Iterator[Farm]:
+    yield from farm(
+        tmp_path_factory.mktemp("worker"),
+        "--engine", "openai-whisper", "--model", "tiny.en", "--model-cache-dir", str(cache),
+        "--slots", "2", "--chunk-seconds", "10",
+    )  # fmt: skip
+
+
+def test_worker_process_serves_the_engine(openai_farm: Farm) -> None:
+    clip, reference = fixture_clips()[0]
+    pcm, audio = read_wav(clip)
+    assert openai_farm.ready.body["engine"] == "openai-whisper"
+    assert openai_farm.ready.body["device"] == "cpu"
+    openai_farm.broker.stream("jfk", pcm, audio)
+    final = final_body(openai_farm.broker.expect(Command.FINAL, "jfk", timeout=180)[1])
+    assert word_error_rate(reference, final["text"]) <= 0.15, final["text"]
+    assert final["language"] == "en"
+    text = openai_farm.metrics()
+    loads = metric_value(
+        text, "whisperfarm_worker_model_loads_total", engine="openai-whisper", model="tiny.en"
+    )
+    assert loads == 1
+    assert metric_value(text, "whisperfarm_worker_gpu_memory_bytes") == 0  # CPU
+    assert (metric_value(text, "whisperfarm_worker_forward_seconds_count") or 0) >= 1

@@ -1,0 +1,163 @@
+"""Cross-stream batching: model calls from many decoding threads become one forward pass.
+
+Every stream's window is decoded by the engine's own per-window loop (seek through the
+audio, fall back to higher temperatures, carry the prompt on) in its own thread, exactly
+as it would be decoded alone. The loop's expensive steps (encoder + beam search over one
+30 s window) go through a `BatchGate`: a thread arriving there parks its input; as soon as
+every thread that is decoding has parked (nobody else can join), `max_batch` inputs are
+waiting, or the oldest has waited `wait_s`, one parked thread runs the whole batch in a
+single call and hands each thread its own result. So stream results are what they would
+be unbatched, the batch fills itself from whichever streams are at the same step (new
+streams join at the next step, no static batches), and only one batch runs at a time —
+on a CPU two concurrent forward passes would only fight over the same cores.
+
+Inputs carry a key; only inputs with equal keys (same decoding options) share a batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from whisperfarm.errors import EngineError
+from workers import metrics
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+RunBatch = Callable[[Hashable, Sequence[In]], Sequence[Out]]
+"""`run(key, inputs) -> outputs`, one output per input, in order."""
+
+
+@dataclass(eq=False)
+class _Parked(Generic[In, Out]):
+    key: Hashable
+    value: In
+    since: float
+    done: bool = False
+    result: Out | None = None
+    error: BaseException | None = None
+    taken: bool = field(default=False)
+
+
+class BatchGate(Generic[In, Out]):
+    """Rendezvous of decoding threads; see the module docstring."""
+
+    def __init__(self, run: RunBatch[In, Out], max_batch: int, wait_s: float) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._run = run
+        self.max_batch = max_batch
+        self.wait_s = wait_s
+        self._cond = threading.Condition()
+        self._parked: list[_Parked[In, Out]] = []
+        self._busy = False
+        self._free_since = 0.0
+        self.active = 0
+        """Threads inside `decoding()`: the ones that may still arrive at the gate."""
+
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Mark the calling thread as decoding, so batches wait for it (briefly)."""
+        with self._cond:
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.active -= 1
+                self._cond.notify_all()  # a leader may be waiting for this thread
+
+    def call(self, key: Hashable, value: In) -> Out:
+        """Run `value` in the next batch of its key; blocks until its result is there."""
+        with self._cond:
+            me: _Parked[In, Out] = _Parked(key, value, time.monotonic())
+            self._parked.append(me)
+            self._cond.notify_all()
+            while not me.done:
+                if self._should_lead(me):
+                    self._lead()
+                else:
+                    self._cond.wait(self._wait_for(me))
+        if me.error is not None:
+            raise me.error
+        return me.result  # type: ignore[return-value]
+
+    def _should_lead(self, me: _Parked[In, Out]) -> bool:
+        """The oldest parked thread starts a batch once waiting longer gains nothing."""
+        if self._busy or not self._parked or self._parked[0] is not me:
+            return False
+        full = sum(1 for p in self._parked if p.key == me.key) >= self.max_batch
+        everyone = len(self._parked) >= max(1, self.active)
+        return full or everyone or self._time_left() <= 0
+
+    def _wait_for(self, me: _Parked[In, Out]) -> float | None:
+        """Only the next leader has a deadline; everyone else sleeps until notified (a
+        batch ending, an arrival, a thread leaving), so nobody spins while a batch runs."""
+        if self._busy or self._parked[0] is not me:
+            return None
+        return max(self._time_left(), 0.001)
+
+    def _time_left(self) -> float:
+        """Wait counts from arrival or from the end of the last batch, whichever is later:
+        threads of the batch that just ended are about to come back and should join."""
+        if not self._parked:
+            return self.wait_s
+        start = max(self._parked[0].since, self._free_since)
+        return start + self.wait_s - time.monotonic()
+
+    def _lead(self) -> None:
+        """Take a batch, run it without the lock, hand out the results (lock held)."""
+        key = self._parked[0].key
+        batch = [p for p in self._parked if p.key == key][: self.max_batch]
+        self._parked = [p for p in self._parked if p not in batch]
+        self._busy = True
+        self._cond.release()
+        try:
+            outputs = self._run_batch(key, batch)
+        finally:
+            self._cond.acquire()
+            self._busy = False
+            self._free_since = time.monotonic()
+        for parked, (result, error) in zip(batch, outputs, strict=True):
+            parked.result, parked.error, parked.done = result, error, True
+        self._cond.notify_all()
+
+    def _run_batch(
+        self, key: Hashable, batch: list[_Parked[In, Out]]
+    ) -> list[tuple[Out | None, BaseException | None]]:
+        started = time.perf_counter()
+        try:
+            results = self._run(key, [p.value for p in batch])
+            if len(results) != len(batch):
+                raise EngineError(f"a batch of {len(batch)} returned {len(results)} results")
+        except BaseException as exc:  # every thread of the batch gets the error
+            return [(None, exc)] * len(batch)
+        metrics.DECODE_BATCH_SIZE.observe(len(batch))
+        metrics.FORWARD_SECONDS.observe(time.perf_counter() - started)
+        return [(r, None) for r in results]
+
+
+class Limited:
+    """A callable that at most `slots` threads run at once; other attributes pass through.
+
+    Each decoding thread computes its whole request's log-mel spectrogram before its first
+    window: ten threads doing that together hold ten STFTs' worth of temporaries (a few MB
+    per 10 s of audio each) for no gain — they share the same cores. Bounding it to the
+    core count bounds that memory whatever the number of streams.
+    """
+
+    def __init__(self, wrapped: Any, slots: int) -> None:
+        self._wrapped = wrapped
+        self._slots = threading.Semaphore(max(1, slots))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._slots:
+            return self._wrapped(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)

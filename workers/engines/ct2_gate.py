@@ -1,0 +1,84 @@
+"""Cross-stream batching for faster-whisper: its CTranslate2 calls, gathered in a gate.
+
+faster-whisper's own per-file loop (`WhisperModel.transcribe`) stays untouched, so each
+stream is decoded by exactly the code a user runs; only its `self.model` — the
+CTranslate2 `Whisper` — is replaced by `GatedCt2Model`, which sends `encode` and
+`generate` through a `BatchGate`. Encoder passes batch freely. CTranslate2's `generate`
+needs `<|startoftranscript|>` at the same position in every row (it cannot pad
+prompts), so generate calls batch with others whose prompt has the same length and
+options; cutting prompts to fit would change the words. Encoder outputs travel as numpy
+arrays between the two calls (faster-whisper only hands them back to the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import ctranslate2
+import numpy as np
+import numpy.typing as npt
+
+from workers.batching import BatchGate
+
+Features = npt.NDArray[np.floating[Any]]
+GenerateItem = tuple[Features, list[int], dict[str, Any]]
+Item = Features | GenerateItem
+
+
+def _frozen(value: Any) -> Hashable:
+    """Options as a hashable key part (lists of token ids become tuples)."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value  # type: ignore[no-any-return]
+
+
+class GatedCt2Model:
+    """Stands in for `WhisperModel.model`; every other attribute is the real model's."""
+
+    def __init__(self, model: ctranslate2.models.Whisper, max_batch: int, wait_s: float) -> None:
+        self._model = model
+        self.gate: BatchGate[Item, Any] = BatchGate(self._run, max_batch, wait_s)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    # ---- what faster-whisper calls ---------------------------------------------------------
+
+    def encode(self, features: ctranslate2.StorageView, to_cpu: bool = False) -> Features:
+        """Batched with every other thread's window; returns a (1, ctx, state) array."""
+        result: Features = self.gate.call(("encode",), np.array(features))
+        return result
+
+    def generate(
+        self, encoder_output: Features, prompts: list[list[int]], **options: Any
+    ) -> list[Any]:
+        """One window (faster-whisper always passes one), batched with equal-shaped ones."""
+        (prompt,) = prompts
+        key = ("generate", len(prompt), _frozen(options))
+        return [self.gate.call(key, (encoder_output, prompt, options))]
+
+    def detect_language(self, encoder_output: Features) -> Any:
+        """Rare (once per stream on multilingual models): not worth a batch."""
+        return self._model.detect_language(_storage(encoder_output))
+
+    # ---- the batch side -----------------------------------------------------------------------
+
+    def _run(self, key: Hashable, items: Sequence[Item]) -> list[Any]:
+        if key == ("encode",):
+            return self._encode([item for item in items if isinstance(item, np.ndarray)])
+        batch = [item for item in items if isinstance(item, tuple)]
+        features = np.concatenate([f for f, _, _ in batch])
+        results = self._model.generate(_storage(features), [p for _, p, _ in batch], **batch[0][2])
+        return list(results)
+
+    def _encode(self, features: list[Features]) -> list[Features]:
+        stacked = np.concatenate(features)
+        output = np.array(self._model.encode(_storage(stacked), to_cpu=True))
+        return [output[i : i + 1] for i in range(len(features))]
+
+
+def _storage(array: Features) -> ctranslate2.StorageView:
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array))

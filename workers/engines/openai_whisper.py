@@ -1,0 +1,207 @@
+"""openai-whisper (torch) engine: one `Whisper` model per worker, batched across streams.
+
+The model loads once, on CUDA when torch sees a GPU (float16 there, float32 on CPU). A
+model is a checkpoint file, a name whose `<name>.pt` sits in `--model-cache-dir` (what a
+cluster pre-populates, openai's own file names), or a CTranslate2 model (the bundled
+`tiny.en`/`base`, or `<cache>/<name>/model.bin`) converted once into `<cache>/<name>.pt`.
+Nothing is downloaded.
+
+Every request runs the per-window loop of `whisper_loop` in its own thread; windows go
+through one `BatchGate`, so windows of all streams at the same step are decoded in one
+encoder pass and one batched beam search (`torch_decode`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from whisper.audio import N_FRAMES, pad_or_trim
+from whisper.decoding import DecodingOptions, DecodingResult
+from whisper.model import ModelDimensions, Whisper
+from whisper.tokenizer import Tokenizer, get_tokenizer
+
+from whisperfarm.errors import EngineError
+from workers import metrics
+from workers.batching import BatchGate, Limited
+from workers.convert import ensure_checkpoint
+from workers.engines import DecodeRequest, DecodeResult
+from workers.engines.torch_decode import BatchedDecodingTask
+from workers.engines.whisper_loop import (
+    Window,
+    content_frames,
+    initial_tokens,
+    mel_of,
+    transcribe_mel,
+)
+from workers.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+Item = tuple[Window, list[int]]
+"""What a thread parks at the gate: a window (mel or encoder output) and its prompt."""
+
+
+def pick_device(setting: str) -> torch.device:
+    """`auto` means the GPU when torch can see one."""
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise EngineError("--device cuda, but torch sees no CUDA GPU")
+    return torch.device(setting)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> Whisper:
+    """`whisper.load_model()` for any checkpoint, with the alignment heads our converter
+    stores (openai-whisper only knows them for its own model names)."""
+    try:
+        checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        model = Whisper(ModelDimensions(**checkpoint["dims"]))
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except (OSError, RuntimeError, KeyError, TypeError) as exc:
+        raise EngineError(f"could not load the checkpoint {path}: {exc}") from exc
+    heads = checkpoint.get("alignment_heads")
+    if heads:
+        mask = torch.zeros(model.dims.n_text_layer, model.dims.n_text_head, dtype=torch.bool)
+        for layer, head in heads:
+            mask[layer, head] = True
+        model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
+    return model.to(device).eval()
+
+
+@dataclass
+class OpenAIWhisperEngine:
+    whisper: Whisper
+    model: str
+    device: str
+    beam_size: int = 5
+    max_batch: int = 8
+    batch_wait_s: float = 0.02
+    name: str = "openai-whisper"
+    gate: BatchGate[Item, DecodingResult] = field(init=False)
+    _pool: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = BatchGate(self._decode_batch, self.max_batch, self.batch_wait_s)
+        self._pool = ThreadPoolExecutor(max(8, self.max_batch), thread_name_prefix="openai-whisper")
+        self._fp16 = self.whisper.device.type == "cuda"
+        self._mel = Limited(mel_of, os.cpu_count() or 1)
+
+    def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
+        """Decode each request in its own thread; their windows meet in the gate."""
+        if len(requests) == 1:
+            return [self._one(requests[0])]
+        return list(self._pool.map(self._one, requests))
+
+    def gpu_memory_bytes(self) -> int:
+        """What torch's allocator holds on the GPU (0 on CPU)."""
+        if self.whisper.device.type != "cuda":
+            return 0
+        return int(torch.cuda.memory_reserved(self.whisper.device))
+
+    def _one(self, request: DecodeRequest) -> DecodeResult:
+        if not len(request.audio):
+            return DecodeResult([], request.language)
+        with self.gate.decoding(), torch.inference_mode():
+            mel: torch.Tensor = self._mel(
+                request.audio, self.whisper.dims.n_mels, self.whisper.device
+            )
+            language = self._language(mel, request.language)
+            tokenizer = self._tokenizer(language, request.task)
+            decode = lambda window, prompt, t: self.gate.call(  # noqa: E731
+                self._key(language, request.task, t), (window, prompt)
+            )
+            segments = transcribe_mel(mel, tokenizer, decode, initial_tokens(request, tokenizer))
+        return DecodeResult(segments, language)
+
+    def _tokenizer(self, language: str, task: str) -> Tokenizer:
+        model = self.whisper
+        return get_tokenizer(
+            model.is_multilingual, num_languages=model.num_languages, language=language, task=task
+        )
+
+    def _language(self, mel: torch.Tensor, given: str | None) -> str:
+        """As faster-whisper: English for `.en` models whatever was asked, else the given
+        language, else the one detected on the first 30 s."""
+        if not self.whisper.is_multilingual:
+            return "en"
+        if given:
+            return given
+        window = pad_or_trim(mel[:, : content_frames(mel)], N_FRAMES)
+        return str(self.gate.call(("detect",), (window, [])).language)
+
+    def _key(self, language: str, task: str, temperature: float) -> Hashable:
+        return ("decode", language, task, temperature)
+
+    def _decode_batch(self, key: Hashable, items: Sequence[Item]) -> list[DecodingResult]:
+        """One forward pass for every parked window of one key (runs in the leader thread)."""
+        dtype = torch.float16 if self._fp16 else torch.float32
+        with torch.inference_mode():
+            features = self._encode([w for w, _ in items], dtype)
+            if key == ("detect",):
+                return self._detect(features)
+            assert isinstance(key, tuple)
+            options = self._options(str(key[1]), str(key[2]), float(key[3]))
+            task_ = BatchedDecodingTask(self.whisper, options, [p for _, p in items])
+            return task_.run(features)
+
+    def _encode(self, windows: list[Window], dtype: torch.dtype) -> torch.Tensor:
+        """Encoder output for every window; retries arrive already encoded."""
+        dims = self.whisper.dims
+        is_mel = [w.shape[-2:] != (dims.n_audio_ctx, dims.n_audio_state) for w in windows]
+        encoded: list[torch.Tensor | None] = [
+            None if m else w.to(dtype) for w, m in zip(windows, is_mel, strict=True)
+        ]
+        mels = [w for w, m in zip(windows, is_mel, strict=True) if m]
+        if mels:
+            fresh = iter(self.whisper.encoder(torch.stack(mels).to(dtype)))
+            encoded = [e if e is not None else next(fresh) for e in encoded]
+        return torch.stack([e for e in encoded if e is not None])
+
+    def _detect(self, features: torch.Tensor) -> list[DecodingResult]:
+        _, probs = self.whisper.detect_language(features)
+        return [
+            DecodingResult(audio_features=f, language=max(p, key=p.get))
+            for f, p in zip(features, probs, strict=True)
+        ]
+
+    def _options(self, language: str, task: str, temperature: float) -> DecodingOptions:
+        """faster-whisper's defaults: beam search at 0, best-of-5 sampling when hotter."""
+        search: dict[str, Any] = (
+            {"beam_size": self.beam_size, "patience": 1.0} if temperature == 0 else {"best_of": 5}
+        )
+        return DecodingOptions(
+            task=task, language=language, temperature=temperature, fp16=self._fp16, **search
+        )
+
+
+def load(settings: WorkerSettings) -> OpenAIWhisperEngine:
+    device = pick_device(settings.device)
+    started = time.perf_counter()
+    path = ensure_checkpoint(settings.model, settings.model_cache_dir)
+    whisper = load_checkpoint(path, device)
+    if settings.cpu_threads and device.type == "cpu":
+        torch.set_num_threads(settings.cpu_threads)
+    metrics.MODEL_LOADS.labels(engine="openai-whisper", model=settings.model).inc()
+    log.info(
+        "loaded openai-whisper model %s from %s on %s in %.1f s",
+        settings.model,
+        path,
+        device,
+        time.perf_counter() - started,
+    )
+    return OpenAIWhisperEngine(
+        whisper,
+        settings.model,
+        device.type,
+        settings.beam_size,
+        settings.max_batch,
+        settings.batch_wait_ms / 1000,
+    )

@@ -1,0 +1,153 @@
+"""One request's way through its audio, 30 s at a time, for the openai-whisper engine.
+
+This is faster-whisper's `WhisperModel.generate_segments` (itself openai-whisper's
+`transcribe` loop) without the options the farm never uses (word timestamps, clips,
+VAD, hallucination skipping), so both engines cut segments, fall back to higher
+temperatures, skip silence and carry the prompt on by the same rules — which is what
+makes their transcripts of the same audio agree. Decoding one window is a callback:
+the engine routes it through the cross-stream `BatchGate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from whisper.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
+from whisper.decoding import DecodingResult
+from whisper.tokenizer import Tokenizer
+
+from workers.engines import DecodedSegment, DecodeRequest
+
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+PROMPT_RESET_ON_TEMPERATURE = 0.5
+"""faster-whisper's defaults, the farm's reference behaviour."""
+FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH
+INPUT_STRIDE = 2  # mel frames per output token
+TIME_PRECISION = INPUT_STRIDE / FRAMES_PER_SECOND  # 0.02 s per timestamp token
+
+Window = torch.Tensor
+"""One 30 s mel window (n_mels, 3000), or its encoder output (ctx, state) for a retry."""
+DecodeFn = Callable[[Window, list[int], float], DecodingResult]
+"""`decode(window, prompt_tokens, temperature)`: one window, through the batch gate."""
+
+
+def mel_of(audio: np.ndarray, n_mels: int, device: torch.device) -> torch.Tensor:
+    """Log-mel of the whole request plus one hop of zeros, as faster-whisper computes it
+    (openai-whisper pads 30 s, which costs a 30 s STFT per request and changes nothing:
+    the last window is padded in mel space either way)."""
+    mel: torch.Tensor = log_mel_spectrogram(
+        torch.from_numpy(audio), n_mels, padding=HOP_LENGTH, device=device
+    )
+    return mel
+
+
+def content_frames(mel: torch.Tensor) -> int:
+    """Frames that hold audio: all but the one the hop of padding adds."""
+    return int(mel.shape[-1]) - 1
+
+
+def decode_with_fallback(
+    decode: DecodeFn, window: Window, prompt: list[int]
+) -> tuple[DecodingResult, float]:
+    """Decode at temperature 0, retrying hotter while the text looks wrong.
+
+    Like faster-whisper: a retry is needed when the text is too repetitive (compression
+    ratio) or too unlikely (log probability), unless the window is silence; when every
+    temperature fails, the most likely result under the compression threshold wins,
+    reported at the last temperature (which resets the prompt).
+    """
+    results: list[DecodingResult] = []
+    below_threshold: list[DecodingResult] = []
+    temperature = 0.0
+    for temperature in TEMPERATURES:
+        result = decode(window, prompt, temperature)
+        window = result.audio_features  # a retry reuses the encoder output
+        results.append(result)
+        too_repetitive = result.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+        if not too_repetitive:
+            below_threshold.append(result)
+        unlikely = result.avg_logprob < LOG_PROB_THRESHOLD
+        silence = result.no_speech_prob > NO_SPEECH_THRESHOLD and unlikely
+        if silence or not (too_repetitive or unlikely):
+            return result, temperature
+    best = max(below_threshold or results, key=lambda r: r.avg_logprob)
+    return best, temperature
+
+
+@dataclass
+class _Piece:
+    start: float
+    end: float
+    tokens: list[int]
+
+
+def split_by_timestamps(
+    tokenizer: Tokenizer, tokens: list[int], time_offset: float, segment_size: int, seek: int
+) -> tuple[list[_Piece], int]:
+    """Cut a window's tokens into timed segments; returns them and where to seek next."""
+    begin = tokenizer.timestamp_begin
+    single_ending = len(tokens) >= 2 and tokens[-2] < begin <= tokens[-1]
+    consecutive = [
+        i for i in range(1, len(tokens)) if tokens[i] >= begin and tokens[i - 1] >= begin
+    ]
+    if not consecutive:
+        timestamps = [t for t in tokens if t >= begin]
+        duration = segment_size / FRAMES_PER_SECOND
+        if timestamps and timestamps[-1] != begin:
+            duration = (timestamps[-1] - begin) * TIME_PRECISION
+        return [_Piece(time_offset, time_offset + duration, tokens)], seek + segment_size
+    slices = consecutive + ([len(tokens)] if single_ending else [])
+    pieces, last = [], 0
+    for current in slices:
+        part = tokens[last:current]
+        start = time_offset + (part[0] - begin) * TIME_PRECISION
+        pieces.append(_Piece(start, time_offset + (part[-1] - begin) * TIME_PRECISION, part))
+        last = current
+    if single_ending:
+        return pieces, seek + segment_size
+    return pieces, seek + (tokens[last - 1] - begin) * INPUT_STRIDE
+
+
+def initial_tokens(request: DecodeRequest, tokenizer: Tokenizer) -> list[int]:
+    """The stream's own tokens for what came before, or its text prompt encoded."""
+    if request.context:
+        return list(request.context)
+    if request.initial_prompt:
+        return list(tokenizer.encode(" " + request.initial_prompt.strip()))
+    return []
+
+
+def transcribe_mel(
+    mel: torch.Tensor, tokenizer: Tokenizer, decode: DecodeFn, prompt: list[int]
+) -> list[DecodedSegment]:
+    """Seek through `mel` (with its 30 s of padding) window by window."""
+    frames = content_frames(mel)
+    all_tokens, reset_since, seek = list(prompt), 0, 0
+    segments: list[DecodedSegment] = []
+    while seek < frames:
+        time_offset = seek / FRAMES_PER_SECOND
+        segment_size = min(N_FRAMES, frames - seek)
+        window = pad_or_trim(mel[:, seek : seek + segment_size], N_FRAMES)
+        result, temperature = decode_with_fallback(decode, window, all_tokens[reset_since:])
+        speechless = result.no_speech_prob > NO_SPEECH_THRESHOLD
+        if speechless and not result.avg_logprob > LOG_PROB_THRESHOLD:
+            seek += segment_size
+            continue
+        pieces, seek = split_by_timestamps(
+            tokenizer, result.tokens, time_offset, segment_size, seek
+        )
+        for piece in pieces:
+            text = tokenizer.decode([t for t in piece.tokens if t < tokenizer.eot])
+            if piece.start == piece.end or not text.strip():
+                continue
+            all_tokens.extend(piece.tokens)
+            segments.append(DecodedSegment(piece.start, piece.end, text, tuple(piece.tokens)))
+        if temperature > PROMPT_RESET_ON_TEMPERATURE:
+            reset_since = len(all_tokens)
+    return segments

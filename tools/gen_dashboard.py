@@ -236,9 +236,14 @@ def workers_row(dash: db.Dashboard) -> None:
               [q(f"sum by (instance) ({rate(W + 'decode_batch_size_sum')})"
                  f" / sum by (instance) ({rate(W + 'decode_batch_size_count')})", per_worker)]),
         batch_heatmap(),
-        graph("Inference time per worker (p95)", "Wall time of one engine call.", "s",
+        graph("Inference time per worker (p95)",
+              "Wall time of one engine call, and of one batched forward pass.", "s",
               [q(f"histogram_quantile(0.95, sum by (instance, le)"
-                 f" ({rate(W + 'inference_seconds_bucket')}))", per_worker)]),
+                 f" ({rate(W + 'inference_seconds_bucket')}))", "call {{instance}}"),
+               q(f"histogram_quantile(0.95, sum by (instance, le)"
+                 f" ({rate(W + 'forward_seconds_bucket')}))", "forward {{instance}}")]),
+        graph("Draining workers", "Workers finishing their streams before they stop.", "none",
+              [q(f"sum({sel(W + 'draining')})", "draining")]),
         graph("Streams leaving workers",
               "Per second, by outcome (done, failed, cancelled, replaced, dropped).", "ops",
               [q(f"sum by (outcome) ({rate(W + 'streams_finished_total')})", "{{outcome}}")]),
@@ -259,6 +264,9 @@ def gpu_row(dash: db.Dashboard) -> None:
     dash.with_row(db.Row("GPU (NVIDIA DCGM exporter; empty without GPUs)"))
     per_gpu = "{{Hostname}} GPU {{gpu}}"
     panels = [
+        graph("Worker GPU memory (torch)", "Memory torch holds per worker (openai-whisper, cuda).",
+              "bytes", [q(f"sum by (instance) ({sel(W + 'gpu_memory_bytes')})", "{{instance}}")],
+              width=24),
         graph("GPU memory used", "Frame-buffer memory in use per GPU (DCGM_FI_DEV_FB_USED).",
               "bytes", [q(f"sum by (Hostname, gpu) ({sel('DCGM_FI_DEV_FB_USED')}) * 1048576",
                           per_gpu)], width=12),

@@ -59,6 +59,7 @@ async def serve(settings: BrokerSettings) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,
         ws_max_size=16 * 1024 * 1024,
+        ws_per_message_deflate=False,  # PCM barely compresses; deflate cost the broker CPU
         ws_ping_interval=20,
         ws_ping_timeout=20,
         timeout_graceful_shutdown=5,

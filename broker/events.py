@@ -22,6 +22,11 @@ class EventHub:
         """Each subscriber's queue and the owner it may see (None: everything)."""
         self._queue_size = queue_size
 
+    @property
+    def watched(self) -> bool:
+        """Whether anyone listens (building an event for nobody costs the hot path)."""
+        return bool(self._subscribers)
+
     def publish(self, event: str, data: dict[str, Any], owner: str | None = None) -> None:
         """Send to every subscriber allowed to see `owner`'s data (None: public)."""
         message = self.format(event, data)

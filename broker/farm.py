@@ -308,7 +308,8 @@ class Farm:
         self.fail(run, _EngineFailure(error))
 
     def on_farm_changed(self) -> None:
-        self.events.publish("farm", self.farm_info())
+        if self.events.watched:
+            self.events.publish("farm", self.farm_info())
 
     async def _complete(self, run: StreamRun, body: dict[str, Any]) -> None:
         """Store the transcript durably, then mark the job done and answer the client."""
@@ -443,7 +444,8 @@ class Farm:
         self._publish_job(job)
 
     def _publish_job(self, job: Job) -> None:
-        self.events.publish("job", job.model_dump(mode="json", exclude={"owner"}), job.owner)
+        if self.events.watched:
+            self.events.publish("job", job.model_dump(mode="json", exclude={"owner"}), job.owner)
 
 
 def _remove_quietly(path: Path) -> None:

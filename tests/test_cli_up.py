@@ -38,7 +38,7 @@ async def test_up_runs_a_farm_and_stops_it_cleanly(tmp_path: Path) -> None:
         assert len(children) == 4  # broker, two workers, GUI
         gui = re.search(r"gui\s+(http://\S+)", up.output())
         assert gui, up.output()
-        wait_for(lambda: _status(f"{gui.group(1)}/healthz") == 200, 30, "the GUI", log)
+        assert _status(f"{gui.group(1)}/healthz") == 200, "up waits for the GUI too"
     finally:
         code = up.stop(signal.SIGTERM, timeout=30)
     assert code == 0, up.output()[-3000:]

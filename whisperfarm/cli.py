@@ -154,12 +154,12 @@ def _echo(stream: object) -> None:
         print(line, end="", flush=True)
 
 
-def wait_ready(http_url: str, farm: Farm, timeout: float) -> bool:
-    """Poll /readyz (a child process, so there is no event to wait on) until ready."""
+def wait_ready(url: str, farm: Farm, timeout: float) -> bool:
+    """Poll a probe URL (a child process, so there is no event to wait on) until it answers 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and farm.alive():
         try:
-            with urllib.request.urlopen(f"{http_url}/readyz", timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return True
         except OSError:
@@ -180,10 +180,13 @@ def up(args: argparse.Namespace) -> int:
     try:
         http_url, zmq_endpoint = farm.start_broker(args)
         farm.start_workers(args, zmq_endpoint)
-        if not wait_ready(http_url, farm, args.ready_timeout):
+        if not wait_ready(f"{http_url}/readyz", farm, args.ready_timeout):
             print("whisperfarm: the farm did not become ready", file=sys.stderr)
             return 1
         gui_url = "" if args.no_gui else farm.start_gui(args, http_url)
+        if gui_url and not wait_ready(f"{gui_url}/healthz", farm, args.ready_timeout):
+            print("whisperfarm: the GUI did not become ready", file=sys.stderr)
+            return 1
         ws_url = http_url.replace("http://", "ws://", 1) + "/v1/stream"
         print(
             f"\nwhisperfarm is up: {args.workers} worker(s), engine {args.engine}, "

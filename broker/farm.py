@@ -19,6 +19,7 @@ from broker import metrics
 from broker.admission import Admission
 from broker.auth import Authenticator, load_tokens
 from broker.dispatcher import Dispatcher, WorkerInfo
+from broker.durability import GroupSync
 from broker.events import EventHub
 from broker.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
 from broker.jobstore import JobStore, SqliteJobStore
@@ -52,6 +53,7 @@ class Farm:
         )
         self.auth = Authenticator(load_tokens(settings.api_tokens, settings.api_tokens_file))
         self.runs: dict[str, StreamRun] = {}
+        self.syncer = GroupSync()
         curve = (
             CurveServer.load(settings.curve_secret_key, settings.curve_clients_dir)
             if settings.curve_secret_key is not None
@@ -211,7 +213,7 @@ class Farm:
         spool = run.spool
         try:
             if spool is not None:
-                durable = await asyncio.to_thread(spool.sync)
+                durable = await self.syncer.durable(spool)
                 run.emit(Ack(frames=run.audio.frames_in(durable)))
                 self._publish_job(run.job)  # upload progress for every watcher
         except (OSError, ValueError) as exc:  # closed underneath us: the run is over
@@ -237,7 +239,8 @@ class Farm:
                 await run.syncing
         if run.spool is not None:
             spool, run.spool = run.spool, None
-            await asyncio.to_thread(spool.close)
+            await self.syncer.durable(spool)
+            spool.close(sync=False)
 
     async def interrupt(self, run: StreamRun, reason: str) -> None:
         """The client went away before `end`: keep the spool, wait for a `resume`."""

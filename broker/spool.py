@@ -44,7 +44,7 @@ class JobFiles:
 
 
 class SpoolWriter:
-    """Appends packets to a job's spool; `sync()` makes what was written durable.
+    """Appends packets to a job's spool; `broker.durability.GroupSync` makes them durable.
 
     Unbuffered writes keep the file's size equal to what was received, so a replay to a
     new worker can read up to the current size without a flush.
@@ -63,16 +63,11 @@ class SpoolWriter:
         self._file.write(packet)
         self.size += len(packet)
 
-    def sync(self) -> int:
-        """fsync and return the number of bytes now durable (call from a thread)."""
-        size = self.size
+    def close(self, sync: bool = True) -> None:
+        """Close; `sync=False` when a `GroupSync` round already made it durable."""
         if not self._file.closed:
-            os.fsync(self._file.fileno())
-        return size
-
-    def close(self) -> None:
-        if not self._file.closed:
-            os.fsync(self._file.fileno())
+            if sync:
+                os.fsync(self._file.fileno())
             self._file.close()
 
 

@@ -11,10 +11,7 @@ import json
 import os
 import queue
 import re
-import signal
 import struct
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,6 +23,7 @@ from typing import Any
 
 import zmq
 
+from tests.farm import Process, spawn
 from whisperfarm import wire
 from whisperfarm.errors import ProtocolError
 from whisperfarm.packets import AudioFormat, split_packets
@@ -184,36 +182,16 @@ class FakeBroker:
         return [m for _, m in self.seen if m.job_id == job_id]
 
 
-@dataclass
-class WorkerProcess:
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self, timeout: float = 15.0) -> int:
-        """Terminate and wait; kill if it does not go."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+WorkerProcess = Process
+"""A worker process: the same helper the integration tests use."""
 
 
 def start_worker(tmp: Path, endpoint: str, *args: str) -> WorkerProcess:
     log = tmp / f"worker-{time.monotonic_ns()}.log"
     # Teardown SIGTERMs workers that may still hold streams: drain briefly, not 60 s.
-    env = {"WHISPERFARM_WORKER_DRAIN_TIMEOUT": "2", **os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "ab") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "workers", "--broker", endpoint, *args],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    return WorkerProcess(popen, log)
+    drain = os.environ.get("WHISPERFARM_WORKER_DRAIN_TIMEOUT", "2")
+    return spawn(["-m", "workers", "--broker", endpoint, *args], log,
+                 {"WHISPERFARM_WORKER_DRAIN_TIMEOUT": drain})  # fmt: skip
 
 
 @dataclass

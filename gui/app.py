@@ -18,7 +18,7 @@ from nicegui import app, ui
 from nicegui.storage import Storage
 
 from gui import theme
-from gui.pages import jobs, transcript
+from gui.pages import jobs, login, transcript
 from gui.services import Services
 from gui.settings import GuiSettings
 
@@ -42,13 +42,21 @@ def build(settings: GuiSettings) -> Services:
 
     @ui.page("/", title=TITLE)
     def index_page() -> None:
+        if not login.require(settings, "/"):
+            return
         with theme.frame(services, "Jobs"):
             jobs.content(services)
 
     @ui.page("/jobs/{job_id}", title=TITLE)
     def job_page(job_id: str) -> None:
+        if not login.require(settings, f"/jobs/{job_id}"):
+            return
         with theme.frame(services, "Transcript"):
             transcript.content(services, job_id)
+
+    @ui.page("/login", title=TITLE)
+    def login_page(next: str = "/") -> None:
+        login.content(settings, next)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:

@@ -34,6 +34,10 @@ class GuiSettings(ComponentSettings):
     broker_token: str | None = Field(
         None, description="API token the GUI presents to a broker that requires one"
     )
+    login_tokens: str = Field(
+        "",
+        description="comma-separated API tokens people sign in with (empty: no sign-in page)",
+    )
     storage_secret: str | None = Field(
         None, description="secret signing browser sessions (unset: one kept in --data-dir)"
     )
@@ -50,6 +54,10 @@ class GuiSettings(ComponentSettings):
         if not url.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return url.rstrip("/")
+
+    @property
+    def login_token_list(self) -> list[str]:
+        return [t.strip() for t in self.login_tokens.replace("\n", ",").split(",") if t.strip()]
 
     @property
     def stream_url(self) -> str:

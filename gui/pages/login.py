@@ -1,0 +1,66 @@
+"""Login: when the GUI is given login tokens, every page asks for one first.
+
+The tokens are the farm's API tokens (the same Secret as the broker's), checked here in
+constant time; a browser that presented a valid one keeps a signed session marker, never
+the token itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from nicegui import app, ui
+
+from gui.settings import GuiSettings
+
+SESSION_KEY = "login"
+
+
+def _fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def accepted(settings: GuiSettings, token: str) -> bool:
+    """Whether `token` is one of the configured login tokens."""
+    candidate = token.strip().encode()
+    return any(hmac.compare_digest(candidate, t.encode()) for t in settings.login_token_list)
+
+
+def logged_in(settings: GuiSettings) -> bool:
+    """True when no login is configured, or this browser's session passed it."""
+    if not settings.login_token_list:
+        return True
+    marker = app.storage.user.get(SESSION_KEY)
+    return any(marker == _fingerprint(t) for t in settings.login_token_list)
+
+
+def require(settings: GuiSettings, target: str) -> bool:
+    """Send a browser that has not logged in to the login page; True if it may stay."""
+    if logged_in(settings):
+        return True
+    ui.navigate.to(f"/login?next={target}")
+    return False
+
+
+def content(settings: GuiSettings, next_page: str) -> None:
+    """The login card."""
+    target = next_page if next_page.startswith("/") and not next_page.startswith("//") else "/"
+
+    def submit() -> None:
+        token = field.value or ""
+        if not accepted(settings, token):
+            error.set_text("That token is not valid.")
+            error.set_visibility(True)
+            return
+        app.storage.user[SESSION_KEY] = _fingerprint(token.strip())
+        ui.navigate.to(target)
+
+    with ui.card().classes("w-full max-w-md mx-auto mt-16 p-6 gap-4"):
+        ui.label("Sign in to whisperfarm").classes("text-xl font-semibold")
+        ui.label("Enter your API token.").classes("text-sm text-slate-500")
+        field = ui.input("API token", password=True).props("outlined autofocus").classes("w-full")
+        field.mark("login-token").on("keydown.enter", submit)
+        error = ui.label().classes("text-negative text-sm").mark("login-error")
+        error.set_visibility(False)
+        ui.button("Sign in", on_click=submit).props("unelevated").mark("login-submit")

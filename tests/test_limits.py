@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.farm import ROOT, Broker, start_broker, start_worker, wait_for
+from tests.speech import require_tool
 from tests.wsclient import stream_pcm, tone
 from whisperfarm.transcripts import FORMATS
 
@@ -85,3 +86,23 @@ async def test_spool_is_deleted_once_the_transcript_is_durable(strict: Broker) -
     gone = lambda: not (job_dir / "spool.pcm").exists()  # noqa: E731
     await asyncio.to_thread(wait_for, gone, 10, "the spool to be deleted")
     assert {p.name for p in job_dir.iterdir()} == {f"transcript.{f}" for f in FORMATS}
+
+
+def test_a_tiny_file_that_decodes_to_hours_is_stopped_at_the_limit(
+    strict: Broker, tmp_path: Path
+) -> None:
+    """Decompression-bomb-like input: 4 KB of FLAC, 10 minutes of audio, a 2 s limit."""
+    bomb = tmp_path / "bomb.flac"
+    subprocess.run(
+        [require_tool("ffmpeg"), "-v", "error", "-f", "lavfi", "-i",
+         "anullsrc=r=16000:cl=mono", "-t", "600", str(bomb)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    assert bomb.stat().st_size < 200_000
+    result = subprocess.run(
+        [sys.executable, "-m", "source", "--url", strict.ws, "--out", str(tmp_path), "--quiet",
+         str(bomb)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 4 and "longer than 2 s" in result.stderr, result.stderr
+    assert strict.get("/healthz").status_code == 200

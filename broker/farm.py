@@ -35,7 +35,7 @@ from whisperfarm.errors import (
     TooLarge,
     WhisperfarmError,
 )
-from whisperfarm.packets import AudioFormat, PacketValidator
+from whisperfarm.packets import PacketValidator
 from whisperfarm.protocol import Ack, Error, Final, Segment, SegmentData, Start
 from whisperfarm.transcripts import Transcript, join_segments
 
@@ -145,12 +145,11 @@ class Farm:
         if job is None or job.status is not JobStatus.INTERRUPTED or run is not None:
             state = "unknown" if job is None else job.status.value
             raise NotFound(f"job {job_id} cannot be resumed (it is {state})")
-        audio = AudioFormat(job.sample_rate, job.channels, job.format)  # type: ignore[arg-type]
+        audio = job.audio_format()
         files = JobFiles(self.settings.data_dir, job.id)
         whole = files.spool_size() // audio.packet_bytes * audio.packet_bytes
         self.admission.acquire("resume", owner)
-        validator = PacketValidator(audio)
-        validator.frames = audio.frames_in(whole)
+        validator = PacketValidator(audio, audio.frames_in(whole))
         spool = self._open_spool(files, whole, owner)
         run = StreamRun(job, files, audio, validator, spool, admitted=True)
         job.frames = validator.frames
@@ -160,9 +159,8 @@ class Farm:
 
     def _finished_run(self, job: Job) -> StreamRun:
         """A detached view of a done job: it answers a repeated `end` with the final."""
-        audio = AudioFormat(job.sample_rate, job.channels, job.format)  # type: ignore[arg-type]
-        validator = PacketValidator(audio)
-        validator.frames = job.frames
+        audio = job.audio_format()
+        validator = PacketValidator(audio, job.frames)
         run = StreamRun(job, JobFiles(self.settings.data_dir, job.id), audio, validator, ended=True)
         run.outbox = asyncio.Queue()
         return run
@@ -385,10 +383,9 @@ class Farm:
         log.info("recovered: %d jobs re-queued", len(self.runs))
 
     def _requeue_headless(self, job: Job) -> None:
-        audio = AudioFormat(job.sample_rate, job.channels, job.format)  # type: ignore[arg-type]
+        audio = job.audio_format()
         files = JobFiles(self.settings.data_dir, job.id)
-        validator = PacketValidator(audio)
-        validator.frames = job.frames
+        validator = PacketValidator(audio, job.frames)
         run = StreamRun(job, files, audio, validator, ended=True)
         run.ended_at = time.monotonic()
         job.worker = None

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from whisperfarm.packets import AudioFormat
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -55,6 +57,9 @@ class Job(BaseModel):
     error: str | None = None
     owner: str | None = None
     """Hash of the API token that created the job (None when auth is off)."""
+
+    def audio_format(self) -> AudioFormat:
+        return AudioFormat(self.sample_rate, self.channels, self.format)  # type: ignore[arg-type]
 
     @property
     def upload_ended(self) -> bool:

@@ -62,9 +62,10 @@ class PacketValidator:
     judged when the next packet (or `end`) arrives.
     """
 
-    def __init__(self, audio: AudioFormat) -> None:
+    def __init__(self, audio: AudioFormat, frames: int = 0) -> None:
+        """`frames`: already received (a resumed stream continues from there)."""
         self.audio = audio
-        self.frames = 0
+        self.frames = frames
         self._short_seen = False
 
     def accept(self, packet: bytes) -> int:

@@ -119,6 +119,32 @@ def test_an_error_reaches_every_thread_of_its_batch() -> None:
     assert gate.call("k", 3) == 30  # the gate is still usable
 
 
+class FakeEncoder:
+    """A CTranslate2 `Whisper` stand-in whose encoder records each pass's window count."""
+
+    def __init__(self) -> None:
+        self.passes: list[int] = []
+
+    def encode(self, features: object, to_cpu: bool = False) -> np.ndarray:
+        array = np.array(features)
+        self.passes.append(len(array))
+        return array * 2
+
+
+def test_faster_whisper_encodes_a_batch_window_by_window() -> None:
+    """The gate hands over 3 windows; the encoder sees them one at a time (its peak memory
+    is one window's), and each thread still gets its own window's output."""
+    from workers.engines.ct2_gate import GatedCt2Model
+
+    fake = FakeEncoder()
+    gated = GatedCt2Model(fake, max_batch=8, wait_s=3600)  # type: ignore[arg-type]
+    windows = [np.full((1, 2, 3), i, dtype=np.float32) for i in range(3)]
+    outputs = gated._run(("encode",), windows)
+    assert fake.passes == [1, 1, 1]
+    for window, output in zip(windows, outputs, strict=True):
+        np.testing.assert_array_equal(output, window * 2)
+
+
 # ---- engines: batching must not change the words ------------------------------------------
 
 

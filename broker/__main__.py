@@ -9,7 +9,7 @@ import resource
 import socket
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvicorn
 import zmq
@@ -75,6 +75,16 @@ async def serve(settings: BrokerSettings) -> None:
     await server.serve(sockets=[sock])
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed: its transports and callbacks cost about half of
+    asyncio's per message, and a broker with a thousand streams is all messages."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a platform without uvloop (Windows)
+        return None
+    return uvloop.new_event_loop
+
+
 class StartupError(Exception):
     """A setting the broker cannot run with: one line for the operator, no traceback."""
 
@@ -84,8 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     log.info("open-file limit %d", raise_open_file_limit())
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(settings))
+        with (
+            contextlib.suppress(KeyboardInterrupt),
+            asyncio.Runner(loop_factory=loop_factory()) as runner,
+        ):
+            runner.run(serve(settings))
     except StartupError as exc:
         log.error("%s", exc)
         print(f"whisperfarm-broker: {exc}", file=sys.stderr)

@@ -317,15 +317,16 @@ class Dispatcher:
         """Send what the spool holds, then switch the run to live forwarding."""
         sent = 0
         chunk = REPLAY_CHUNK_FRAMES * run.audio.bytes_per_frame
-        while sent < run.spool_bytes():
+        while sent < run.written_bytes():
             data = await asyncio.to_thread(
-                read_spool, run.files.spool_path, sent, min(chunk, run.spool_bytes() - sent)
+                read_spool, run.files.spool_path, sent, min(chunk, run.written_bytes() - sent)
             )
             if run.worker != identity or run.attempt != attempt or not data:
                 return  # superseded while reading
             self._send(identity, wire.audio(run.job_id, attempt, data))
             sent += len(data)
-        # No await between the size check above and going live: no packet can slip by.
+        # No await between the size check above and going live: no packet can slip by
+        # (what is still pending in the spool writer is forwarded by its next flush).
         run.live = True
         if run.ended:
             self.end(run)

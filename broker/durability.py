@@ -1,10 +1,11 @@
-"""Group commit for spools: one sync per round makes every waiting stream durable.
+"""Group commit: one file-system sync per round makes every waiting writer durable.
 
-An `fsync` per stream per ack costs a disk flush each; with hundreds of streams the
-flushes queue up behind each other (and behind asyncio's small default thread pool) and
-acks — and the `end` that waits for one — fall seconds behind. Instead, callers wait for
-the next round: the round notes every waiting spool's size, flushes the file system once,
-and answers all of them. While a round runs, new callers gather for the next one.
+An `fsync` per stream per ack (or per transcript file) costs a disk flush each; with
+hundreds of streams the flushes queue up behind each other (and behind asyncio's small
+default thread pool) and acks, finals and the `end` that waits for one fall seconds
+behind. Instead, callers wait for the next round: the round flushes the file system
+once and answers all of them. While a round runs, new callers gather for the next one,
+so a round always starts after the write its callers wait for.
 """
 
 from __future__ import annotations
@@ -17,31 +18,39 @@ from broker.spool import SpoolWriter
 
 class GroupSync:
     def __init__(self) -> None:
-        self._waiting: list[tuple[SpoolWriter, asyncio.Future[int]]] = []
+        self._waiting: list[asyncio.Future[None]] = []
         self._round: asyncio.Task[None] | None = None
 
     async def durable(self, spool: SpoolWriter) -> int:
-        """Wait until what `spool` holds now is on disk; returns that many bytes."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((spool, future))
+        """Wait until what `spool` has written now is on disk; returns that many bytes.
+
+        Pending packets are not included: flush the spool first.
+        """
+        written = spool.written
+        await self.sync()
+        return written
+
+    async def sync(self) -> None:
+        """Wait until everything written before this call is on disk."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
         if self._round is None:
             self._round = asyncio.create_task(self._rounds())
-        return await future
+        await future
 
     async def _rounds(self) -> None:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
-                sizes = [spool.size for spool, _ in batch]
                 try:
                     await asyncio.to_thread(os.sync)
                 except OSError as exc:  # pragma: no cover - os.sync does not fail on Linux
-                    for _, future in batch:
+                    for future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), size in zip(batch, sizes, strict=True):
+                for future in batch:
                     if not future.done():
-                        future.set_result(size)
+                        future.set_result(None)
         finally:
             self._round = None

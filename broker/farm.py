@@ -41,6 +41,11 @@ from whisperfarm.transcripts import Transcript, join_segments
 
 log = logging.getLogger(__name__)
 
+FLUSH_INTERVAL_S = 0.25
+"""Longest a received packet waits in memory before it is spooled and forwarded."""
+FLUSH_BYTES = 32_000
+"""A stream with this much pending (one second of 16 kHz s16le mono) is flushed at once."""
+
 
 class Farm:
     def __init__(self, settings: BrokerSettings, store: JobStore | None = None) -> None:
@@ -70,6 +75,7 @@ class Farm:
         self.recover()
         self._spawn(self.dispatcher.serve())
         self._spawn(self._sweep_loop())
+        self._spawn(self._flush_loop())
 
     async def stop(self) -> None:
         """Stop in order: no new work, close clients' streams, then sockets and store."""
@@ -187,25 +193,52 @@ class Farm:
         self.on_farm_changed()
 
     def receive_packet(self, run: StreamRun, packet: bytes) -> None:
-        """Validate, spool and forward one packet; ack durable frames now and then."""
+        """Validate and gather one packet; flush and ack durable frames now and then."""
         if run.spool is None:
             raise BadPacket("the upload of this job has already ended")
-        frames = run.validator.accept(packet)
+        run.validator.accept(packet)
         s = self.settings
         if run.validator.frames > s.max_stream_seconds * run.audio.sample_rate:
             raise TooLarge(f"stream longer than {s.max_stream_seconds:.0f} s")
-        if run.spool_bytes() + len(packet) > s.max_stream_bytes:
+        if run.received_bytes() + len(packet) > s.max_stream_bytes:
             raise TooLarge(f"stream larger than {s.max_stream_bytes} bytes")
         run.spool.append(packet)
         run.job.frames = run.validator.frames
-        metrics.PACKETS_RECEIVED.inc()
-        metrics.BYTES_RECEIVED.inc(len(packet))
-        metrics.AUDIO_SECONDS_RECEIVED.inc(run.audio.seconds(frames))
-        self.dispatcher.forward(run, packet)
         run.packets_since_ack += 1
         if run.packets_since_ack >= s.ack_every_packets and run.syncing is None:
             run.packets_since_ack = 0
+            self.flush(run)
             run.syncing = asyncio.create_task(self._ack(run))
+        elif run.spool.pending >= FLUSH_BYTES:
+            self.flush(run)
+
+    def flush(self, run: StreamRun) -> None:
+        """Spool the run's pending packets in one write and forward them in one message."""
+        spool = run.spool
+        if spool is None or not spool.pending:
+            return
+        packets = spool.pending_packets
+        try:
+            data = spool.flush()
+        except OSError as exc:
+            log.error("cannot write the spool of job %s: %s", run.job_id, exc)
+            raise SpoolUnavailable(
+                f"the farm cannot store audio right now ({exc.strerror})"
+            ) from None
+        metrics.PACKETS_RECEIVED.inc(packets)
+        metrics.BYTES_RECEIVED.inc(len(data))
+        metrics.AUDIO_SECONDS_RECEIVED.inc(run.audio.seconds(run.audio.frames_in(len(data))))
+        self.dispatcher.forward(run, data)
+
+    async def _flush_loop(self) -> None:
+        """Flush every stream with pending packets, so none waits longer than the interval."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            for run in list(self.runs.values()):
+                try:
+                    self.flush(run)
+                except SpoolUnavailable as exc:
+                    self.fail(run, exc)
 
     async def _ack(self, run: StreamRun) -> None:
         spool = run.spool
@@ -232,10 +265,12 @@ class Farm:
         self.dispatcher.end(run)
 
     async def _close_spool(self, run: StreamRun) -> None:
+        """Flush, make durable and close the run's spool (no more packets come)."""
         if run.syncing is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await run.syncing
         if run.spool is not None:
+            self.flush(run)
             spool, run.spool = run.spool, None
             await self.syncer.durable(spool)
             spool.close(sync=False)
@@ -246,7 +281,11 @@ class Farm:
             run.detach()
             return
         self.dispatcher.cancel(run)
-        closing = self._close_spool(run)  # every packet is written already; fsync may lag
+        try:  # now: a client that resumes at once must find every packet in the file
+            self.flush(run)
+        except SpoolUnavailable as exc:  # a resume starts from what the file holds
+            log.warning("job %s: %s", run.job_id, exc.detail)
+        closing = self._close_spool(run)  # only the fsync is left, and it may lag
         run.job.error = reason
         # Resumable from this instant: a client that reconnects at once must find it so.
         self._set_status(run.job, JobStatus.INTERRUPTED)
@@ -260,8 +299,9 @@ class Farm:
             return
         self.dispatcher.cancel(run)
         if run.spool is not None:
-            run.spool.close()
-            run.spool = None
+            spool, run.spool = run.spool, None
+            with contextlib.suppress(OSError):
+                spool.close()
         metrics.STREAM_ERRORS.labels(code=exc.code.value).inc()
         run.emit(Error.from_exception(exc), exc.close_code)
         run.job.error = exc.detail
@@ -327,7 +367,8 @@ class Farm:
                 language=language,
                 duration=job.duration,
             )
-            await asyncio.to_thread(run.files.write_transcript, transcript)
+            await asyncio.to_thread(run.files.write_transcript, transcript, False)
+            await self.syncer.sync()  # one round for every job finishing now
         except (OSError, ValueError) as exc:
             log.error("could not store the transcript of job %s", job.id, exc_info=True)
             self.fail(run, _EngineFailure(f"could not store the transcript: {exc}"))

@@ -55,8 +55,13 @@ class StreamRun:
     def attempt(self) -> int:
         return self.job.attempt
 
-    def spool_bytes(self) -> int:
+    def received_bytes(self) -> int:
+        """Audio bytes received, including those not flushed to the spool yet."""
         return self.spool.size if self.spool is not None else self.files.spool_size()
+
+    def written_bytes(self) -> int:
+        """Audio bytes in the spool file: what a replay to a worker can read."""
+        return self.spool.written if self.spool is not None else self.files.spool_size()
 
     def emit(self, message: ClientMessage, close: CloseCode | None = None) -> None:
         """Queue a message for the attached client, if any (headless runs drop it)."""

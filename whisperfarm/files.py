@@ -1,7 +1,9 @@
 """Atomic file writes, shared by every component that stores results.
 
 A reader (or a crash) never sees half a file: data goes to a temp file in the same
-directory, is fsynced, and is renamed over the target.
+directory, is fsynced, and is renamed over the target. A caller that makes many files
+durable at once (the broker, with a file-system sync shared by every job finishing in
+the same instant) may skip the fsync and sync before it relies on them.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(target: Path, data: bytes | str) -> None:
-    """Write `data` (text as UTF-8) to `target` through a temp file and a rename."""
+def write_atomic(target: Path, data: bytes | str, sync: bool = True) -> None:
+    """Write `data` (text as UTF-8) to `target` through a temp file and a rename; with
+    `sync=False` the caller syncs the file system before it counts on the file."""
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -21,7 +24,8 @@ def write_atomic(target: Path, data: bytes | str) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,86 @@
+"""The broker's spool writer and group commit: packets gathered, flushed, made durable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+import websockets
+
+from broker.durability import GroupSync
+from broker.spool import JobFiles, SpoolWriter
+from tests.farm import Broker, wait_for
+from tests.wsclient import packets, start_message, tone
+
+
+def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(tmp_path: Path) -> None:
+    files = JobFiles(tmp_path, "job")
+    spool = SpoolWriter(files)
+    spool.append(b"a" * 2000)
+    spool.append(b"b" * 2000)
+    assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 0, 4000, 2)
+    assert files.spool_size() == 0
+    assert spool.flush() == b"a" * 2000 + b"b" * 2000
+    assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 4000, 0, 0)
+    assert files.spool_size() == 4000
+    assert spool.flush() == b"", "nothing pending: nothing to forward"
+
+
+def test_close_writes_what_is_pending(tmp_path: Path) -> None:
+    files = JobFiles(tmp_path, "job")
+    spool = SpoolWriter(files)
+    spool.append(b"x" * 10)
+    spool.close()
+    assert files.spool_path.read_bytes() == b"x" * 10
+
+
+def test_a_resumed_spool_keeps_only_the_bytes_asked_for(tmp_path: Path) -> None:
+    files = JobFiles(tmp_path, "job")
+    files.dir.mkdir(parents=True)
+    files.spool_path.write_bytes(b"y" * 2500)
+    spool = SpoolWriter(files, keep_bytes=2000)
+    assert (spool.written, spool.size) == (2000, 2000)
+    spool.append(b"z")
+    spool.close()
+    assert files.spool_path.read_bytes() == b"y" * 2000 + b"z"
+
+
+async def test_many_waiters_share_a_few_file_system_syncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[float] = []
+    real_sync = os.sync
+
+    def counted_sync() -> None:
+        calls.append(0)
+        real_sync()
+
+    monkeypatch.setattr(os, "sync", counted_sync)
+    group = GroupSync()
+    spools = [SpoolWriter(JobFiles(tmp_path, f"job{i}")) for i in range(100)]
+    for i, spool in enumerate(spools):
+        spool.append(b"p" * i)
+        spool.flush()
+        spool.append(b"not flushed")
+    durable = await asyncio.gather(*(group.durable(s) for s in spools))
+    assert durable == list(range(100)), "each waiter learns what it had written, not pending"
+    assert 1 <= len(calls) <= 2, f"{len(calls)} syncs for 100 waiters"
+    await group.sync()
+    assert len(calls) <= 3, "a later caller gets a round of its own"
+
+
+async def test_a_paused_stream_is_spooled_within_the_flush_interval(broker: Broker) -> None:
+    """Fewer packets than an ack's worth, then silence: the timer writes them anyway."""
+    async with websockets.connect(broker.ws) as ws:
+        await ws.send(start_message())
+        job_id = json.loads(await ws.recv())["job_id"]
+        for packet in packets(tone(0.25)):  # 4 packets, an ack comes every 16
+            await ws.send(packet)
+        spool = broker.data_dir / "jobs" / job_id / "spool.pcm"
+        await asyncio.to_thread(
+            wait_for, lambda: spool.stat().st_size == 8000, 5.0, "the timer's flush"
+        )
+        assert broker.metric("whisperfarm_broker_packets_received_total") == 4

@@ -12,7 +12,10 @@ search, logit filters, ranking, results) and replaces *how* the decoder runs:
   the same for every row after padding);
 - the kv-cache is plain tensors owned by the task (no hooks: thread-safe, and beams are
   reordered with one index per layer);
-- cross-attention keys/values are computed once per window, not once per beam.
+- cross-attention keys/values are computed once per window, not once per beam;
+- logits are computed only where they are read: from `<|startoftranscript|>` on (its
+  no-speech probability, then the last token's), not for every prompt token — a batch of
+  8 windows × 5 beams with a 200-token prompt held 1.7 GB of logits no one looked at.
 """
 
 from __future__ import annotations
@@ -54,14 +57,16 @@ class PaddedInference(Inference):  # type: ignore[misc]  # whisper is untyped
     search keeps: it only reorders rows within a window.
     """
 
-    def __init__(self, model: Whisper, pad: Tensor, n_group: int) -> None:
+    def __init__(self, model: Whisper, pad: Tensor, n_group: int, first_read: int) -> None:
         self.model = model
         self.pad = pad  # (rows,) padding tokens in front of each row
         self.n_group = n_group
+        self.first_read = first_read  # the first position whose logits are read
         self.cache = [_LayerCache() for _ in model.decoder.blocks]
         self.length = 0  # tokens already in the cache
 
     def logits(self, tokens: Tensor, audio_features: Tensor) -> Tensor:
+        """Logits of the new positions from `first_read` on (see the module docstring)."""
         new = tokens[:, self.length :]
         decoder = self.model.decoder
         positions = torch.arange(self.length, tokens.shape[1], device=tokens.device)
@@ -76,8 +81,9 @@ class PaddedInference(Inference):  # type: ignore[misc]  # whisper is untyped
                 block.cross_attn, block.cross_attn_ln(x), audio_features, cache
             )
             x = x + block.mlp(block.mlp_ln(x))
+        read = max(self.first_read - self.length, 0)
         self.length = tokens.shape[1]
-        x = decoder.ln(x)
+        x = decoder.ln(x[:, read:])
         logits: Tensor = (x @ decoder.token_embedding.weight.to(x.dtype).T).float()
         return logits
 
@@ -151,7 +157,8 @@ class BatchedDecodingTask(DecodingTask):  # type: ignore[misc]
         self.rows = torch.tensor([[pad_token] * (width - len(r)) + r for r in rows])
         self.pad = torch.tensor([width - len(r) for r in rows])
         self.sample_begin = width
-        self.sot_index = width - len(self.sot_sequence)
+        self.first_read = width - len(self.sot_sequence)
+        self.sot_index = 0  # in the first logits, which start at `first_read`
         for logit_filter in self.logit_filters:
             if hasattr(logit_filter, "sample_begin"):
                 logit_filter.sample_begin = width
@@ -170,7 +177,10 @@ class BatchedDecodingTask(DecodingTask):  # type: ignore[misc]
         audio_features = self._get_audio_features(mel)
         device = audio_features.device
         inference = PaddedInference(
-            self.model, self.pad.repeat_interleave(self.n_group).to(device), self.n_group
+            self.model,
+            self.pad.repeat_interleave(self.n_group).to(device),
+            self.n_group,
+            self.first_read,
         )
         self.inference = inference
         if hasattr(self.decoder, "inference"):

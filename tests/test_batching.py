@@ -101,6 +101,21 @@ def test_a_straggler_is_waited_for_only_wait_s() -> None:
     assert recorder.batches == [("k", [1])]
 
 
+def test_every_batch_runs_on_the_same_thread() -> None:
+    """Whichever thread leads, forward passes run on one thread (native per-thread
+    state such as OpenMP teams then exists once, not once per stream)."""
+    runners: set[int] = set()
+
+    def run(key: Hashable, values: Sequence[int]) -> list[int]:
+        runners.add(threading.get_ident())
+        return [v * 10 for v in values]
+
+    gate = BatchGate(run, max_batch=1, wait_s=0)
+    assert run_threads(gate, [("k", v) for v in range(4)]) == [0, 10, 20, 30]
+    assert gate.call("k", 5) == 50
+    assert len(runners) == 1 and threading.get_ident() not in runners
+
+
 def test_an_error_reaches_every_thread_of_its_batch() -> None:
     gate = BatchGate(Recorder(), max_batch=8, wait_s=3600)
 

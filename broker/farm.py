@@ -253,22 +253,32 @@ class Farm:
             run.syncing = None
 
     async def end_stream(self, run: StreamRun) -> None:
-        """The client sent `end`: make the spool durable, then let the worker finish."""
-        await self._close_spool(run)
+        """The client sent `end`: the worker finishes while the spool becomes durable.
+
+        The job counts as ended (status, ack of every frame) only once the spool is on
+        disk, and `_complete` waits for that too, so no final goes out before it; the
+        worker need not wait for the disk, so the two take the time of the longer.
+        """
+        self.flush(run)
         run.ended = True
         run.ended_at = time.monotonic()
         run.job.upload_ended_at = time.time()
         run.job.duration = run.audio.seconds(run.job.frames)
+        self.dispatcher.end(run)
+        run.spool_closed = asyncio.ensure_future(self._close_spool(run))
+        await run.spool_closed
+        if run.finished.is_set():
+            return
         run.emit(Ack(frames=run.job.frames))
         status = JobStatus.TRANSCRIBING if run.worker is not None else JobStatus.QUEUED
         self._set_status(run.job, status)
-        self.dispatcher.end(run)
 
     async def _close_spool(self, run: StreamRun) -> None:
-        """Flush, make durable and close the run's spool (no more packets come)."""
-        if run.syncing is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await run.syncing
+        """Flush, make durable and close the run's spool (no more packets come).
+
+        An ack's round still in flight need not be waited for: this round starts after
+        it and covers everything it covers.
+        """
         if run.spool is not None:
             self.flush(run)
             spool, run.spool = run.spool, None
@@ -369,6 +379,10 @@ class Farm:
             )
             await asyncio.to_thread(run.files.write_transcript, transcript, False)
             await self.syncer.sync()  # one round for every job finishing now
+            if run.spool_closed is not None:
+                await run.spool_closed  # the upload's own durability, usually long done
+        except SpoolUnavailable:
+            return  # the stream has failed with that error already
         except (OSError, ValueError) as exc:
             log.error("could not store the transcript of job %s", job.id, exc_info=True)
             self.fail(run, _EngineFailure(f"could not store the transcript: {exc}"))

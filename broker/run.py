@@ -45,6 +45,9 @@ class StreamRun:
     ended_at: float | None = None
     packets_since_ack: int = 0
     syncing: asyncio.Task[None] | None = None
+    """The ack in flight: its group-sync round."""
+    spool_closed: asyncio.Future[None] | None = None
+    """After `end`: the spool's last flush, round and close (a final waits for it)."""
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -52,10 +52,17 @@ class Link:
         await self.socket.send_multipart([b"", *wire.encode(message)])
 
     async def recv(self, timeout_s: float) -> list[bytes] | None:
-        """Frames after the empty delimiter, or None if nothing came within the timeout."""
-        if not await self.socket.poll(max(0, int(timeout_s * 1000))):
-            return None
-        frames: list[bytes] = await self.socket.recv_multipart()
+        """Frames after the empty delimiter, or None if nothing came within the timeout.
+
+        A message that is already there is taken without a poll: a poll sets up a
+        poller and a timer, which per audio message was most of a busy worker's loop.
+        """
+        try:
+            frames: list[bytes] = await self.socket.recv_multipart(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            if not await self.socket.poll(max(0, int(timeout_s * 1000))):
+                return None
+            frames = await self.socket.recv_multipart()
         self.heard_at = time.monotonic()
         self.heard_any = True
         if frames and frames[0] == b"":

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 RECONNECT_DELAY_S = 0.2
 """Pause before reconnecting, so a broker answering DISCONNECT in a loop is not hammered."""
+YIELD_EVERY = 8
+"""Messages handled back to back before the receive loop lets the streams' tasks run
+(a message already waiting is taken without a trip through the event loop)."""
 DISCONNECT_LINGER_MS = 500
 """The farewell DISCONNECT gets this long to leave; every other close drops at once."""
 
@@ -172,6 +175,7 @@ class Worker:
 
     async def _serve(self, link: Link) -> str:
         """Receive until the broker is silent too long or says DISCONNECT."""
+        handled = 0
         while True:
             left = link.expires_in()
             if left <= 0:
@@ -192,7 +196,9 @@ class Worker:
                 log.error(
                     "failed to handle %s for %s", message.command, message.job_id, exc_info=True
                 )
-            await asyncio.sleep(0)  # a flood of packets must not starve heartbeats and streams
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a flood must not starve heartbeats and streams
 
     async def _dispatch(self, message: Message) -> None:
         handler = self._handlers.get(message.command)

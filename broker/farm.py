@@ -41,10 +41,11 @@ from whisperfarm.transcripts import Transcript, join_segments
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_S = 0.25
-"""Longest a received packet waits in memory before it is spooled and forwarded."""
-FLUSH_BYTES = 32_000
-"""A stream with this much pending (one second of 16 kHz s16le mono) is flushed at once."""
+FLUSH_INTERVAL_S = 0.5
+"""Longest a received packet waits in memory before it is spooled and forwarded (the
+worker decodes windows of many seconds: finer forwarding would gain it nothing)."""
+FLUSH_BYTES = 64_000
+"""A stream with this much pending (two seconds of 16 kHz s16le mono) is flushed at once."""
 
 
 class Farm:
@@ -202,15 +203,17 @@ class Farm:
             raise TooLarge(f"stream longer than {s.max_stream_seconds:.0f} s")
         if run.received_bytes() + len(packet) > s.max_stream_bytes:
             raise TooLarge(f"stream larger than {s.max_stream_bytes} bytes")
-        run.spool.append(packet)
+        now = time.monotonic()
+        spool = run.spool
+        spool.append(packet, now)
         run.job.frames = run.validator.frames
         run.packets_since_ack += 1
         if run.packets_since_ack >= s.ack_every_packets and run.syncing is None:
             run.packets_since_ack = 0
             self.flush(run)
             run.syncing = asyncio.create_task(self._ack(run))
-        elif run.spool.pending >= FLUSH_BYTES:
-            self.flush(run)
+        elif spool.pending >= FLUSH_BYTES or now - spool.pending_since >= FLUSH_INTERVAL_S:
+            self.flush(run)  # each stream on its own clock: flushes spread over time
 
     def flush(self, run: StreamRun) -> None:
         """Spool the run's pending packets in one write and forward them in one message."""
@@ -231,14 +234,17 @@ class Farm:
         self.dispatcher.forward(run, data)
 
     async def _flush_loop(self) -> None:
-        """Flush every stream with pending packets, so none waits longer than the interval."""
+        """Flush the streams that went quiet with packets pending (the others flush as
+        their packets come), so none waits much longer than the interval."""
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await asyncio.sleep(FLUSH_INTERVAL_S / 2)
+            stale = time.monotonic() - FLUSH_INTERVAL_S
             for run in list(self.runs.values()):
-                try:
-                    self.flush(run)
-                except SpoolUnavailable as exc:
-                    self.fail(run, exc)
+                if run.spool is not None and run.spool.pending and run.spool.pending_since < stale:
+                    try:
+                        self.flush(run)
+                    except SpoolUnavailable as exc:
+                        self.fail(run, exc)
 
     async def _ack(self, run: StreamRun) -> None:
         spool = run.spool

@@ -68,6 +68,8 @@ class SpoolWriter:
         self.written = self._file.tell()
         self._pending = bytearray()
         self.pending_packets = 0
+        self.pending_since = 0.0
+        """`time.monotonic()` when the oldest pending packet came."""
 
     @property
     def size(self) -> int:
@@ -78,7 +80,9 @@ class SpoolWriter:
         """Bytes received but not written yet."""
         return len(self._pending)
 
-    def append(self, packet: bytes) -> None:
+    def append(self, packet: bytes, now: float) -> None:
+        if not self._pending:
+            self.pending_since = now
         self._pending += packet
         self.pending_packets += 1
 

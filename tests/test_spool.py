@@ -19,9 +19,10 @@ from tests.wsclient import packets, start_message, tone
 def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(tmp_path: Path) -> None:
     files = JobFiles(tmp_path, "job")
     spool = SpoolWriter(files)
-    spool.append(b"a" * 2000)
-    spool.append(b"b" * 2000)
+    spool.append(b"a" * 2000, 1.0)
+    spool.append(b"b" * 2000, 2.0)
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 0, 4000, 2)
+    assert spool.pending_since == 1.0, "the age of the oldest pending packet decides a flush"
     assert files.spool_size() == 0
     assert spool.flush() == b"a" * 2000 + b"b" * 2000
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 4000, 0, 0)
@@ -32,7 +33,7 @@ def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(tmp_path: Pa
 def test_close_writes_what_is_pending(tmp_path: Path) -> None:
     files = JobFiles(tmp_path, "job")
     spool = SpoolWriter(files)
-    spool.append(b"x" * 10)
+    spool.append(b"x" * 10, 0.0)
     spool.close()
     assert files.spool_path.read_bytes() == b"x" * 10
 
@@ -43,7 +44,7 @@ def test_a_resumed_spool_keeps_only_the_bytes_asked_for(tmp_path: Path) -> None:
     files.spool_path.write_bytes(b"y" * 2500)
     spool = SpoolWriter(files, keep_bytes=2000)
     assert (spool.written, spool.size) == (2000, 2000)
-    spool.append(b"z")
+    spool.append(b"z", 0.0)
     spool.close()
     assert files.spool_path.read_bytes() == b"y" * 2000 + b"z"
 
@@ -62,9 +63,9 @@ async def test_many_waiters_share_a_few_file_system_syncs(
     group = GroupSync()
     spools = [SpoolWriter(JobFiles(tmp_path, f"job{i}")) for i in range(100)]
     for i, spool in enumerate(spools):
-        spool.append(b"p" * i)
+        spool.append(b"p" * i, 0.0)
         spool.flush()
-        spool.append(b"not flushed")
+        spool.append(b"not flushed", 0.0)
     durable = await asyncio.gather(*(group.durable(s) for s in spools))
     assert durable == list(range(100)), "each waiter learns what it had written, not pending"
     assert 1 <= len(calls) <= 2, f"{len(calls)} syncs for 100 waiters"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -49,7 +50,7 @@ class CurveServer:
             raise CurveKeyError(f"CURVE clients dir {clients_dir} is not a directory")
         return cls(public, secret, clients_dir)
 
-    def apply(self, ctx: zmq.asyncio.Context, socket: zmq.asyncio.Socket) -> AsyncioAuthenticator:
+    def apply(self, ctx: zmq.asyncio.Context, socket: zmq.Socket[Any]) -> AsyncioAuthenticator:
         """Start the ZAP handler and make `socket` a CURVE server (call before bind)."""
         auth = AsyncioAuthenticator(ctx)
         auth.start()
@@ -78,7 +79,7 @@ class CurveClient:
             public, secret = _load(secret_file, secret=True)
         return cls(server_public, public, secret)
 
-    def apply(self, socket: zmq.asyncio.Socket) -> None:
+    def apply(self, socket: zmq.Socket[Any]) -> None:
         """Make `socket` a CURVE client (call before connect)."""
         socket.curve_serverkey = self.server_public
         socket.curve_publickey = self.public

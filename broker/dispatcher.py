@@ -23,6 +23,7 @@ import zmq
 import zmq.asyncio
 
 from broker import metrics
+from broker.disk import Disk
 from broker.run import StreamRun
 from broker.spool import read_spool
 from whisperfarm import wire
@@ -87,11 +88,13 @@ class Dispatcher:
         self,
         endpoint: str,
         listener: DispatchListener,
+        disk: Disk,
         heartbeat_interval: float = wire.HEARTBEAT_INTERVAL_S,
         liveness: int = wire.HEARTBEAT_LIVENESS,
         curve: CurveServer | None = None,
     ) -> None:
         self._listener = listener
+        self._disk = disk
         self._interval = heartbeat_interval
         self._liveness = liveness
         # The context is asyncio's (the CURVE ZAP handler runs on the loop), the ROUTER a
@@ -357,7 +360,7 @@ class Dispatcher:
         sent = 0
         chunk = REPLAY_CHUNK_FRAMES * run.audio.bytes_per_frame
         while sent < run.written_bytes():
-            data = await asyncio.to_thread(
+            data = await self._disk.run(
                 read_spool, run.files.spool_path, sent, min(chunk, run.written_bytes() - sent)
             )
             if run.worker != identity or run.attempt != attempt or not data:

@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import os
 
+from broker.disk import Disk
 from broker.spool import SpoolWriter
 
 
 class GroupSync:
-    def __init__(self) -> None:
+    """Rounds run on the disk thread, so a round also covers every write queued before it."""
+
+    def __init__(self, disk: Disk) -> None:
+        self._disk = disk
         self._waiting: list[asyncio.Future[None]] = []
         self._round: asyncio.Task[None] | None = None
 
@@ -28,6 +32,8 @@ class GroupSync:
         """
         written = spool.written
         await self.sync()
+        if spool.error is not None:
+            raise spool.error
         return written
 
     async def sync(self) -> None:
@@ -43,7 +49,7 @@ class GroupSync:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
-                    await asyncio.to_thread(os.sync)
+                    await self._disk.run(os.sync)
                 except OSError as exc:  # pragma: no cover - os.sync does not fail on Linux
                     for future in batch:
                         if not future.done():

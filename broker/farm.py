@@ -18,6 +18,7 @@ from typing import Any
 from broker import metrics
 from broker.admission import Admission
 from broker.auth import Authenticator, load_tokens
+from broker.disk import Disk
 from broker.dispatcher import Dispatcher, WorkerInfo
 from broker.durability import GroupSync
 from broker.events import EventHub
@@ -59,14 +60,20 @@ class Farm:
         )
         self.auth = Authenticator(load_tokens(settings.api_tokens, settings.api_tokens_file))
         self.runs: dict[str, StreamRun] = {}
-        self.syncer = GroupSync()
+        self.disk = Disk()
+        self.syncer = GroupSync(self.disk)
         curve = (
             CurveServer.load(settings.curve_secret_key, settings.curve_clients_dir)
             if settings.curve_secret_key is not None
             else None
         )
         self.dispatcher = Dispatcher(
-            settings.zmq, self, settings.heartbeat_interval, settings.heartbeat_liveness, curve
+            settings.zmq,
+            self,
+            self.disk,
+            settings.heartbeat_interval,
+            settings.heartbeat_liveness,
+            curve,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -91,6 +98,7 @@ class Farm:
             self.store.save(run.job)
         self.events.close()
         self.dispatcher.close()
+        self.disk.close()  # the spools' last writes and closes
         self.store.close()
 
     def _spawn(self, coro: Any) -> None:
@@ -127,7 +135,7 @@ class Farm:
     def _open_spool(self, files: JobFiles, keep_bytes: int, owner: str | None) -> SpoolWriter:
         """Open the spool of a just-admitted stream; on a disk error, give the slot back."""
         try:
-            return SpoolWriter(files, keep_bytes)
+            return SpoolWriter(files, self.disk, keep_bytes)
         except OSError as exc:
             self.admission.release(owner)
             log.error("cannot spool to %s: %s", files.dir, exc)
@@ -135,13 +143,16 @@ class Farm:
                 f"the farm cannot store audio right now ({exc.strerror})"
             ) from None
 
-    def resume_stream(self, job_id: str, owner: str | None = None) -> StreamRun:
+    async def resume_stream(self, job_id: str, owner: str | None = None) -> StreamRun:
         """Re-attach a client to its job after a dropped connection.
 
         An interrupted upload is re-admitted from its last whole packet in the spool; an
         upload that had ended (the job goes on, or is done) is re-attached so the client
         gets its final after sending `end` again.
         """
+        # The cut upload's last packets may still be queued for the disk: let them land
+        # so the spool's size is final. No await after this, so no resume can race it.
+        await self.disk.barrier()
         job = self.job_for(job_id, owner)
         run = self.runs.get(job_id) if job is not None else None
         if run is not None and run.ended and run.outbox is None:
@@ -288,8 +299,14 @@ class Farm:
         if run.spool is not None:
             self.flush(run)
             spool, run.spool = run.spool, None
-            await self.syncer.durable(spool)
-            spool.close(sync=False)
+            try:
+                await self.syncer.durable(spool)
+            except OSError as exc:
+                raise SpoolUnavailable(
+                    f"the farm cannot store audio right now ({exc.strerror})"
+                ) from None
+            finally:
+                spool.close(sync=False)
 
     async def interrupt(self, run: StreamRun, reason: str) -> None:
         """The client went away before `end`: keep the spool, wait for a `resume`."""
@@ -297,7 +314,7 @@ class Farm:
             run.detach()
             return
         self.dispatcher.cancel(run)
-        try:  # now: a client that resumes at once must find every packet in the file
+        try:  # now: a resume (after its disk barrier) must find every packet in the file
             self.flush(run)
         except SpoolUnavailable as exc:  # a resume starts from what the file holds
             log.warning("job %s: %s", run.job_id, exc.detail)
@@ -316,8 +333,7 @@ class Farm:
         self.dispatcher.cancel(run)
         if run.spool is not None:
             spool, run.spool = run.spool, None
-            with contextlib.suppress(OSError):
-                spool.close()
+            spool.close()
         metrics.STREAM_ERRORS.labels(code=exc.code.value).inc()
         run.emit(Error.from_exception(exc), exc.close_code)
         run.job.error = exc.detail
@@ -383,7 +399,7 @@ class Farm:
                 language=language,
                 duration=job.duration,
             )
-            await asyncio.to_thread(run.files.write_transcript, transcript, False)
+            await self.disk.run(run.files.write_transcript, transcript, False)
             await self.syncer.sync()  # one round for every job finishing now
             if run.spool_closed is not None:
                 await run.spool_closed  # the upload's own durability, usually long done
@@ -428,7 +444,7 @@ class Farm:
             return
         path = JobFiles(self.settings.data_dir, job.id).spool_path
         delay = max(0.0, (job.finished_at or 0) + retention - time.time())
-        asyncio.get_running_loop().call_later(delay, _remove_quietly, path)
+        asyncio.get_running_loop().call_later(delay, self.disk.submit, _remove_quietly, path)
 
     def recover(self) -> None:
         """After a restart: finish what was fully received, mark the rest resumable."""

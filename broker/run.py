@@ -63,7 +63,8 @@ class StreamRun:
         return self.spool.size if self.spool is not None else self.files.spool_size()
 
     def written_bytes(self) -> int:
-        """Audio bytes in the spool file: what a replay to a worker can read."""
+        """Audio bytes handed to the spool file: what a replay (a read queued on the disk
+        thread after those writes) can read."""
         return self.spool.written if self.spool is not None else self.files.spool_size()
 
     def emit(self, message: ClientMessage, close: CloseCode | None = None) -> None:

@@ -8,8 +8,10 @@ never leaves a half-written transcript that a restarted broker would serve.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future
 from pathlib import Path
 
+from broker.disk import Disk
 from whisperfarm.files import write_atomic
 from whisperfarm.transcripts import FORMATS, Transcript, render
 
@@ -50,26 +52,29 @@ class SpoolWriter:
     A real-time stream sends a 2000-byte packet every 62.5 ms; a thousand of them are
     16 000 packets a second, and a write plus a ZeroMQ send for each was most of the
     broker's core. So packets wait in memory until `flush()` (the farm flushes at every
-    ack, at `end`, when a flush's worth has gathered, and on a short timer), which writes
-    them in one go and hands them back for one forward to the worker.
+    ack, at `end`, when a flush's worth has gathered, and on a short timer), which hands
+    them to the disk thread in one write and back to the farm for one forward.
 
-    `size` counts every byte received, `written` what the file holds: a replay to a new
-    worker reads only the file, and what is still pending reaches that worker with the
-    next flush. `GroupSync` makes what is written durable.
+    `size` counts every byte received, `written` what has been handed to the disk
+    thread: anything queued there later (a replay's read, a sync, the close) sees it.
+    A write that fails is kept in `error` and raised by the next flush or sync.
     """
 
-    def __init__(self, files: JobFiles, keep_bytes: int = 0) -> None:
+    def __init__(self, files: JobFiles, disk: Disk, keep_bytes: int = 0) -> None:
         files.dir.mkdir(parents=True, exist_ok=True)
         self.path = files.spool_path
+        self._disk = disk
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the stream
         if keep_bytes < self._file.tell():
             self._file.truncate(keep_bytes)
             self._file.seek(keep_bytes)
         self.written = self._file.tell()
+        self.error: OSError | None = None
         self._pending = bytearray()
         self.pending_packets = 0
         self.pending_since = 0.0
         """`time.monotonic()` when the oldest pending packet came."""
+        self.closed = False
 
     @property
     def size(self) -> int:
@@ -77,7 +82,7 @@ class SpoolWriter:
 
     @property
     def pending(self) -> int:
-        """Bytes received but not written yet."""
+        """Bytes received but not handed to the disk thread yet."""
         return len(self._pending)
 
     def append(self, packet: bytes, now: float) -> None:
@@ -87,30 +92,47 @@ class SpoolWriter:
         self.pending_packets += 1
 
     def flush(self) -> bytes:
-        """Write what is pending; returns it (empty when nothing was)."""
+        """Queue what is pending for writing; returns it (empty when nothing was)."""
+        if self.error is not None:
+            raise self.error
         if not self._pending:
             return b""
         data = bytes(self._pending)
         self._pending.clear()
         self.pending_packets = 0
-        self._file.write(data)
+        self._disk.submit(self._write, data)
         self.written += len(data)
         return data
 
-    def close(self, sync: bool = True) -> None:
-        """Write what is pending and close; `sync=False` when a `GroupSync` round already
-        made everything durable."""
-        if not self._file.closed:
-            try:
-                self.flush()
-                if sync:
-                    os.fsync(self._file.fileno())
-            finally:
-                self._file.close()
+    def close(self, sync: bool = True) -> Future[None] | None:
+        """Queue what is pending and the close; `sync=False` when a `GroupSync` round
+        already made everything durable. Returns the close's future (None if closed)."""
+        if self.closed:
+            return None
+        self.closed = True
+        if self._pending and self.error is None:
+            self.flush()
+        return self._disk.submit(self._close, sync)
+
+    def _write(self, data: bytes) -> None:  # on the disk thread
+        if self.error is not None:
+            return  # never leave a hole: after a failed write, nothing more is appended
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self.error = exc
+
+    def _close(self, sync: bool) -> None:  # on the disk thread
+        try:
+            if sync and self.error is None:
+                os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
 
 
 def read_spool(path: Path, offset: int, length: int) -> bytes:
-    """Read part of a spool (runs in a thread: spools can be gigabytes)."""
+    """Read part of a spool (on the disk thread: spools can be gigabytes, and a read
+    queued after a spool's writes sees them)."""
     with open(path, "rb") as f:
         f.seek(offset)
         return f.read(length)

@@ -87,7 +87,7 @@ async def _open(ws: WebSocket, farm: Farm) -> StreamRun:
     if isinstance(message, End):
         raise ProtocolError("end before start")
     if isinstance(message, Resume):
-        run = farm.resume_stream(message.job_id, owner)
+        run = await farm.resume_stream(message.job_id, owner)
     else:
         assert isinstance(message, Start)
         run = farm.open_stream(message, owner)

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import websockets
 
+from broker.disk import Disk
 from broker.durability import GroupSync
 from broker.spool import JobFiles, SpoolWriter
 from tests.farm import Broker, wait_for
 from tests.wsclient import packets, start_message, tone
 
 
-def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(tmp_path: Path) -> None:
+@pytest.fixture
+def disk() -> Iterator[Disk]:
+    disk = Disk()
+    yield disk
+    disk.close()
+
+
+def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(
+    tmp_path: Path, disk: Disk
+) -> None:
     files = JobFiles(tmp_path, "job")
-    spool = SpoolWriter(files)
+    spool = SpoolWriter(files, disk)
     spool.append(b"a" * 2000, 1.0)
     spool.append(b"b" * 2000, 2.0)
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 0, 4000, 2)
@@ -26,31 +38,50 @@ def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(tmp_path: Pa
     assert files.spool_size() == 0
     assert spool.flush() == b"a" * 2000 + b"b" * 2000
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 4000, 0, 0)
-    assert files.spool_size() == 4000
+    assert disk.submit(files.spool_size).result() == 4000, "in the file once the disk gets to it"
     assert spool.flush() == b"", "nothing pending: nothing to forward"
 
 
-def test_close_writes_what_is_pending(tmp_path: Path) -> None:
+def test_close_writes_what_is_pending(tmp_path: Path, disk: Disk) -> None:
     files = JobFiles(tmp_path, "job")
-    spool = SpoolWriter(files)
+    spool = SpoolWriter(files, disk)
     spool.append(b"x" * 10, 0.0)
-    spool.close()
+    closed = spool.close()
+    assert closed is not None
+    closed.result()
     assert files.spool_path.read_bytes() == b"x" * 10
 
 
-def test_a_resumed_spool_keeps_only_the_bytes_asked_for(tmp_path: Path) -> None:
+def test_a_resumed_spool_keeps_only_the_bytes_asked_for(tmp_path: Path, disk: Disk) -> None:
     files = JobFiles(tmp_path, "job")
     files.dir.mkdir(parents=True)
     files.spool_path.write_bytes(b"y" * 2500)
-    spool = SpoolWriter(files, keep_bytes=2000)
+    spool = SpoolWriter(files, disk, keep_bytes=2000)
     assert (spool.written, spool.size) == (2000, 2000)
     spool.append(b"z", 0.0)
     spool.close()
+    disk.close()
     assert files.spool_path.read_bytes() == b"y" * 2000 + b"z"
 
 
+def test_a_failed_write_is_raised_and_nothing_is_appended_after_it(
+    tmp_path: Path, disk: Disk
+) -> None:
+    files = JobFiles(tmp_path, "job")
+    files.dir.mkdir(parents=True)
+    files.spool_path.symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
+    spool = SpoolWriter(files, disk)
+    spool.append(b"a", 0.0)
+    spool.flush()
+    disk.submit(lambda: None).result()
+    assert isinstance(spool.error, OSError) and spool.error.errno == errno.ENOSPC
+    spool.append(b"b", 0.0)
+    with pytest.raises(OSError):
+        spool.flush()
+
+
 async def test_many_waiters_share_a_few_file_system_syncs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk: Disk
 ) -> None:
     calls: list[float] = []
     real_sync = os.sync
@@ -60,8 +91,8 @@ async def test_many_waiters_share_a_few_file_system_syncs(
         real_sync()
 
     monkeypatch.setattr(os, "sync", counted_sync)
-    group = GroupSync()
-    spools = [SpoolWriter(JobFiles(tmp_path, f"job{i}")) for i in range(100)]
+    group = GroupSync(disk)
+    spools = [SpoolWriter(JobFiles(tmp_path, f"job{i}"), disk) for i in range(100)]
     for i, spool in enumerate(spools):
         spool.append(b"p" * i, 0.0)
         spool.flush()

@@ -7,16 +7,20 @@ milliseconds. Made on the event loop, every such wait stopped every stream at on
 Made from asyncio's thread pool, the writes of one spool could pass each other, and
 six threads ping-ponged the GIL with the loop.
 
-So the loop hands the work to one thread and goes on. Order is the contract: a sync
-asked for after a write covers that write, a read after a write sees it, a close
-comes after the spool's last write. Callers that need a result await it; the rest
-(appends, unlinks) are fire-and-forget, and an append's error is kept by its spool.
+So the loop hands the work to one thread and goes on. Order is the contract: a read
+after a write sees it, a close comes after the spool's last write, and `sync()`
+first waits for everything queued before it, so it covers those writes. Callers that
+need a result await it; the rest (appends, unlinks) are fire-and-forget, and an
+append's error is kept by its spool. The sync itself runs on a second thread: a
+file-system sync under load takes tens of milliseconds, and appends must not queue
+behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -28,6 +32,7 @@ T = TypeVar("T")
 class Disk:
     def __init__(self) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="disk")
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="disk-sync")
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Queue `fn` after everything queued so far; returns at once."""
@@ -41,9 +46,15 @@ class Disk:
         """Wait until everything queued so far is done (e.g. before reading a file's size)."""
         await self.run(_nothing)
 
+    async def sync(self) -> None:
+        """Make everything queued so far durable: one file-system sync."""
+        await self.barrier()
+        await asyncio.wrap_future(self._syncer.submit(os.sync))
+
     def close(self) -> None:
-        """Finish what is queued, then stop the thread."""
+        """Finish what is queued, then stop the threads."""
         self._thread.shutdown(wait=True)
+        self._syncer.shutdown(wait=True)
 
 
 def _nothing() -> None:

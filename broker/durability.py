@@ -11,14 +11,13 @@ so a round always starts after the write its callers wait for.
 from __future__ import annotations
 
 import asyncio
-import os
 
 from broker.disk import Disk
 from broker.spool import SpoolWriter
 
 
 class GroupSync:
-    """Rounds run on the disk thread, so a round also covers every write queued before it."""
+    """Each round is a `Disk.sync()`: it covers every write queued before it."""
 
     def __init__(self, disk: Disk) -> None:
         self._disk = disk
@@ -49,7 +48,7 @@ class GroupSync:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
-                    await self._disk.run(os.sync)
+                    await self._disk.sync()
                 except OSError as exc:  # pragma: no cover - os.sync does not fail on Linux
                     for future in batch:
                         if not future.done():

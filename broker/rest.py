@@ -67,11 +67,11 @@ async def get_transcript(request: Request) -> Response:
         return _problem(404, "no such job")
     if job.status is not JobStatus.DONE:
         return _problem(409, f"job is {job.status.value}, no transcript yet")
-    path = JobFiles(farm.settings.data_dir, job_id).transcript_path(fmt)
-    if not path.exists():
+    rendered = JobFiles(farm.settings.data_dir, job_id).render_transcript(fmt)
+    if rendered is None:
         return _problem(404, "transcript file missing")
     return Response(
-        path.read_bytes(),
+        rendered,
         media_type=MEDIA_TYPES[fmt],
         headers={"Content-Disposition": _attachment(job.name, fmt)},
     )

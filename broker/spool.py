@@ -1,8 +1,9 @@
 """Per-job files under the data dir: the audio spool and the finished transcripts.
 
 `<data_dir>/jobs/<job_id>/spool.pcm` holds the raw packets as received;
-`transcript.{txt,json,srt,vtt}` are written atomically (temp file + rename) so a crash
-never leaves a half-written transcript that a restarted broker would serve.
+`transcript.json` is written atomically (temp file + rename) so a crash never leaves a
+half-written transcript that a restarted broker would serve; the other formats are
+rendered from it on request.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from broker.disk import Disk
 from whisperfarm.files import write_atomic
-from whisperfarm.transcripts import FORMATS, Transcript, render
+from whisperfarm.transcripts import Transcript, render
 
 
 class JobFiles:
@@ -23,21 +24,28 @@ class JobFiles:
         self.dir = data_dir / "jobs" / job_id
         self.spool_path = self.dir / "spool.pcm"
 
-    def transcript_path(self, fmt: str) -> Path:
-        return self.dir / f"transcript.{fmt}"
+    @property
+    def transcript_path(self) -> Path:
+        return self.dir / "transcript.json"
 
     def write_transcript(self, transcript: Transcript, sync: bool = True) -> None:
-        """All formats, json last: its presence marks a complete set. With `sync=False`
-        the caller syncs the file system (a `GroupSync` round) before it counts on them."""
+        """The JSON, the one stored form: txt, srt and vtt are rendered from it when asked
+        for (four files per job were four creates and renames; at a hundred jobs
+        finishing a second that was most of the disk thread). With `sync=False` the
+        caller syncs the file system (a `GroupSync` round) before it counts on it."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        for fmt in (*(f for f in FORMATS if f != "json"), "json"):
-            write_atomic(self.transcript_path(fmt), render(transcript, fmt), sync)
+        write_atomic(self.transcript_path, render(transcript, "json"), sync)
 
     def read_transcript(self) -> Transcript | None:
-        path = self.transcript_path("json")
+        path = self.transcript_path
         if not path.exists():
             return None
         return Transcript.model_validate_json(path.read_bytes())
+
+    def render_transcript(self, fmt: str) -> str | None:
+        """The stored transcript in `fmt` (one of `FORMATS`), or None if there is none."""
+        transcript = self.read_transcript()
+        return render(transcript, fmt) if transcript is not None else None
 
     def spool_size(self) -> int:
         try:

@@ -14,7 +14,6 @@ import pytest
 from tests.farm import ROOT, Broker, start_broker, start_worker, wait_for
 from tests.speech import require_tool
 from tests.wsclient import stream_pcm, tone
-from whisperfarm.transcripts import FORMATS
 
 
 @pytest.fixture
@@ -85,7 +84,7 @@ async def test_spool_is_deleted_once_the_transcript_is_durable(strict: Broker) -
     job_dir = strict.data_dir / "jobs" / final["job_id"]
     gone = lambda: not (job_dir / "spool.pcm").exists()  # noqa: E731
     await asyncio.to_thread(wait_for, gone, 10, "the spool to be deleted")
-    assert {p.name for p in job_dir.iterdir()} == {f"transcript.{f}" for f in FORMATS}
+    assert {p.name for p in job_dir.iterdir()} == {"transcript.json"}
 
 
 def test_a_tiny_file_that_decodes_to_hours_is_stopped_at_the_limit(

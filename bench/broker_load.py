@@ -18,6 +18,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -178,17 +179,33 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="null-engine workers")
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which streams start")
+    parser.add_argument(
+        "--data-dir", type=Path,
+        help="the broker's data dir (default: a temp dir under $TMPDIR); e.g. a tmpfs "
+        "path to see the broker without the disk's sync time",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     print(f"machine: {machine()}")
     slots = min(256, -(-args.streams // args.workers))
     with (
         tempfile.TemporaryDirectory(prefix="bench-load-") as tmp_name,
-        farm(Path(tmp_name), "null", "--slots", str(slots), workers=args.workers) as (broker, ws),
+        farm(
+            Path(tmp_name),
+            "null",
+            "--slots",
+            str(slots),
+            workers=args.workers,
+            broker_args=["--data-dir", str(args.data_dir / Path(tmp_name).name)]
+            if args.data_dir
+            else [],
+        ) as (broker, ws),
     ):
         pids = [w.process.popen.pid for w in ws]
         results, cpu, rss = run_load(args, broker.ws, broker.process.popen.pid, pids)
         stages = stage_latencies(broker.get("/v1/jobs", limit=args.streams).json()["jobs"])
+    if args.data_dir:
+        shutil.rmtree(args.data_dir / Path(tmp_name).name, ignore_errors=True)
     summary = summarize(results, cpu, rss) | stages
     print(table(
         ["streams", "completed", "errors", "packets/s", "p50 added latency ms",

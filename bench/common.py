@@ -92,10 +92,15 @@ def real_speech(count: int, seconds: float, out_dir: Path) -> list[Speech]:
 
 @contextmanager
 def farm(
-    tmp: Path, engine: str, *worker_args: str, workers: int = 1, broker_args: Sequence[str] = ()
+    tmp: Path,
+    engine: str,
+    *worker_args: str,
+    workers: int = 1,
+    broker_args: Sequence[str] = (),
+    data_dir: Path | None = None,
 ) -> Iterator[tuple[Broker, list[Worker]]]:
     """A broker and `workers` workers on loopback, ready; stopped afterwards."""
-    broker = start_broker(tmp, "--max-active", "2000", *broker_args)
+    broker = start_broker(tmp, "--max-active", "2000", *broker_args, data_dir=data_dir)
     started = [
         start_worker(tmp, broker.zmq, *worker_args, engine=engine, slots=_slots(worker_args))
         for _ in range(workers)

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -33,6 +36,7 @@ class Disk:
     def __init__(self) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="disk")
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="disk-sync")
+        self._janitor = ThreadPoolExecutor(1, thread_name_prefix="disk-janitor")
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Queue `fn` after everything queued so far; returns at once."""
@@ -41,6 +45,11 @@ class Disk:
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Queue `fn` after everything queued so far and wait for its result."""
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    def discard(self, path: Path) -> None:
+        """Delete a file some time soon, off the ordered queue: an unlink frees blocks
+        (milliseconds on a busy disk) and no write waits for it."""
+        self._janitor.submit(_remove_quietly, path)
 
     async def barrier(self) -> None:
         """Wait until everything queued so far is done (e.g. before reading a file's size)."""
@@ -55,7 +64,15 @@ class Disk:
         """Finish what is queued, then stop the threads."""
         self._thread.shutdown(wait=True)
         self._syncer.shutdown(wait=True)
+        self._janitor.shutdown(wait=True)
 
 
 def _nothing() -> None:
     pass
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)

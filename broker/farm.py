@@ -12,7 +12,6 @@ import contextlib
 import logging
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from broker import metrics
@@ -444,7 +443,7 @@ class Farm:
             return
         path = JobFiles(self.settings.data_dir, job.id).spool_path
         delay = max(0.0, (job.finished_at or 0) + retention - time.time())
-        asyncio.get_running_loop().call_later(delay, self.disk.submit, _remove_quietly, path)
+        asyncio.get_running_loop().call_later(delay, self.disk.discard, path)
 
     def recover(self) -> None:
         """After a restart: finish what was fully received, mark the rest resumable."""
@@ -523,13 +522,6 @@ class Farm:
     def _publish_job(self, job: Job) -> None:
         if self.events.watched:
             self.events.publish("job", job.model_dump(mode="json", exclude={"owner"}), job.owner)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not remove %s: %s", path, exc)
 
 
 class SpoolUnavailable(WhisperfarmError):

@@ -281,8 +281,13 @@ class Farm:
         run.job.upload_ended_at = time.time()
         run.job.duration = run.audio.seconds(run.job.frames)
         self.dispatcher.end(run)
-        run.spool_closed = asyncio.ensure_future(self._close_spool(run))
+        run.spool_closed = asyncio.ensure_future(self._end_upload(run))
         await run.spool_closed
+
+    async def _end_upload(self, run: StreamRun) -> None:
+        """Once the spool is durable: ack every frame, and the job is ended (`_complete`
+        waits for this, so the ack and the status always come before the final)."""
+        await self._close_spool(run)
         if run.finished.is_set():
             return
         run.emit(Ack(frames=run.job.frames))

@@ -47,7 +47,8 @@ class StreamRun:
     syncing: asyncio.Task[None] | None = None
     """The ack in flight: its group-sync round."""
     spool_closed: asyncio.Future[None] | None = None
-    """After `end`: the spool's last flush, round and close (a final waits for it)."""
+    """After `end`: the spool's last flush, round and close, then the ack of every frame
+    (a final waits for it)."""
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -25,7 +25,7 @@ from broker.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
 from broker.jobstore import JobStore, SqliteJobStore
 from broker.run import StreamRun
 from broker.settings import BrokerSettings
-from broker.spool import JobFiles, SpoolWriter
+from broker.spool import FLUSH_INTERVAL_S, JobFiles, SpoolWriter
 from whisperfarm.curve import CurveServer
 from whisperfarm.errors import (
     BadPacket,
@@ -40,12 +40,6 @@ from whisperfarm.protocol import Ack, Error, Final, Segment, SegmentData, Start
 from whisperfarm.transcripts import Transcript, join_segments
 
 log = logging.getLogger(__name__)
-
-FLUSH_INTERVAL_S = 0.5
-"""Longest a received packet waits in memory before it is spooled and forwarded (the
-worker decodes windows of many seconds: finer forwarding would gain it nothing)."""
-FLUSH_BYTES = 64_000
-"""A stream with this much pending (two seconds of 16 kHz s16le mono) is flushed at once."""
 
 
 class Farm:
@@ -138,9 +132,7 @@ class Farm:
         except OSError as exc:
             self.admission.release(owner)
             log.error("cannot spool to %s: %s", files.dir, exc)
-            raise SpoolUnavailable(
-                f"the farm cannot store audio right now ({exc.strerror})"
-            ) from None
+            raise SpoolUnavailable.from_os_error(exc) from None
 
     async def resume_stream(self, job_id: str, owner: str | None = None) -> StreamRun:
         """Re-attach a client to its job after a dropped connection.
@@ -222,7 +214,7 @@ class Farm:
             run.packets_since_ack = 0
             self.flush(run)
             run.syncing = asyncio.create_task(self._ack(run))
-        elif spool.pending >= FLUSH_BYTES or now - spool.pending_since >= FLUSH_INTERVAL_S:
+        elif spool.flush_due(now):
             self.flush(run)  # each stream on its own clock: flushes spread over time
 
     def flush(self, run: StreamRun) -> None:
@@ -235,9 +227,7 @@ class Farm:
             data = spool.flush()
         except OSError as exc:
             log.error("cannot write the spool of job %s: %s", run.job_id, exc)
-            raise SpoolUnavailable(
-                f"the farm cannot store audio right now ({exc.strerror})"
-            ) from None
+            raise SpoolUnavailable.from_os_error(exc) from None
         metrics.PACKETS_RECEIVED.inc(packets)
         metrics.BYTES_RECEIVED.inc(len(data))
         metrics.AUDIO_SECONDS_RECEIVED.inc(run.audio.seconds(run.audio.frames_in(len(data))))
@@ -248,9 +238,9 @@ class Farm:
         their packets come), so none waits much longer than the interval."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S / 2)
-            stale = time.monotonic() - FLUSH_INTERVAL_S
+            now = time.monotonic()
             for run in list(self.runs.values()):
-                if run.spool is not None and run.spool.pending and run.spool.pending_since < stale:
+                if run.spool is not None and run.spool.flush_due(now):
                     try:
                         self.flush(run)
                     except SpoolUnavailable as exc:
@@ -306,9 +296,7 @@ class Farm:
             try:
                 await self.syncer.durable(spool)
             except OSError as exc:
-                raise SpoolUnavailable(
-                    f"the farm cannot store audio right now ({exc.strerror})"
-                ) from None
+                raise SpoolUnavailable.from_os_error(exc) from None
             finally:
                 spool.close(sync=False)
 
@@ -531,6 +519,10 @@ class Farm:
 
 class SpoolUnavailable(WhisperfarmError):
     """The data dir refuses writes (disk full, read-only): nothing is admitted."""
+
+    @classmethod
+    def from_os_error(cls, exc: OSError) -> SpoolUnavailable:
+        return cls(f"the farm cannot store audio right now ({exc.strerror})")
 
 
 class _EngineFailure(WhisperfarmError):

@@ -16,6 +16,12 @@ from broker.disk import Disk
 from whisperfarm.files import write_atomic
 from whisperfarm.transcripts import Transcript, render
 
+FLUSH_INTERVAL_S = 0.5
+"""Longest a received packet waits in memory before it is spooled and forwarded (the
+worker decodes windows of many seconds: finer forwarding would gain it nothing)."""
+FLUSH_BYTES = 64_000
+"""A stream with this much pending (two seconds of 16 kHz s16le mono) is flushed at once."""
+
 
 class JobFiles:
     """Where one job's files live."""
@@ -92,6 +98,12 @@ class SpoolWriter:
     def pending(self) -> int:
         """Bytes received but not handed to the disk thread yet."""
         return len(self._pending)
+
+    def flush_due(self, now: float) -> bool:
+        """A flush's worth is pending, or its oldest packet has waited the interval."""
+        return bool(self._pending) and (
+            len(self._pending) >= FLUSH_BYTES or now - self.pending_since >= FLUSH_INTERVAL_S
+        )
 
     def append(self, packet: bytes, now: float) -> None:
         if not self._pending:

@@ -36,6 +36,7 @@ MAX_BINARY_BYTES = 1024 * 1024
 
 
 SEND_GRACE_S = 5.0
+"""After an error: how long the sender may take to deliver what is queued and the error."""
 
 
 class _ClientGone(Exception):

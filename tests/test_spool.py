@@ -35,11 +35,15 @@ def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(
     spool.append(b"b" * 2000, 2.0)
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 0, 4000, 2)
     assert spool.pending_since == 1.0, "the age of the oldest pending packet decides a flush"
+    assert not spool.flush_due(1.4) and spool.flush_due(1.5), "due after FLUSH_INTERVAL_S"
     assert files.spool_size() == 0
     assert spool.flush() == b"a" * 2000 + b"b" * 2000
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 4000, 0, 0)
     assert disk.submit(files.spool_size).result() == 4000, "in the file once the disk gets to it"
     assert spool.flush() == b"", "nothing pending: nothing to forward"
+    assert not spool.flush_due(99.0)
+    spool.append(b"c" * 64_000, 100.0)
+    assert spool.flush_due(100.0), "a flush's worth is due at once"
 
 
 def test_close_writes_what_is_pending(tmp_path: Path, disk: Disk) -> None:

@@ -1,9 +1,10 @@
 """Group commit: one file-system sync per round makes every waiting writer durable.
 
-An `fsync` per stream per ack (or per transcript file) costs a disk flush each; with
-hundreds of streams the flushes queue up behind each other (and behind asyncio's small
-default thread pool) and acks, finals and the `end` that waits for one fall seconds
-behind. Instead, callers wait for the next round: the round flushes the file system
+An `fsync` per stream per ack costs a disk flush each; with hundreds of streams the
+flushes queue up behind each other (and behind asyncio's small default thread pool) and
+acks and the `end` that waits for one fall seconds behind. (Transcripts are the
+opposite case: few, small, and a final waits for each, so they fsync on their own
+thread, `Disk.commit`.) Instead, callers wait for the next round: the round flushes the file system
 once and answers all of them. While a round runs, new callers gather for the next one,
 so a round always starts after the write its callers wait for.
 """

@@ -48,7 +48,7 @@ class StreamRun:
     """The ack in flight: its group-sync round."""
     spool_closed: asyncio.Future[None] | None = None
     """After `end`: the spool's last flush, round and close, then the ack of every frame
-    (a final waits for it)."""
+    and the ended status (shielded from the stream handler's cancellation)."""
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

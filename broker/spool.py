@@ -38,7 +38,10 @@ class JobFiles:
         """The JSON, the one stored form: txt, srt and vtt are rendered from it when asked
         for (four files per job were four creates and renames; at a hundred jobs
         finishing a second that was most of the disk thread). With `sync=False` the
-        caller syncs the file system (a `GroupSync` round) before it counts on it."""
+        caller syncs the file system before it counts on it.
+
+        Written only once a job is complete, so its presence after a restart means
+        the job is done, whatever the job table says."""
         self.dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.transcript_path, render(transcript, "json"), sync)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 from pathlib import Path
 
 import websockets
@@ -29,6 +30,44 @@ async def test_finished_jobs_and_transcripts_survive_a_restart(tmp_path: Path) -
         assert [j["id"] for j in broker.jobs()] == [final["job_id"]]
     finally:
         worker.process.stop()
+        broker.process.stop()
+
+
+def _roll_back_status(database: Path, job_id: str, status: str) -> None:
+    """What a power cut can do: the job table commits without an fsync, so its last
+    commits (here: `done`) may be lost while the fsynced transcript survives."""
+    db = sqlite3.connect(database)
+    try:
+        with db:
+            (data,) = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            job = json.loads(data) | {"status": status, "finished_at": None}
+            db.execute(
+                "UPDATE jobs SET status = ?, data = ? WHERE id = ?",
+                (status, json.dumps(job), job_id),
+            )
+    finally:
+        db.close()
+
+
+async def test_a_stored_transcript_counts_as_done_even_if_the_job_table_lost_it(
+    tmp_path: Path,
+) -> None:
+    broker = start_broker(tmp_path)
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    try:
+        broker.wait_workers(1)
+        final = (await stream_pcm(broker.ws, tone(1.5), name="stored.wav")).last
+    finally:
+        worker.process.stop()
+        broker.process.stop()
+    _roll_back_status(broker.data_dir / "jobs.sqlite3", final["job_id"], "transcribing")
+    broker = start_broker(tmp_path, data_dir=broker.data_dir)  # no worker: nothing to redo
+    try:
+        job = broker.job(final["job_id"])
+        assert job["status"] == "done" and job["error"] is None and job["duration"] == 1.5
+        text = broker.get(f"/v1/jobs/{final['job_id']}/transcript").text
+        assert text.strip() == final["text"]
+    finally:
         broker.process.stop()
 
 

@@ -1,7 +1,8 @@
 """Atomic file writes, shared by every component that stores results.
 
 A reader (or a crash) never sees half a file: data goes to a temp file in the same
-directory, is fsynced, and is renamed over the target. A caller that makes many files
+directory, is fsynced, and is renamed over the target; the directory is fsynced too, so
+the rename itself survives a power cut. A caller that makes many files
 durable at once (the broker, with a file-system sync shared by every job finishing in
 the same instant) may skip the fsync and sync before it relies on them.
 """
@@ -30,6 +31,20 @@ def write_atomic(target: Path, data: bytes | str, sync: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if sync:
+        sync_directory(target.parent)
+
+
+def sync_directory(path: Path) -> None:
+    """fsync a directory: its entries (a create, a rename) are durable after this.
+    (Windows cannot open a directory; NTFS journals the rename itself.)"""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @functools.cache

@@ -16,7 +16,8 @@ from faster_whisper.audio import decode_audio
 from tests.worker_support import write_wav
 from whisperfarm.errors import BadPacket
 from whisperfarm.packets import AudioFormat, split_packets
-from workers.audio import SAMPLE_RATE, Resampler
+from workers.audio import SAMPLE_RATE, Resampler, to_float32
+from workers.pcm_buffer import PcmBuffer
 
 
 def signal(audio: AudioFormat, seconds: float = 2.0) -> bytes:
@@ -32,8 +33,13 @@ def signal(audio: AudioFormat, seconds: float = 2.0) -> bytes:
 
 
 def resample(audio: AudioFormat, packets: list[bytes]) -> np.ndarray:
+    """What an engine gets: the packets' s16 output, buffered, then made float32."""
     resampler = Resampler(audio)
-    return np.concatenate([resampler.feed(p) for p in packets] + [resampler.flush()])
+    buffer = PcmBuffer()
+    for pcm in [resampler.feed(p) for p in packets] + [resampler.flush()]:
+        assert pcm.dtype == np.int16
+        buffer.append(pcm)
+    return to_float32(buffer.view())
 
 
 @pytest.mark.parametrize(
@@ -95,3 +101,28 @@ def test_16k_mono_s16_skips_the_filter_bit_for_bit() -> None:
     out = [np.concatenate([r.feed(pcm[i : i + 2000]) for i in range(0, len(pcm), 2000)]
                           + [r.flush()]) for r in (fast, filtered)]  # fmt: skip
     assert np.array_equal(out[0], out[1])
+
+
+def test_buffer_grows_drops_and_never_rewrites_a_view() -> None:
+    """A window's view stays valid while packets arrive and after its audio is dropped."""
+    buffer = PcmBuffer()
+    buffer.append(np.arange(10, dtype=np.int16))
+    first = buffer.view()
+    buffer.append(np.arange(10, 20_000, dtype=np.int16))  # grows past the first second
+    assert buffer.capacity >= 20_000 and len(buffer) == 20_000
+    assert np.array_equal(first, np.arange(10))
+    whole = buffer.view()
+    buffer.drop(19_990)
+    assert np.array_equal(buffer.view(), np.arange(19_990, 20_000))
+    assert np.array_equal(whole, np.arange(20_000, dtype=np.int16))
+    buffer.append(np.zeros(5, dtype=np.int16))
+    assert len(buffer) == 15 and np.array_equal(whole[:3], [0, 1, 2])
+    buffer.drop(100)
+    assert len(buffer) == 0 and len(buffer.view()) == 0
+
+
+def test_to_float32_is_decode_audios_division() -> None:
+    pcm = np.array([-32768, -1, 0, 1, 12345, 32767], dtype=np.int16)
+    got = to_float32(pcm)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, pcm.astype(np.float32) / 32768.0)

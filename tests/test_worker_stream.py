@@ -42,8 +42,8 @@ def test_short_stream_is_one_window_over_all_audio() -> None:
     state.end()
     window = state.next_window(final=True)
     assert window is not None
-    assert len(window.request.audio) == 8 * SAMPLE_RATE
-    assert window.request.initial_prompt is None and window.request.language is None
+    assert len(window.to_request().audio) == 8 * SAMPLE_RATE
+    assert window.to_request().initial_prompt is None and window.to_request().language is None
     committed = state.commit(window, result((0.0, 3.0, " Hello"), (3.0, 7.9, " world.")))
     assert [(s.id, s.start, s.end, s.text) for s in committed] == [
         (0, 0.0, 3.0, "Hello"),
@@ -61,7 +61,7 @@ def test_window_commits_segments_before_the_margin_and_keeps_the_rest() -> None:
     feed(state, 2.1)
     assert state.wants_decode()
     window = state.next_window(final=False)
-    assert window is not None and window.request.seconds == 12.0
+    assert window is not None and window.to_request().seconds == 12.0
     feed(state, 1.0)  # arrives while the window decodes
     edge = 12.0 - COMMIT_MARGIN_S
     committed = state.commit(
@@ -73,8 +73,8 @@ def test_window_commits_segments_before_the_margin_and_keeps_the_rest() -> None:
     state.end()
     final = state.next_window(final=True)
     assert final is not None
-    assert final.request.initial_prompt == "one two"
-    assert final.request.language == "en"  # detected once, then kept
+    assert final.to_request().initial_prompt == "one two"
+    assert final.to_request().language == "en"  # detected once, then kept
     last = state.commit(final, result((0.5, 5.0, " three four")))
     assert (last[0].id, last[0].start, last[0].end) == (2, edge + 0.5, edge + 5.0)
 
@@ -105,7 +105,7 @@ def test_segment_across_the_edge_waits_for_more_audio() -> None:
     assert state.commit(window, result((0.0, 14.8, " still one sentence"))) == []
     feed(state, 5.0)
     window = state.next_window(final=False)
-    assert window is not None and window.request.seconds == 20.0  # two chunks: enough
+    assert window is not None and window.to_request().seconds == 20.0  # two chunks: enough
     committed = state.commit(window, result((0.0, 19.9, " a sentence that never ends")))
     assert [(s.start, s.end) for s in committed] == [(0.0, 19.9)]
     assert state.buffered_seconds == 0
@@ -118,7 +118,7 @@ def test_prompt_is_the_tail_of_the_committed_text() -> None:
     assert window is not None
     words = " ".join(f"word{i}" for i in range(400))
     state.commit(window, result((0.0, 20.0, words)))
-    prompt = state.next_window(final=False).request.initial_prompt  # type: ignore[union-attr]
+    prompt = state.next_window(final=False).to_request().initial_prompt  # type: ignore[union-attr]
     assert prompt is not None and words.endswith(prompt) and len(prompt) <= 600
     assert prompt.startswith("word")
 
@@ -127,7 +127,7 @@ def test_committed_tokens_become_the_next_context() -> None:
     state = StreamState(SPEC, chunk_seconds=10)
     feed(state, 12.0)
     window = state.next_window(final=False)
-    assert window is not None and window.request.context == ()
+    assert window is not None and window.to_request().context == ()
     segments = [
         DecodedSegment(0.0, 3.0, " one", (1, 2, 3)),
         DecodedSegment(3.0, 6.0, " two", (4, 5)),
@@ -135,10 +135,10 @@ def test_committed_tokens_become_the_next_context() -> None:
     ]
     state.commit(window, DecodeResult(segments, "en"))
     window = state.next_window(final=False)
-    assert window is not None and window.request.context == (1, 2, 3, 4, 5)
+    assert window is not None and window.to_request().context == (1, 2, 3, 4, 5)
     state.commit(window, result((0.0, 0.5, " four", tuple(range(300)))))
     window = state.next_window(final=False)
-    assert window is not None and window.request.context == tuple(range(300))[-223:]
+    assert window is not None and window.to_request().context == tuple(range(300))[-223:]
 
 
 def test_end_flushes_the_resampler_tail() -> None:

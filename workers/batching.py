@@ -151,6 +151,15 @@ class BatchGate(Generic[In, Out]):
         return [(r, None) for r in results]
 
 
+def useful_concurrency(max_batch: int) -> int:
+    """Requests worth decoding at once with batches of `max_batch` windows: a batch, plus
+    one more thread that computes its features (and queues at the encoder) while the batch
+    runs. More would only park more windows — each holding its float32 audio, features and
+    encoder output — in front of a forward pass that cannot take them (tiny.en, 20 s
+    streams, `--max-batch 1`: ~5 MB per parked stream)."""
+    return max_batch + 1
+
+
 class Limited:
     """A callable that at most `slots` threads run at once; other attributes pass through.
 

@@ -46,6 +46,13 @@ def timed_transcribe(
     return results, started, ended
 
 
+def decode_window(engine: Engine, window: Window) -> tuple[DecodeResult, float, float]:
+    """`timed_transcribe` of one window, its float32 audio made here, in the pool thread:
+    a window still queued for a thread holds only its int16 samples (`Window`)."""
+    results, started, ended = timed_transcribe(engine, [window.to_request()])
+    return results[0], started, ended
+
+
 def _as_stream_error(exc: Exception) -> WhisperfarmError:
     """Errors from the audio path become the stream's FAILED reason, never a crash."""
     if isinstance(exc, WhisperfarmError):
@@ -149,11 +156,11 @@ class StreamRunner:
         if window is None:
             return
         loop = asyncio.get_running_loop()
-        results, started, ended = await loop.run_in_executor(
-            self._executor, timed_transcribe, self._engine, [window.request]
+        result, started, ended = await loop.run_in_executor(
+            self._executor, decode_window, self._engine, window
         )
         self.state.record_inference(started, ended)
-        await self._send_segments(window, results[0])
+        await self._send_segments(window, result)
 
     async def _send_segments(self, window: Window, result: DecodeResult) -> None:
         for segment in self.state.commit(window, result):

@@ -19,15 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from whisperfarm.errors import ProtocolError
 from whisperfarm.packets import AudioFormat
 from whisperfarm.protocol import SegmentData
 from whisperfarm.transcripts import join_segments
-from workers.audio import SAMPLE_RATE, Resampler, Samples
+from workers.audio import SAMPLE_RATE, Pcm, Resampler, to_float32
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult, Task
+from workers.pcm_buffer import PcmBuffer
 
 COMMIT_MARGIN_S = 5.0
 """Segments ending this close to the end of the decoded audio wait for the next window."""
@@ -68,12 +68,30 @@ class StreamSpec(BaseModel):
         return AudioFormat(self.sample_rate, self.channels, self.format)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Window:
-    """A decode in flight: the request, and whether it is the stream's last one."""
+    """A decode to do: the stream's int16 audio and options, and whether it is the last.
 
-    request: DecodeRequest
+    The float32 request is built by `to_request()` in the decoding thread, when the
+    engine takes it: a window queued behind others holds only its int16 samples (a view
+    of the stream's buffer, no copy), and the float32 copy is freed with the decode.
+    """
+
+    pcm: Pcm
+    language: str | None
+    task: Task
+    initial_prompt: str | None
+    context: tuple[int, ...]
     final: bool
+
+    @property
+    def samples(self) -> int:
+        return len(self.pcm)
+
+    def to_request(self) -> DecodeRequest:
+        """The engine's request; converts the audio to float32 (a new array every call)."""
+        audio = to_float32(self.pcm)
+        return DecodeRequest(audio, self.language, self.task, self.initial_prompt, self.context)
 
 
 class StreamState:
@@ -91,8 +109,7 @@ class StreamState:
         self._resampler = Resampler(self._format)
         self._chunk = int(chunk_seconds * SAMPLE_RATE)
         self._next_decode_at = self._chunk
-        self._pending: list[Samples] = []
-        self._buffered = 0
+        self._audio = PcmBuffer()
         self._offset = 0  # stream position (16 kHz samples) of the buffer's first sample
         self._context: tuple[int, ...] = ()
 
@@ -109,10 +126,9 @@ class StreamState:
             self._append(self._resampler.flush())
             self.ended = True
 
-    def _append(self, samples: Samples) -> None:
+    def _append(self, samples: Pcm) -> None:
         if len(samples):
-            self._pending.append(samples)
-            self._buffered += len(samples)
+            self._audio.append(samples)
 
     @property
     def duration(self) -> float:
@@ -121,27 +137,20 @@ class StreamState:
 
     @property
     def buffered_seconds(self) -> float:
-        return self._buffered / SAMPLE_RATE
+        return len(self._audio) / SAMPLE_RATE
 
     # ---- windows ------------------------------------------------------------------------
 
     def wants_decode(self) -> bool:
         """Enough uncommitted audio for a window while the upload is still going on."""
-        return not self.ended and self._buffered >= self._next_decode_at
+        return not self.ended and len(self._audio) >= self._next_decode_at
 
     def next_window(self, final: bool) -> Window | None:
-        """The uncommitted audio as one request; None when a final window has nothing."""
-        audio = self._buffer()
-        if final and not len(audio):
+        """The uncommitted audio as one window; None when a final window has nothing."""
+        pcm = self._audio.view()
+        if final and not len(pcm):
             return None
-        request = DecodeRequest(audio, self.language, self.spec.task, self._prompt(), self._context)
-        return Window(request, final)
-
-    def _buffer(self) -> Samples:
-        """All uncommitted audio as one array (kept joined, so joining happens once)."""
-        if len(self._pending) > 1:
-            self._pending = [np.concatenate(self._pending)]
-        return self._pending[0] if self._pending else np.zeros(0, dtype=np.float32)
+        return Window(pcm, self.language, self.spec.task, self._prompt(), self._context, final)
 
     def _prompt(self) -> str | None:
         text = join_segments(self.segments)
@@ -162,7 +171,7 @@ class StreamState:
         """Apply a window's result; returns the segments that became final."""
         if self.language is None:
             self.language = result.language
-        decoded = len(window.request.audio)
+        decoded = window.samples
         if window.final:
             keep, cut = result.segments, decoded
         else:
@@ -203,9 +212,7 @@ class StreamState:
         """Forget committed audio; audio that arrived during the decode stays."""
         if samples <= 0:
             return
-        rest = self._buffer()[samples:]
-        self._pending = [rest] if len(rest) else []
-        self._buffered = len(rest)
+        self._audio.drop(samples)
         self._offset += samples
 
     @property

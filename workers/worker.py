@@ -45,6 +45,13 @@ DISCONNECT_LINGER_MS = 500
 """The farewell DISCONNECT gets this long to leave; every other close drops at once."""
 
 
+def decode_threads(engine: Engine, slots: int) -> int:
+    """Windows decoded at once: one per slot, or fewer if the engine gains nothing from
+    more (`Engine.concurrency`); the rest wait in the pool's queue, in arrival order."""
+    concurrency = getattr(engine, "concurrency", None)
+    return slots if concurrency is None else max(1, min(slots, int(concurrency)))
+
+
 class Worker:
     """Serves the broker until `stop()`; see the module docstring."""
 
@@ -60,7 +67,9 @@ class Worker:
             if settings.curve_server_key is not None
             else None
         )
-        self._executor = ThreadPoolExecutor(settings.slots, thread_name_prefix="decode")
+        self._executor = ThreadPoolExecutor(
+            decode_threads(engine, settings.slots), thread_name_prefix="decode"
+        )
         self._link: Link | None = None
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()

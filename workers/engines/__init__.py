@@ -76,7 +76,11 @@ class Engine(Protocol):
     engines batch those calls' windows across threads (`workers.batching`).
 
     An engine may also have `gpu_memory_bytes() -> int`, read by the
-    `whisperfarm_worker_gpu_memory_bytes` gauge (absent: the gauge stays 0).
+    `whisperfarm_worker_gpu_memory_bytes` gauge (absent: the gauge stays 0), and
+    `concurrency: int`, how many requests are worth having inside `transcribe` at once
+    (absent: one per slot). The worker queues the others' windows before they become
+    requests: a queued window holds its int16 audio, not float32 audio, features and
+    encoder outputs waiting for a forward pass that cannot take them anyway.
     """
 
     name: str

@@ -21,7 +21,7 @@ from faster_whisper import WhisperModel
 
 from whisperfarm.errors import EngineError
 from workers import metrics
-from workers.batching import Limited
+from workers.batching import Limited, useful_concurrency
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
 from workers.engines.ct2_gate import GatedCt2Model
 from workers.models import resolve_model
@@ -62,6 +62,11 @@ class FasterWhisperEngine:
         cores = os.cpu_count() or 1
         self.whisper.feature_extractor = Limited(self.whisper.feature_extractor, cores)
         self._pool = ThreadPoolExecutor(max(8, self.max_batch), thread_name_prefix="ct2")
+
+    @property
+    def concurrency(self) -> int:
+        """Requests worth having inside `transcribe` at once (`Engine.concurrency`)."""
+        return useful_concurrency(self.max_batch)
 
     def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode each request in its own thread; their model calls meet in the gate."""

@@ -30,7 +30,7 @@ from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from whisperfarm.errors import EngineError
 from workers import metrics
-from workers.batching import BatchGate, Limited
+from workers.batching import BatchGate, Limited, useful_concurrency
 from workers.convert import ensure_checkpoint
 from workers.engines import DecodeRequest, DecodeResult
 from workers.engines.torch_decode import BatchedDecodingTask
@@ -98,6 +98,11 @@ class OpenAIWhisperEngine:
         self._pool = ThreadPoolExecutor(max(8, self.max_batch), thread_name_prefix="openai-whisper")
         self._fp16 = self.whisper.device.type == "cuda"
         self._mel = Limited(mel_of, os.cpu_count() or 1)
+
+    @property
+    def concurrency(self) -> int:
+        """Requests worth having inside `transcribe` at once (`Engine.concurrency`)."""
+        return useful_concurrency(self.max_batch)
 
     def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode each request in its own thread; their windows meet in the gate."""

@@ -98,6 +98,31 @@ class _Cursor:
         return data.reshape(shape)
 
 
+def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every variable's shape, without reading (or widening) any weight: what the batch
+    budget needs to know of a model CTranslate2 has already loaded."""
+    with open(path, "rb") as file:
+        try:
+            buffer: mmap.mmap | bytes = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:
+            buffer = b""
+    cursor = _Cursor(buffer)
+    (version,) = cursor.unpack("I")
+    if version not in SUPPORTED_VERSIONS:
+        raise Ct2FormatError(f"{path}: binary version {version} (supported: 5, 6)")
+    cursor.string()
+    cursor.unpack("I")
+    shapes: dict[str, tuple[int, ...]] = {}
+    (count,) = cursor.unpack("I")
+    for _ in range(count):
+        name = cursor.string()
+        (rank,) = cursor.unpack("B")
+        shapes[name] = cursor.unpack("I" * rank)
+        _, nbytes = cursor.unpack("B") + cursor.unpack("I")
+        cursor.offset += nbytes
+    return shapes
+
+
 def read_model(path: Path) -> Ct2Model:
     """Parse `path` (a `model.bin`); raises `Ct2FormatError` on anything unexpected."""
     with open(path, "rb") as file:

@@ -36,6 +36,11 @@ SLOTS = Gauge(
     "How many streams this worker takes at once.",
     registry=REGISTRY,
 )
+MAX_BATCH = Gauge(
+    "whisperfarm_worker_max_batch",
+    "Most windows one forward pass takes: --max-batch, capped by --batch-memory-mb.",
+    registry=REGISTRY,
+)
 STREAMS_FINISHED = Counter(
     "whisperfarm_worker_streams_finished",
     "Streams that left this worker, by outcome (done, failed, cancelled, replaced, dropped).",

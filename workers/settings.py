@@ -83,7 +83,17 @@ class WorkerSettings(ComponentSettings):
         ge=1,
         description=(
             "Most windows decoded together in one forward pass (cross-stream batching); "
-            "1 turns batching off."
+            "1 turns batching off. --batch-memory-mb may allow fewer."
+        ),
+    )
+    batch_memory_mb: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Memory (MiB) one forward pass may hold for its windows' decoding state; the "
+            "batch is min(--max-batch, budget / one window's estimate from the model's "
+            "dimensions), at least 1. 0: auto (CPU: 64, enough for 3 tiny.en windows; "
+            "CUDA: half the free GPU memory with openai-whisper, 4096 with faster-whisper)."
         ),
     )
     batch_wait_ms: float = Field(

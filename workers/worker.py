@@ -83,6 +83,7 @@ class Worker:
             Command.CANCEL: self._on_cancel,
         }
         metrics.SLOTS.set(settings.slots)
+        metrics.MAX_BATCH.set(getattr(engine, "max_batch", 0))
 
     def stop(self) -> None:
         """Ask `run()` to say goodbye to the broker and return."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from faster_whisper import WhisperModel
 
 from whisperfarm.errors import EngineError
 from workers import metrics
+from workers.batch_budget import DecoderShape, plan_batch
 from workers.batching import Limited, useful_concurrency
+from workers.ct2_format import Ct2FormatError, read_shapes
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
 from workers.engines.ct2_gate import GatedCt2Model
 from workers.models import resolve_model
@@ -42,6 +45,20 @@ def pick_compute_type(setting: str, device: str) -> str:
     if setting != "auto":
         return setting
     return "float16" if device == "cuda" else "int8"
+
+
+def decoder_shape(model_dir: Path, compute_type: str) -> DecoderShape:
+    """The loaded model's decoder, for the batch budget, from `model.bin`'s shapes;
+    `compute_type` is CTranslate2's (`int8_float32`: activations are float32)."""
+    try:
+        shapes = read_shapes(model_dir / "model.bin")
+        layers = {m[1] for n in shapes if (m := re.match(r"decoder/layer_(\d+)/", n))}
+        width = shapes["decoder/embeddings/weight"][1]
+        positions = shapes["encoder/position_encodings/encodings"][0]
+    except (Ct2FormatError, KeyError, IndexError, OSError) as exc:
+        raise EngineError(f"cannot read the decoder's shape from {model_dir}: {exc!r}") from exc
+    value_bytes = 2 if "float16" in compute_type else 4  # bfloat16 too
+    return DecoderShape(len(layers), width, value_bytes, positions)
 
 
 @dataclass
@@ -115,6 +132,8 @@ def load(settings: WorkerSettings) -> FasterWhisperEngine:
     except (RuntimeError, ValueError, OSError) as exc:
         raise EngineError(f"could not load model {settings.model!r} from {path}: {exc}") from exc
     metrics.MODEL_LOADS.labels(engine="faster-whisper", model=settings.model).inc()
+    shape = decoder_shape(Path(path), whisper.model.compute_type)
+    max_batch = plan_batch(settings.max_batch, settings.batch_memory_mb, device, shape)
     log.info(
         "loaded faster-whisper model %s from %s on %s (%s) in %.1f s",
         settings.model,
@@ -128,6 +147,6 @@ def load(settings: WorkerSettings) -> FasterWhisperEngine:
         settings.model,
         device,
         settings.beam_size,
-        settings.max_batch,
+        max_batch,
         settings.batch_wait_ms / 1000,
     )

@@ -30,6 +30,7 @@ from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from whisperfarm.errors import EngineError
 from workers import metrics
+from workers.batch_budget import DecoderShape, plan_batch
 from workers.batching import BatchGate, Limited, useful_concurrency
 from workers.convert import ensure_checkpoint
 from workers.engines import DecodeRequest, DecodeResult
@@ -200,6 +201,21 @@ class OpenAIWhisperEngine:
         )
 
 
+def decoder_shape(whisper: Whisper) -> DecoderShape:
+    """The loaded model's decoder, for the batch budget (float16 on CUDA, else float32)."""
+    dims = whisper.dims
+    value_bytes = 2 if whisper.device.type == "cuda" else 4
+    return DecoderShape(dims.n_text_layer, dims.n_text_state, value_bytes, dims.n_audio_ctx)
+
+
+def free_gpu_bytes(device: torch.device) -> int | None:
+    """Free memory on the model's GPU (after the model was loaded); None on CPU."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
 def load(settings: WorkerSettings) -> OpenAIWhisperEngine:
     device = pick_device(settings.device)
     started = time.perf_counter()
@@ -208,6 +224,13 @@ def load(settings: WorkerSettings) -> OpenAIWhisperEngine:
     if settings.cpu_threads and device.type == "cpu":
         torch.set_num_threads(settings.cpu_threads)
     metrics.MODEL_LOADS.labels(engine="openai-whisper", model=settings.model).inc()
+    max_batch = plan_batch(
+        settings.max_batch,
+        settings.batch_memory_mb,
+        device.type,
+        decoder_shape(whisper),
+        lambda: free_gpu_bytes(device),
+    )
     log.info(
         "loaded openai-whisper model %s from %s on %s in %.1f s",
         settings.model,
@@ -220,6 +243,6 @@ def load(settings: WorkerSettings) -> OpenAIWhisperEngine:
         settings.model,
         device.type,
         settings.beam_size,
-        settings.max_batch,
+        max_batch,
         settings.batch_wait_ms / 1000,
     )

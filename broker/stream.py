@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from broker import metrics
 from broker.farm import Farm
 from broker.run import StreamRun
+from broker.ws_protocol import packet_sink_setter
 from whisperfarm.errors import (
     BadPacket,
     CloseCode,
@@ -108,34 +109,105 @@ async def _receive_upload(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
 async def _receive_packets(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
     """Hand packets to the farm until `end` arrives; any other text is a protocol error.
 
-    The idle timeout is one `asyncio.timeout` over the whole upload, pushed back at most
-    ten times per period, not a `wait_for` per packet: that cost a task and a timer for
-    each of 16 000 packets a second at a thousand streams. It fires between `timeout`
-    and 1.1 × `timeout` after the last message.
+    Packets come straight from the WebSocket protocol where the server offers that
+    (`broker.ws_protocol`), else as ASGI messages; `end` always comes as a message.
     """
-    timeout = farm.settings.idle_timeout
-    step = timeout / 10
     loop = asyncio.get_running_loop()
-    pushed = loop.time()
     try:
-        async with asyncio.timeout(timeout) as deadline:
-            while True:
-                event = await _receive(ws)
-                now = loop.time()
-                if now - pushed >= step:
-                    pushed = now
-                    deadline.reschedule(now + timeout + step)
-                data: bytes | None = event.get("bytes")
-                if data is None:
-                    break
-                if len(data) > MAX_BINARY_BYTES:
-                    raise TooLarge(f"packet of {len(data)} bytes is far above 1000 frames")
-                farm.receive_packet(run, data)
+        async with asyncio.timeout(farm.settings.idle_timeout) as deadline:
+            idle = _IdleDeadline(deadline, farm.settings.idle_timeout, loop)
+            with _DirectPackets.attached(ws, farm, run, idle) as direct:
+                while True:
+                    event = await _receive(ws)
+                    idle.touch()
+                    if direct is not None and direct.error is not None:
+                        raise direct.error
+                    data: bytes | None = event.get("bytes")
+                    if data is None:
+                        break
+                    _take_packet(farm, run, data)
     except TimeoutError:
-        raise Timeout(f"nothing received for {timeout:g} s") from None
+        raise Timeout(f"nothing received for {farm.settings.idle_timeout:g} s") from None
+    if event.get("text") is None and direct is not None:
+        raise _Internal("woken without a message or an error")  # pragma: no cover
     message = parse_client_message(event.get("text") or "")
     if not isinstance(message, End):
         raise ProtocolError(f"unexpected {message.type} during the upload")
+
+
+def _take_packet(farm: Farm, run: StreamRun, data: bytes) -> None:
+    if len(data) > MAX_BINARY_BYTES:
+        raise TooLarge(f"packet of {len(data)} bytes is far above 1000 frames")
+    farm.receive_packet(run, data)
+
+
+class _IdleDeadline:
+    """The upload's idle timeout: one `asyncio.timeout` over the whole upload, pushed
+    back at most ten times per period, not a `wait_for` per packet (that cost a task
+    and a timer for each of 16 000 packets a second at a thousand streams). It fires
+    between `timeout` and 1.1 × `timeout` after the last message."""
+
+    def __init__(
+        self, deadline: asyncio.Timeout, timeout: float, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._deadline, self._timeout, self._loop = deadline, timeout, loop
+        self._step = timeout / 10
+        self._pushed = loop.time()
+
+    def touch(self) -> None:
+        now = self._loop.time()
+        if now - self._pushed >= self._step:
+            self._pushed = now
+            self._deadline.reschedule(now + self._timeout + self._step)
+
+
+class _DirectPackets:
+    """The sink the WebSocket protocol hands packets to, without an ASGI message each.
+
+    It runs inside the protocol's `data_received` and must not raise: an error (a bad
+    packet, a full disk) is kept, further packets are dropped, and the endpoint is
+    woken to raise it, exactly as if it had read the packet itself.
+    """
+
+    def __init__(self, farm: Farm, run: StreamRun, idle: _IdleDeadline) -> None:
+        self.farm, self.run, self.idle = farm, run, idle
+        self.error: WhisperfarmError | None = None
+        self.wake: Callable[[], None] = _nothing
+
+    @classmethod
+    @contextlib.contextmanager
+    def attached(
+        cls, ws: WebSocket, farm: Farm, run: StreamRun, idle: _IdleDeadline
+    ) -> Iterator[_DirectPackets | None]:
+        """The sink, set for the `with` block (None where the server has no direct path)."""
+        setter = packet_sink_setter(ws.scope)
+        if setter is None:
+            yield None
+            return
+        direct = cls(farm, run, idle)
+        direct.wake = setter(direct)
+        try:
+            yield direct
+        finally:
+            setter(None)  # packets after `end` are not the upload's
+
+    def __call__(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            _take_packet(self.farm, self.run, data)
+            self.idle.touch()
+        except WhisperfarmError as exc:
+            self.error = exc
+            self.wake()
+        except Exception:
+            log.error("unexpected error taking a packet of job %s", self.run.job_id, exc_info=True)
+            self.error = _Internal("internal error; the job was not finished")
+            self.wake()
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _await_result(ws: WebSocket, run: StreamRun, sender: asyncio.Task[None]) -> None:

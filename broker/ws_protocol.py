@@ -1,0 +1,95 @@
+"""uvicorn's WebSocket protocol with a direct path for audio packets.
+
+uvicorn turns every WebSocket frame into an ASGI message: a dict, a queue put, a task
+wake-up and a queue get, and it pauses reading the socket until the application has
+taken the message and resumes it after (an `epoll_ctl` each way). For `/v1/stream` at
+a thousand real-time streams that is 16 000 round trips a second through the event
+loop, for packets that the farm handles in a few microseconds without awaiting
+anything, and the loop fell tens of milliseconds behind.
+
+`PacketProtocol` is uvicorn's sans-I/O protocol plus one extension in the connection's
+ASGI scope (`SCOPE_KEY`): a function with which the stream endpoint hands over a
+`PacketSink`. Once one is set, binary messages go from `data_received` straight to
+it whenever the ASGI queue is empty; otherwise they queue behind what is there (uvicorn
+stops reading while its queue holds messages, but frames parsed from the same read, a
+text and then a packet, would let the packet overtake the text).
+Text messages (`end`), close and disconnect take the ASGI path as before, so the
+endpoint still sees the end of the upload in order: every packet before `end` has been
+handed over when `end` is received. A server without the extension (another ASGI
+server) simply leaves the endpoint on the ASGI path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+SCOPE_KEY = "whisperfarm.packet_sink"
+"""Key in `scope["extensions"]`: a `SetPacketSink`."""
+
+WAKE_MESSAGE = {"type": "websocket.receive"}
+"""What `PacketSink.wake` queues: a message with neither text nor bytes, so an endpoint
+waiting for the next ASGI message looks at its sink (e.g. for an error it kept)."""
+
+
+class PacketSink(Protocol):
+    def __call__(self, data: bytes) -> None:
+        """One binary message; must not raise (keep the error, then `wake` the endpoint)."""
+
+
+class SetPacketSink(Protocol):
+    def __call__(self, sink: PacketSink | None) -> Callable[[], None]:
+        """Set (None: remove) the sink; returns a function that wakes the endpoint."""
+
+
+def packet_sink_setter(scope: Mapping[str, Any]) -> SetPacketSink | None:
+    """The connection's `SetPacketSink`, or None on a server without the direct path."""
+    setter: SetPacketSink | None = scope.get("extensions", {}).get(SCOPE_KEY)
+    return setter
+
+
+class PacketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol; binary messages to a sink when one is set."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.packet_sink: PacketSink | None = None
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # unset when the handshake was refused
+        if scope is not None:  # the ASGI task starts later, on the next loop turn
+            scope["extensions"][SCOPE_KEY] = self._set_packet_sink
+
+    def _set_packet_sink(self, sink: PacketSink | None) -> Callable[[], None]:
+        self.packet_sink = sink
+        return self._wake
+
+    def _wake(self) -> None:
+        self.queue.put_nowait(WAKE_MESSAGE)  # type: ignore[arg-type]
+
+    def send_receive_event_to_app(self) -> None:
+        sink = self.packet_sink
+        if (
+            sink is None
+            or self.curr_msg_data_type != "bytes"
+            or self.close_sent
+            or not self.queue.empty()
+        ):
+            super().send_receive_event_to_app()
+            return
+        frames, self.frames = self.frames, []
+        sink(frames[0] if len(frames) == 1 else b"".join(frames))
+
+
+def _check_base_class() -> None:
+    """Fail at import, not per connection, if uvicorn's protocol lost what we extend."""
+    for name in ("handle_connect", "send_receive_event_to_app"):
+        if not callable(getattr(WebSocketsSansIOProtocol, name, None)):  # pragma: no cover
+            raise ImportError(f"uvicorn's WebSocketsSansIOProtocol has no {name}()")
+
+
+_check_base_class()

@@ -1,0 +1,106 @@
+"""The direct packet path: binary messages reach the sink in order, text stays ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+import websockets
+
+from broker.ws_protocol import PacketProtocol, packet_sink_setter
+
+
+class Recorder:
+    """An ASGI WebSocket app that logs what came which way."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+        self.registered = asyncio.Event()
+        self.wake: Any = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        first = await receive()  # before the sink: the ASGI way
+        self.log.append(("asgi", first.get("bytes") or first.get("text")))
+        setter = packet_sink_setter(scope)
+        assert setter is not None, "PacketProtocol offers the sink in the scope"
+        self.wake = setter(lambda data: self.log.append(("sink", bytes(data))))
+        self.registered.set()
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            self.log.append(("asgi", message.get("bytes") or message.get("text")))
+            if message.get("text") == "stop":
+                setter(None)
+                await send({"type": "websocket.send", "text": "stopped"})
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Recorder) -> AsyncIterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, ws=PacketProtocol, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_packets_go_to_the_sink_in_order_and_text_through_asgi() -> None:
+    app = Recorder()
+    async with serving(app) as url, websockets.connect(url) as ws:
+        await ws.send(b"before")
+        await asyncio.wait_for(app.registered.wait(), 5)
+        for i in range(50):
+            await ws.send(bytes([i]) * 100)
+        await ws.send("stop")
+        assert await asyncio.wait_for(ws.recv(), 5) == "stopped"
+        await ws.send(b"after")  # the sink is gone: the ASGI way again
+        await asyncio.sleep(0.2)
+    assert app.log[0] == ("asgi", b"before")
+    assert app.log[1:51] == [("sink", bytes([i]) * 100) for i in range(50)]
+    assert app.log[51:] == [("asgi", "stop"), ("asgi", b"after")]
+
+
+async def test_wake_gives_the_endpoint_an_empty_message() -> None:
+    app = Recorder()
+    async with serving(app) as url, websockets.connect(url) as ws:
+        await ws.send("hello")
+        await asyncio.wait_for(app.registered.wait(), 5)
+        app.wake()
+        await asyncio.sleep(0.2)
+    assert app.log == [("asgi", "hello"), ("asgi", None)]
+
+
+async def test_a_packet_never_overtakes_a_message_still_queued() -> None:
+    """A text message and a packet parsed from one read: the text goes to the ASGI queue,
+    so the packet must follow it there, not reach the sink before the app has read it."""
+    app = Recorder()
+    async with serving(app) as url, websockets.connect(url) as ws:
+        await ws.send(b"before")
+        await asyncio.wait_for(app.registered.wait(), 5)
+        await ws.send("mark")  # both written before the server's next read
+        await ws.send(b"packet")
+        await asyncio.sleep(0.2)
+        await ws.send(b"later")
+        await asyncio.sleep(0.2)
+    assert app.log == [
+        ("asgi", b"before"),
+        ("asgi", "mark"),
+        ("asgi", b"packet"),
+        ("sink", b"later"),  # the queue was empty again
+    ]

@@ -17,7 +17,7 @@ behind it. It is a `syncfs` of the data dir's file system, not `os.sync`, which 
 every file system of the host.
 
 Small files that must be durable at once (a transcript, before its `final` goes out)
-have a thread of their own, `commit`: a write, an fsync and a rename take about a
+have threads of their own, `commit`: a write, an fsync and a rename take about a
 millisecond even while the spool streams 32 MB/s (measured here), but behind the
 ordered queue's appends, or inside a file-system sync round, they waited 0.1–2 s at a
 thousand streams.
@@ -26,6 +26,7 @@ thousand streams.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import logging
@@ -41,6 +42,11 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+COMMIT_THREADS = 4
+"""Transcripts committed at once: their fsyncs overlap (the file system merges them into
+one journal commit), and at a hundred jobs finishing a second one thread fell behind."""
+
+
 class Disk:
     def __init__(self, root: Path | None = None) -> None:
         """`root`: a directory on the file system that `sync()` makes durable (None: all)."""
@@ -48,7 +54,7 @@ class Disk:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="disk")
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="disk-sync")
         self._janitor = ThreadPoolExecutor(1, thread_name_prefix="disk-janitor")
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="disk-commit")
+        self._committer = ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="disk-commit")
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Queue `fn` after everything queued so far; returns at once."""
@@ -58,11 +64,10 @@ class Disk:
         """Queue `fn` after everything queued so far and wait for its result."""
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
-    async def commit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a small durable write (`fn` fsyncs what it writes) on its own thread, outside
-        the ordered queue: it must not touch a file that queued work is writing."""
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.wrap_future(self._committer.submit(call))
+    def commit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Start a small durable write (`fn` fsyncs what it writes) on a commit thread,
+        outside the ordered queue: it must not touch a file that queued work writes."""
+        return self._committer.submit(functools.partial(fn, *args, **kwargs))
 
     def discard(self, path: Path) -> None:
         """Delete a file some time soon, off the ordered queue: an unlink frees blocks
@@ -84,6 +89,22 @@ class Disk:
         self._syncer.shutdown(wait=True)
         self._janitor.shutdown(wait=True)
         self._committer.shutdown(wait=True)
+
+
+def call_when_done(future: Future[T], callback: Callable[[Future[T]], None]) -> None:
+    """Call `callback(future)` on the running loop once a thread has finished `future`.
+
+    One turn of the loop, where awaiting `asyncio.wrap_future` in a task takes three
+    (the future's state copied over, then the task woken, then it runs); on a loop
+    busy with a thousand streams each turn is milliseconds.
+    """
+    loop = asyncio.get_running_loop()
+
+    def on_thread(done: Future[T]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits
+            loop.call_soon_threadsafe(callback, done)
+
+    future.add_done_callback(on_thread)
 
 
 def sync_file_system(root: Path | None) -> None:

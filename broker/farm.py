@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
+from concurrent.futures import Future
 from typing import Any
 
 from broker import metrics
 from broker.admission import Admission
 from broker.auth import Authenticator, load_tokens
-from broker.disk import Disk
+from broker.disk import Disk, call_when_done
 from broker.dispatcher import Dispatcher, WorkerInfo
 from broker.durability import GroupSync
 from broker.events import EventHub
@@ -264,7 +266,7 @@ class Farm:
         The job counts as ended (status, ack of every frame) only once the spool is on
         disk. The final need not wait for that: it goes out once the transcript is
         durable, and from then on the spool is not needed (a restart finds the
-        transcript and takes the job as done), so a final may overtake the last ack.
+        transcript and takes the job as done), so every frame is acked with it.
         """
         self.flush(run)
         run.ended = True
@@ -277,7 +279,7 @@ class Farm:
 
     async def _end_upload(self, run: StreamRun) -> None:
         """Once the spool is durable: ack every frame, and the job is ended (unless the
-        final came first: then there is nothing left to say)."""
+        final came first: `_stored` acked every frame then)."""
         await self._close_spool(run)
         if run.finished.is_set():
             return
@@ -368,7 +370,30 @@ class Farm:
             )
 
     def on_final(self, run: StreamRun, body: dict[str, Any]) -> None:
-        self._spawn(self._complete(run, body))
+        """The worker's result: store the transcript durably, then mark the job done and
+        answer the client (`_stored`).
+
+        Only the transcript's own fsync is waited for (a few milliseconds on a commit
+        thread): at a thousand streams, a file-system sync round behind megabytes of
+        spool writes made the final wait 0.5–2 s. No task either: the commit calls
+        `_stored` back on the loop in one turn.
+        """
+        job = run.job
+        try:
+            segments = [SegmentData.model_validate(s) for s in body.get("segments", [])]
+            transcript = Transcript(
+                job_id=job.id,
+                name=job.name,
+                text=str(body.get("text") or join_segments(segments)).strip(),
+                segments=segments,
+                language=body.get("language") or job.language,
+                duration=job.duration,
+            )
+        except ValueError as exc:  # a worker's malformed result
+            self._not_stored(run, exc)
+            return
+        committed = self.disk.commit(run.files.write_transcript, transcript)
+        call_when_done(committed, functools.partial(self._stored, run, body, transcript))
 
     def on_failed(self, run: StreamRun, error: str) -> None:
         self.fail(run, _EngineFailure(error))
@@ -377,48 +402,40 @@ class Farm:
         if self.events.watched:
             self.events.publish("farm", self.farm_info())
 
-    async def _complete(self, run: StreamRun, body: dict[str, Any]) -> None:
-        """Store the transcript durably, then mark the job done and answer the client.
-
-        Only the transcript's own fsync is waited for (about a millisecond on its own
-        thread): at a thousand streams, a file-system sync round behind megabytes of
-        spool writes made the final wait 0.5–2 s.
-        """
-        job = run.job
+    def _stored(
+        self, run: StreamRun, body: dict[str, Any], transcript: Transcript, done: Future[None]
+    ) -> None:
+        if run.finished.is_set():
+            return  # failed meanwhile (e.g. the broker is stopping): it has its answer
         try:
-            segments = [SegmentData.model_validate(s) for s in body.get("segments", [])]
-            text = str(body.get("text") or join_segments(segments)).strip()
-            language = body.get("language") or job.language
-            transcript = Transcript(
-                job_id=job.id,
-                name=job.name,
-                text=text,
-                segments=segments,
-                language=language,
-                duration=job.duration,
-            )
-            await self.disk.commit(run.files.write_transcript, transcript)
-        except (OSError, ValueError) as exc:
-            log.error("could not store the transcript of job %s", job.id, exc_info=True)
-            self.fail(run, _EngineFailure(f"could not store the transcript: {exc}"))
+            done.result()
+        except OSError as exc:
+            self._not_stored(run, exc)
             return
-        job.language = language
+        job = run.job
+        job.language = transcript.language
         job.decode_started = body.get("decode_started")
         job.decode_ended = body.get("decode_ended")
         job.error = None
         self._set_status(job, JobStatus.DONE)
         self._observe_done(run)
-        run.emit(
-            Final(
-                job_id=job.id,
-                text=text,
-                segments=segments,
-                language=language,
-                duration=job.duration,
-            ),
-            CloseCode.NORMAL,
+        if run.spool_closed is None or not run.spool_closed.done():
+            # The upload's own ack is still waiting for its sync round; a durable
+            # transcript makes every frame safe just as well: nothing is to be resent.
+            run.emit(Ack(frames=job.frames))
+        final = Final(
+            job_id=job.id,
+            text=transcript.text,
+            segments=transcript.segments,
+            language=transcript.language,
+            duration=transcript.duration,
         )
+        run.emit(final, CloseCode.NORMAL)
         self._finish(run)
+
+    def _not_stored(self, run: StreamRun, exc: Exception) -> None:
+        log.error("could not store the transcript of job %s: %s", run.job_id, exc)
+        self.fail(run, _EngineFailure(f"could not store the transcript: {exc}"))
 
     def _observe_done(self, run: StreamRun) -> None:
         metrics.JOBS_FINISHED.labels(status="done").inc()

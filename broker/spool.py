@@ -16,9 +16,12 @@ from broker.disk import Disk
 from whisperfarm.files import write_atomic
 from whisperfarm.transcripts import Transcript, render
 
-FLUSH_INTERVAL_S = 0.5
+FLUSH_INTERVAL_S = 1.0
 """Longest a received packet waits in memory before it is spooled and forwarded (the
-worker decodes windows of many seconds: finer forwarding would gain it nothing)."""
+worker decodes windows of many seconds: finer forwarding would gain it nothing). As long
+as the default ack interval (16 packets: 1 s of real-time audio), so a real-time stream
+flushes once a second, at its ack; at 0.5 s it flushed twice, and each flush is a
+ZeroMQ send of six frames (each gives up the GIL) and a disk write."""
 FLUSH_BYTES = 64_000
 """A stream with this much pending (two seconds of 16 kHz s16le mono) is flushed at once."""
 

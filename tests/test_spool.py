@@ -14,7 +14,7 @@ import websockets
 
 from broker.disk import Disk
 from broker.durability import GroupSync
-from broker.spool import JobFiles, SpoolWriter
+from broker.spool import FLUSH_INTERVAL_S, JobFiles, SpoolWriter
 from tests.farm import Broker, wait_for
 from tests.wsclient import packets, start_message, tone
 
@@ -35,7 +35,8 @@ def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(
     spool.append(b"b" * 2000, 2.0)
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 0, 4000, 2)
     assert spool.pending_since == 1.0, "the age of the oldest pending packet decides a flush"
-    assert not spool.flush_due(1.4) and spool.flush_due(1.5), "due after FLUSH_INTERVAL_S"
+    due = 1.0 + FLUSH_INTERVAL_S
+    assert not spool.flush_due(due - 0.01) and spool.flush_due(due), "due after FLUSH_INTERVAL_S"
     assert files.spool_size() == 0
     assert spool.flush() == b"a" * 2000 + b"b" * 2000
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 4000, 0, 0)

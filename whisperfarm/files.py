@@ -9,30 +9,42 @@ the same instant) may skip the fsync and sync before it relies on them.
 
 from __future__ import annotations
 
-import functools
+import itertools
 import os
-import tempfile
 from pathlib import Path
 
 
 def write_atomic(target: Path, data: bytes | str, sync: bool = True) -> None:
     """Write `data` (text as UTF-8) to `target` through a temp file and a rename; with
-    `sync=False` the caller syncs the file system before it counts on the file."""
+    `sync=False` the caller syncs the file system before it counts on the file.
+
+    Plain `os` calls, as few as the job needs: the broker makes these from a thread
+    while its event loop holds the GIL, and every system call is a wait to get the GIL
+    back (`tempfile.mkstemp` plus a chmod was twice the calls, for a random name that a
+    per-process counter gives for free).
+    """
     payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{next(_temp_names)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
             if sync:
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     if sync:
         sync_directory(target.parent)
+
+
+_temp_names = itertools.count()
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 def sync_directory(path: Path) -> None:
@@ -45,11 +57,3 @@ def sync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-@functools.cache
-def _umask() -> int:
-    """The process umask; reading it means setting it, so do that once."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

@@ -232,9 +232,11 @@ def workers_row(dash: db.Dashboard) -> None:
               [q(f"sum by (instance) ({sel(W + 'streams_active')})"
                  f" / sum by (instance) ({sel(W + 'slots')})", per_worker)]),
         graph("Mean batch size per worker",
-              "Decode requests per engine call (cross-stream batching).", "none",
+              "Decode requests per engine call (cross-stream batching), and the most one "
+              "forward pass may take (--max-batch capped by --batch-memory-mb).", "none",
               [q(f"sum by (instance) ({rate(W + 'decode_batch_size_sum')})"
-                 f" / sum by (instance) ({rate(W + 'decode_batch_size_count')})", per_worker)]),
+                 f" / sum by (instance) ({rate(W + 'decode_batch_size_count')})", per_worker),
+               q(f"max by (instance) ({sel(W + 'max_batch')})", "limit {{instance}}")]),
         batch_heatmap(),
         graph("Inference time per worker (p95)",
               "Wall time of one engine call, and of one batched forward pass.", "s",

@@ -39,7 +39,7 @@ from whisperfarm.errors import (
 )
 from whisperfarm.packets import PacketValidator
 from whisperfarm.protocol import Ack, Error, Final, Segment, SegmentData, Start
-from whisperfarm.transcripts import Transcript, join_segments
+from whisperfarm.transcripts import Transcript, join_segments, render
 
 log = logging.getLogger(__name__)
 
@@ -389,10 +389,11 @@ class Farm:
                 language=body.get("language") or job.language,
                 duration=job.duration,
             )
+            stored = render(transcript, "json")
         except ValueError as exc:  # a worker's malformed result
             self._not_stored(run, exc)
             return
-        committed = self.disk.commit(run.files.write_transcript, transcript)
+        committed = self.disk.commit(run.files.write_transcript, stored)
         call_when_done(committed, functools.partial(self._stored, run, body, transcript))
 
     def on_failed(self, run: StreamRun, error: str) -> None:

@@ -37,16 +37,18 @@ class JobFiles:
     def transcript_path(self) -> Path:
         return self.dir / "transcript.json"
 
-    def write_transcript(self, transcript: Transcript, sync: bool = True) -> None:
-        """The JSON, the one stored form: txt, srt and vtt are rendered from it when asked
-        for (four files per job were four creates and renames; at a hundred jobs
-        finishing a second that was most of the disk thread). With `sync=False` the
-        caller syncs the file system before it counts on it.
+    def write_transcript(self, json_text: str) -> None:
+        """Store a transcript durably as `render(transcript, "json")` gave it: the one
+        stored form, txt, srt and vtt are rendered from it when asked for (four files
+        per job were four creates and renames; at a hundred jobs finishing a second
+        that was most of the disk thread).
 
+        Runs on a commit thread, so it gets the JSON ready-made: rendering is Python
+        work, and a thread doing it holds the GIL that the event loop waits for.
         Written only once a job is complete, so its presence after a restart means
         the job is done, whatever the job table says."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.transcript_path, render(transcript, "json"), sync)
+        write_atomic(self.transcript_path, json_text)
 
     def read_transcript(self) -> Transcript | None:
         path = self.transcript_path

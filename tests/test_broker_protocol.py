@@ -91,6 +91,30 @@ async def test_bad_packet_fails_the_job_with_a_reason(broker: Broker) -> None:
     assert job["status"] == "failed" and "frame" in job["error"]
 
 
+async def test_a_transcript_that_cannot_be_stored_fails_the_job_and_nothing_else(
+    broker: Broker,
+) -> None:
+    """The transcript's file cannot be made (here: a directory in its place): the client
+    gets an `internal` error instead of a final it could not fetch again, the job is
+    failed with the reason, and a stream beside it finishes."""
+    async with websockets.connect(broker.ws) as ws:
+        await ws.send(start_message())
+        job_id = json.loads(await ws.recv())["job_id"]
+        (broker.data_dir / "jobs" / job_id / "transcript.json").mkdir(parents=True)
+        good = asyncio.create_task(stream_pcm(broker.ws, tone(2.0)))
+        for packet in packets(tone(1.0)):
+            await ws.send(packet)
+        await ws.send(json.dumps({"type": "end"}))
+        reply = await read_all(ws, Reply())
+    error = reply.of("error")
+    assert error and error[0]["code"] == "internal", reply.messages
+    assert "could not store the transcript" in error[0]["detail"]
+    assert not reply.of("final") and reply.close_code == 1011
+    job = broker.job(job_id)
+    assert job["status"] == "failed" and "could not store the transcript" in job["error"]
+    assert (await good).last["type"] == "final"
+
+
 async def test_empty_stream_still_gets_a_final(broker: Broker) -> None:
     reply = await stream_pcm(broker.ws, b"")
     assert reply.last["type"] == "final" and reply.last["duration"] == 0

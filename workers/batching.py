@@ -151,13 +151,20 @@ class BatchGate(Generic[In, Out]):
         return [(r, None) for r in results]
 
 
-def useful_concurrency(max_batch: int) -> int:
-    """Requests worth decoding at once with batches of `max_batch` windows: a batch, plus
-    one more thread that computes its features (and queues at the encoder) while the batch
-    runs. More would only park more windows — each holding its float32 audio, features and
-    encoder output — in front of a forward pass that cannot take them (tiny.en, 20 s
-    streams, `--max-batch 1`: ~5 MB per parked stream)."""
-    return max_batch + 1
+def useful_concurrency(max_batch: int, *, next_batch: bool) -> int:
+    """Requests worth decoding at once with batches of `max_batch` windows: the batch that
+    runs, plus the whole next batch gathering behind it (`next_batch`) or one more window
+    (whose features are computed while the batch runs).
+
+    More requests only park more windows — each holding its float32 audio and features —
+    in front of a forward pass that cannot take them, so the engines choose by measure
+    (tiny.en, `bench/memory.py` and a 6-stream `throughput.py` farm at batches of 3):
+    faster-whisper with one more window ran the windows that came during a batch one by
+    one (mean batch 1.9, 8 of 20 passes with a single window; 19 audio s/s) and with the
+    next batch 22 audio s/s for +12 MB at 10 streams; openai-whisper's parked windows
+    cost more (+110 instead of +83 MB) and it keeps 1.8× the raw engine with one.
+    """
+    return 2 * max_batch if next_batch else max_batch + 1
 
 
 class Limited:

@@ -83,7 +83,7 @@ class FasterWhisperEngine:
     @property
     def concurrency(self) -> int:
         """Requests worth having inside `transcribe` at once (`Engine.concurrency`)."""
-        return useful_concurrency(self.max_batch)
+        return useful_concurrency(self.max_batch, next_batch=True)
 
     def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode each request in its own thread; their model calls meet in the gate."""

@@ -103,7 +103,7 @@ class OpenAIWhisperEngine:
     @property
     def concurrency(self) -> int:
         """Requests worth having inside `transcribe` at once (`Engine.concurrency`)."""
-        return useful_concurrency(self.max_batch)
+        return useful_concurrency(self.max_batch, next_batch=False)
 
     def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode each request in its own thread; their windows meet in the gate."""

@@ -47,10 +47,15 @@ def test_budget_setting_or_auto_per_device() -> None:
     assert budget_bytes(0, "cuda", no_gpu) == GPU_FALLBACK_MB * MB
 
 
+def test_the_engines_overhead_multiplies_the_estimate() -> None:
+    measured = DecoderShape(layers=4, width=384, bytes_per_value=4, overhead=1.5)
+    assert measured.window_bytes() == int(TINY_CPU.window_bytes() * 1.5)
+
+
 def test_plan_logs_the_batch(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="workers.batch_budget")
-    assert plan_batch(8, 0, "cpu", TINY_CPU) == 3
-    assert "at most 3 windows per forward pass" in caplog.text
+    assert plan_batch(8, 0, "cpu", TINY_CPU) == 4  # 96 MiB / 19.8 MiB
+    assert "at most 4 windows per forward pass" in caplog.text
 
 
 def test_the_setting_is_a_flag_and_an_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,12 +66,23 @@ def test_the_setting_is_a_flag_and_an_env_var(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("name", ["faster-whisper", "openai-whisper"])
-@pytest.mark.parametrize(("budget_mb", "batch"), [(0, 3), (20, 1), (41, 2), (1000, 8)])
+@pytest.mark.parametrize(
+    ("name", "budget_mb", "batch"),
+    [
+        ("faster-whisper", 0, 3),  # 96 MiB / (19.8 MiB × 1.3)
+        ("faster-whisper", 20, 1),
+        ("faster-whisper", 60, 2),
+        ("faster-whisper", 1000, 8),
+        ("openai-whisper", 0, 3),  # 96 MiB / (19.8 MiB × 1.5)
+        ("openai-whisper", 60, 2),
+        ("openai-whisper", 1000, 8),
+    ],
+)
 def test_engines_take_the_budgeted_batch_from_the_loaded_model(
     name: str, budget_mb: int, batch: int, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """tiny.en on CPU: ~19.8 MiB per window, read from the model itself."""
+    """tiny.en on CPU: ~19.8 MiB per window, read from the model itself, times the
+    engine's measured overhead."""
     cache: Path = tmp_path_factory.getbasetemp() / "budget-models"
     settings = WorkerSettings(
         engine=name,

@@ -9,19 +9,20 @@ from; none of it can be shared between windows. So one window costs about
 
 tiny.en on CPU (4 layers, width 384, float32 activations — int8 quantizes only the
 weights): 18.4 + 2.3 = 20.7 MB (19.8 MiB). Measured with `bench/memory.py` (10 streams of
-20 s): each window more in a batch adds ~25–30 MB of peak RSS (faster-whisper ~27 MB,
-openai-whisper ~31 MB); the rest is the beams' self-attention caches and per-step
-temporaries, which grow with the prompt. The estimate is thus a lower bound, ~20–30 %
-under what a window really costs: a budget of N × estimate allows N windows that take a
-bit more. base: 6 layers, width 512: 39.9 MB; large-v3: 32 layers, width 1280, float16 on
-GPU: 249.6 MB.
+20 s), each window more in a batch adds ~27 MB of peak RSS with faster-whisper and ~31 MB
+with openai-whisper: the beams' self-attention caches and per-step temporaries, which
+grow with the prompt. So each engine multiplies the estimate by its measured overhead
+(1.3 and 1.5). base: 6 layers, width 512: 39.9 MB before the overhead; large-v3: 32
+layers, width 1280, float16 on GPU: 249.6 MB.
 
 The effective batch is `min(--max-batch, max(1, budget // per_window))`. The budget
 (`--batch-memory-mb`, 0 = auto):
-- CPU: `CPU_BUDGET_MB` (64): tiny.en gets 3 windows per pass, which keeps a worker's
-  10 streams within 100 MB of its 1 stream (issue #4) and most of batching's throughput
-  (`bench/throughput.py`, faster-whisper, farm/raw: 1.01 / 1.16 / 1.27 / 1.29 at batch
-  1 / 2 / 3 / 8); base gets 1 (raise the budget to 80 for 2).
+- CPU: `CPU_BUDGET_MB` (96): tiny.en gets 3 windows per pass with either engine, which
+  keeps a worker's 10 streams within ~100 MB of its 1 stream (issue #4) and most of
+  batching's throughput (`bench/throughput.py`, faster-whisper, farm/raw: 1.01 / 1.16 /
+  1.27 / 1.29 at batch 1 / 2 / 3 / 8); base gets 1 (128 gives it 2). With 80,
+  openai-whisper got 2: 78 instead of 83–102 MB, but 1.33× the raw engine instead of
+  1.6–1.8× — not worth it.
 - CUDA, torch (openai-whisper): `GPU_SHARE` of the free GPU memory after the model is
   loaded — the GPU is the worker's own, and batches are what it is for.
 - CUDA, CTranslate2 (faster-whisper): `GPU_FALLBACK_MB`; CTranslate2 reports no free
@@ -40,7 +41,11 @@ MB = 1 << 20
 """`--batch-memory-mb` counts MiB."""
 AUDIO_POSITIONS = 1500
 """Encoder output positions of a 30 s window (every Whisper model)."""
-CPU_BUDGET_MB = 64
+CPU_BUDGET_MB = 96
+FASTER_WHISPER_OVERHEAD = 1.3
+"""tiny.en, `bench/memory.py`: ~27 MB per extra window in a CTranslate2 batch / 20.7 MB."""
+OPENAI_WHISPER_OVERHEAD = 1.5
+"""tiny.en, `bench/memory.py`: ~31 MB per extra window in a torch batch / 20.7 MB."""
 GPU_SHARE = 0.5
 GPU_FALLBACK_MB = 4096
 
@@ -53,11 +58,16 @@ class DecoderShape:
     width: int
     bytes_per_value: int
     audio_positions: int = AUDIO_POSITIONS
+    overhead: float = 1.0
+    """What the engine holds per window beyond the K/V and the encoder output (beams'
+    self-attention caches, logits, per-step temporaries), as a factor on them: measured
+    per engine (`FASTER_WHISPER_OVERHEAD`, `OPENAI_WHISPER_OVERHEAD`)."""
 
     def window_bytes(self) -> int:
-        """Cross-attention K/V of every decoder layer plus the encoder output, in bytes."""
+        """Cross-attention K/V of every decoder layer plus the encoder output, times the
+        engine's overhead, in bytes."""
         one_tensor = self.audio_positions * self.width * self.bytes_per_value
-        return (self.layers * 2 + 1) * one_tensor
+        return int((self.layers * 2 + 1) * one_tensor * self.overhead)
 
 
 def budget_bytes(setting_mb: int, device: str, free_gpu: Callable[[], int | None]) -> int:

@@ -92,7 +92,7 @@ class WorkerSettings(ComponentSettings):
         description=(
             "Memory (MiB) one forward pass may hold for its windows' decoding state; the "
             "batch is min(--max-batch, budget / one window's estimate from the model's "
-            "dimensions), at least 1. 0: auto (CPU: 64, enough for 3 tiny.en windows; "
+            "dimensions), at least 1. 0: auto (CPU: 96, enough for 3 tiny.en windows; "
             "CUDA: half the free GPU memory with openai-whisper, 4096 with faster-whisper)."
         ),
     )

@@ -22,7 +22,7 @@ from faster_whisper import WhisperModel
 
 from whisperfarm.errors import EngineError
 from workers import metrics
-from workers.batch_budget import DecoderShape, plan_batch
+from workers.batch_budget import FASTER_WHISPER_OVERHEAD, DecoderShape, plan_batch
 from workers.batching import Limited, useful_concurrency
 from workers.ct2_format import Ct2FormatError, read_shapes
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
@@ -58,7 +58,7 @@ def decoder_shape(model_dir: Path, compute_type: str) -> DecoderShape:
     except (Ct2FormatError, KeyError, IndexError, OSError) as exc:
         raise EngineError(f"cannot read the decoder's shape from {model_dir}: {exc!r}") from exc
     value_bytes = 2 if "float16" in compute_type else 4  # bfloat16 too
-    return DecoderShape(len(layers), width, value_bytes, positions)
+    return DecoderShape(len(layers), width, value_bytes, positions, FASTER_WHISPER_OVERHEAD)
 
 
 @dataclass

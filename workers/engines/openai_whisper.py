@@ -30,7 +30,7 @@ from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from whisperfarm.errors import EngineError
 from workers import metrics
-from workers.batch_budget import DecoderShape, plan_batch
+from workers.batch_budget import OPENAI_WHISPER_OVERHEAD, DecoderShape, plan_batch
 from workers.batching import BatchGate, Limited, useful_concurrency
 from workers.convert import ensure_checkpoint
 from workers.engines import DecodeRequest, DecodeResult
@@ -205,7 +205,9 @@ def decoder_shape(whisper: Whisper) -> DecoderShape:
     """The loaded model's decoder, for the batch budget (float16 on CUDA, else float32)."""
     dims = whisper.dims
     value_bytes = 2 if whisper.device.type == "cuda" else 4
-    return DecoderShape(dims.n_text_layer, dims.n_text_state, value_bytes, dims.n_audio_ctx)
+    return DecoderShape(
+        dims.n_text_layer, dims.n_text_state, value_bytes, dims.n_audio_ctx, OPENAI_WHISPER_OVERHEAD
+    )
 
 
 def free_gpu_bytes(device: torch.device) -> int | None:

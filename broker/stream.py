@@ -128,8 +128,6 @@ async def _receive_packets(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
                     _take_packet(farm, run, data)
     except TimeoutError:
         raise Timeout(f"nothing received for {farm.settings.idle_timeout:g} s") from None
-    if event.get("text") is None and direct is not None:
-        raise _Internal("woken without a message or an error")  # pragma: no cover
     message = parse_client_message(event.get("text") or "")
     if not isinstance(message, End):
         raise ProtocolError(f"unexpected {message.type} during the upload")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 import wave
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +118,14 @@ def farm(
 
 def _slots(args: Sequence[str]) -> int:
     return int(args[list(args).index("--slots") + 1]) if "--slots" in args else 4
+
+
+def effective_batch(worker: Worker) -> int:
+    """Windows per forward pass the worker settled on: `--max-batch`, capped by its memory
+    budget (`--batch-memory-mb`); read from its metrics."""
+    text = httpx.get(worker.metrics_url(), timeout=10).text
+    found = re.search(r"^whisperfarm_worker_max_batch (\S+)$", text, re.MULTILINE)
+    return int(float(found.group(1))) if found else 0
 
 
 def worker_pid(worker: Worker) -> int:

@@ -21,7 +21,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import dump, farm, final_text, machine, real_speech, stream_all, table
+from bench.common import (
+    dump,
+    effective_batch,
+    farm,
+    final_text,
+    machine,
+    real_speech,
+    stream_all,
+    table,
+)
 from bench.common import word_error_rate as wer
 from bench.throughput import raw_run
 
@@ -46,7 +55,8 @@ def main() -> int:
         worker = ["--model", "tiny.en", "--model-cache-dir", str(tmp / "models"),
                   "--slots", str(args.clients), "--max-batch", str(args.max_batch)]  # fmt: skip
         walls, raws = [], []
-        with farm(tmp, args.engine, *worker) as (broker, _):
+        with farm(tmp, args.engine, *worker) as (broker, workers):
+            batch = effective_batch(workers[0])
             asyncio.run(stream_all(broker, files[:1]))  # warm-up
             for _ in range(args.repeat):  # alternate, so load from elsewhere hits both alike
                 replies, wall = asyncio.run(stream_all(broker, files))
@@ -66,7 +76,7 @@ def main() -> int:
         t is not None and wer(s.reference, t) <= MAX_WER for s, t in zip(files, texts, strict=True)
     )
     print(f"\n{args.clients} clients, {audio:.0f} s of audio, {args.engine}, "
-          f"--max-batch {args.max_batch}")  # fmt: skip
+          f"--max-batch {args.max_batch} ({batch} windows per forward pass)")  # fmt: skip
     print(f"farm: {audio / wall:.1f}x real time ({wall:.1f} s); {correct}/{len(files)} complete "
           f"and correct (WER <= {MAX_WER})")  # fmt: skip
     print(f"raw engine, files one after another: {audio / raw:.1f}x real time ({raw:.1f} s)")

@@ -82,6 +82,8 @@ async def resuming_client(broker: Broker, tally: Counter[str]) -> None:
             final = json.loads(raw)
     ok = final.get("type") == "final" and "4.0 s of audio" in final.get("text", "")
     tally["finished" if ok else "lost"] += 1
+    if not ok:
+        print("LOST after a resume:", str(final)[:300], flush=True)
 
 
 async def bad_client(broker: Broker, tally: Counter[str]) -> None:

@@ -293,15 +293,17 @@ class Farm:
         An ack's round still in flight need not be waited for: this round starts after
         it and covers everything it covers.
         """
-        if run.spool is not None:
-            self.flush(run)
-            spool, run.spool = run.spool, None
-            try:
-                await self.syncer.durable(spool)
-            except OSError as exc:
-                raise SpoolUnavailable.from_os_error(exc) from None
-            finally:
-                spool.close(sync=False)
+        spool = run.spool
+        if spool is None:
+            return
+        self.flush(run)
+        run.take_spool()
+        try:
+            await self.syncer.durable(spool)
+        except OSError as exc:
+            raise SpoolUnavailable.from_os_error(exc) from None
+        finally:
+            spool.close(sync=False)
 
     async def interrupt(self, run: StreamRun, reason: str) -> None:
         """The client went away before `end`: keep the spool, wait for a `resume`."""
@@ -326,8 +328,8 @@ class Farm:
         if run.finished.is_set():
             return
         self.dispatcher.cancel(run)
-        if run.spool is not None:
-            spool, run.spool = run.spool, None
+        spool = run.take_spool()
+        if spool is not None:
             spool.close()
         metrics.STREAM_ERRORS.labels(code=exc.code.value).inc()
         run.emit(Error.from_exception(exc), exc.close_code)

@@ -29,6 +29,8 @@ class StreamRun:
     audio: AudioFormat
     validator: PacketValidator
     spool: SpoolWriter | None = None
+    closed_spool_bytes: int | None = None
+    """What the spool had been handed when it was detached (`take_spool`)."""
     outbox: asyncio.Queue[Outgoing] | None = None
     worker: bytes | None = None
     """Identity of the worker holding the current attempt."""
@@ -61,12 +63,28 @@ class StreamRun:
 
     def received_bytes(self) -> int:
         """Audio bytes received, including those not flushed to the spool yet."""
-        return self.spool.size if self.spool is not None else self.files.spool_size()
+        if self.spool is not None:
+            return self.spool.size
+        return self.written_bytes()
 
     def written_bytes(self) -> int:
         """Audio bytes handed to the spool file: what a replay (a read queued on the disk
         thread after those writes) can read."""
-        return self.spool.written if self.spool is not None else self.files.spool_size()
+        if self.spool is not None:
+            return self.spool.written
+        if self.closed_spool_bytes is not None:
+            return self.closed_spool_bytes
+        return self.files.spool_size()  # re-queued after a restart: the file is complete
+
+    def take_spool(self) -> SpoolWriter | None:
+        """Detach the spool (to close it), keeping its size: its last writes may still
+        be queued for the disk, and until they land the file on disk is shorter. A
+        replay that went by the file's size ended short and the worker decoded an upload
+        without its tail (a resumed upload whose `end` came during the replay)."""
+        spool, self.spool = self.spool, None
+        if spool is not None:
+            self.closed_spool_bytes = spool.written
+        return spool
 
     def emit(self, message: ClientMessage, close: CloseCode | None = None) -> None:
         """Queue a message for the attached client, if any (headless runs drop it)."""

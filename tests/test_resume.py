@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -39,6 +40,50 @@ async def test_drop_after_end_then_resume_gets_the_final(tmp_path: Path) -> None
         again = await _resume_and_end(broker.ws, job_id)
         assert again.last == reply.last, "a done job answers a repeated end with its final"
         assert broker.farm()["streams"]["active"] == 0
+    finally:
+        worker.process.stop()
+        broker.process.stop()
+
+
+async def _cut_upload(url: str, sent: list[bytes]) -> str:
+    """Start a stream, send `sent`, drop the connection; returns the job id."""
+    async with websockets.connect(url) as ws:
+        await ws.send(start_message())
+        job_id: str = json.loads(await ws.recv())["job_id"]
+        for packet in sent:
+            await ws.send(packet)
+    return job_id
+
+
+async def _resume_rest_and_end(url: str, job_id: str, sent: list[bytes]) -> Reply:
+    """Resume, send everything from the broker's frame on at once, `end` at once."""
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"type": "resume", "job_id": job_id}))
+        accepted = json.loads(await ws.recv())
+        assert accepted["type"] == "accepted", accepted
+        for packet in sent[accepted["resume_from_frame"] // 1000 :]:
+            await ws.send(packet)
+        await ws.send(json.dumps({"type": "end"}))
+        return await read_all(ws, Reply([accepted]))
+
+
+async def test_end_while_a_resumed_upload_is_replayed_loses_nothing(tmp_path: Path) -> None:
+    """The worker of a resumed upload first gets the spool replayed, then live packets.
+    A client that sends its rest and `end` before that replay has caught up must still
+    have every frame decoded: the replay has to know about writes still on their way to
+    the spool (it once went by the file's size on disk and ended short, and the null
+    engine's final said less audio than was sent)."""
+    broker = start_broker(tmp_path, "--max-active", "30")
+    worker = start_worker(tmp_path, broker.zmq, engine="null", slots=30)
+    sent = packets(tone(4.0))
+    try:
+        broker.wait_workers(1)
+        jobs = [await _cut_upload(broker.ws, sent[: 1 + i % 3]) for i in range(30)]
+        for job_id in jobs:
+            broker.wait_job(job_id, {"interrupted"})
+        replies = await asyncio.gather(*(_resume_rest_and_end(broker.ws, j, sent) for j in jobs))
+        texts = [reply.last.get("text", str(reply.last)) for reply in replies]
+        assert all("4.0 s of audio" in text for text in texts), texts
     finally:
         worker.process.stop()
         broker.process.stop()

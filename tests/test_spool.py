@@ -6,6 +6,7 @@ import asyncio
 import errno
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +15,12 @@ import websockets
 
 from broker.disk import Disk
 from broker.durability import GroupSync
+from broker.jobs import Job
+from broker.run import StreamRun
 from broker.spool import FLUSH_INTERVAL_S, JobFiles, SpoolWriter
 from tests.farm import Broker, wait_for
 from tests.wsclient import packets, start_message, tone
+from whisperfarm.packets import PacketValidator
 
 
 @pytest.fixture
@@ -83,6 +87,30 @@ def test_a_failed_write_is_raised_and_nothing_is_appended_after_it(
     spool.append(b"b", 0.0)
     with pytest.raises(OSError):
         spool.flush()
+
+
+def test_a_detached_spool_still_counts_the_writes_on_their_way_to_disk(
+    tmp_path: Path, disk: Disk
+) -> None:
+    """After `end` the spool is detached while its last writes wait for the disk thread;
+    a replay must still see them (going by the file's size, it ended short)."""
+    job = Job(id="job", name="t.wav", created_at=0.0, updated_at=0.0,
+              sample_rate=16_000, channels=1, format="s16le")  # fmt: skip
+    files = JobFiles(tmp_path, job.id)
+    audio = job.audio_format()
+    run = StreamRun(job, files, audio, PacketValidator(audio), SpoolWriter(files, disk))
+    disk_free = threading.Event()
+    disk.submit(disk_free.wait)  # the disk thread is busy: writes queue behind this
+    assert run.spool is not None
+    run.spool.append(b"a" * 2000, 0.0)
+    run.spool.flush()
+    spool = run.take_spool()
+    assert spool is not None and run.spool is None
+    assert files.spool_size() == 0, "the write has not landed"
+    assert run.written_bytes() == run.received_bytes() == 2000
+    disk_free.set()
+    spool.close(sync=False).result()  # type: ignore[union-attr]
+    assert files.spool_size() == run.written_bytes() == 2000
 
 
 async def test_many_waiters_share_a_few_file_system_syncs(

@@ -2,11 +2,11 @@
 
 An `fsync` per stream per ack costs a disk flush each; with hundreds of streams the
 flushes queue up behind each other (and behind asyncio's small default thread pool) and
-acks and the `end` that waits for one fall seconds behind. (Transcripts are the
-opposite case: few, small, and a final waits for each, so they fsync on their own
-thread, `Disk.commit`.) Instead, callers wait for the next round: the round flushes the file system
-once and answers all of them. While a round runs, new callers gather for the next one,
-so a round always starts after the write its callers wait for.
+acks and the `end` that waits for one fall seconds behind. Instead, callers wait for the
+next round: the round flushes the file system once and answers all of them. While a
+round runs, new callers gather for the next one, so a round always starts after the
+write its callers wait for. (Transcripts are the opposite case: few, small, and a final
+waits for each, so they fsync on their own threads, `Disk.commit`.)
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class GroupSync:
                 batch, self._waiting = self._waiting, []
                 try:
                     await self._disk.sync()
-                except OSError as exc:  # pragma: no cover - os.sync does not fail on Linux
+                except OSError as exc:  # pragma: no cover - syncfs fails only on I/O errors
                     for future in batch:
                         if not future.done():
                             future.set_exception(exc)

@@ -2,9 +2,7 @@
 
 A reader (or a crash) never sees half a file: data goes to a temp file in the same
 directory, is fsynced, and is renamed over the target; the directory is fsynced too, so
-the rename itself survives a power cut. A caller that makes many files
-durable at once (the broker, with a file-system sync shared by every job finishing in
-the same instant) may skip the fsync and sync before it relies on them.
+the rename itself survives a power cut.
 """
 
 from __future__ import annotations
@@ -14,9 +12,8 @@ import os
 from pathlib import Path
 
 
-def write_atomic(target: Path, data: bytes | str, sync: bool = True) -> None:
-    """Write `data` (text as UTF-8) to `target` through a temp file and a rename; with
-    `sync=False` the caller syncs the file system before it counts on the file.
+def write_atomic(target: Path, data: bytes | str) -> None:
+    """Write `data` (text as UTF-8) to `target` durably, through a temp file and a rename.
 
     Plain `os` calls, as few as the job needs: the broker makes these from a thread
     while its event loop holds the GIL, and every system call is a wait to get the GIL
@@ -31,16 +28,14 @@ def write_atomic(target: Path, data: bytes | str, sync: bool = True) -> None:
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view) :]
-            if sync:
-                os.fsync(fd)
+            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if sync:
-        sync_directory(target.parent)
+    sync_directory(target.parent)
 
 
 _temp_names = itertools.count()

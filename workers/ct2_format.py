@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,33 +99,9 @@ class _Cursor:
         return data.reshape(shape)
 
 
-def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Every variable's shape, without reading (or widening) any weight: what the batch
-    budget needs to know of a model CTranslate2 has already loaded."""
-    with open(path, "rb") as file:
-        try:
-            buffer: mmap.mmap | bytes = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:
-            buffer = b""
-    cursor = _Cursor(buffer)
-    (version,) = cursor.unpack("I")
-    if version not in SUPPORTED_VERSIONS:
-        raise Ct2FormatError(f"{path}: binary version {version} (supported: 5, 6)")
-    cursor.string()
-    cursor.unpack("I")
-    shapes: dict[str, tuple[int, ...]] = {}
-    (count,) = cursor.unpack("I")
-    for _ in range(count):
-        name = cursor.string()
-        (rank,) = cursor.unpack("B")
-        shapes[name] = cursor.unpack("I" * rank)
-        _, nbytes = cursor.unpack("B") + cursor.unpack("I")
-        cursor.offset += nbytes
-    return shapes
-
-
-def read_model(path: Path) -> Ct2Model:
-    """Parse `path` (a `model.bin`); raises `Ct2FormatError` on anything unexpected."""
+def _open(path: Path) -> tuple[_Cursor, str, int, int]:
+    """Map `path` and read its header: the cursor at the first variable, the spec name,
+    its revision and the number of variables."""
     with open(path, "rb") as file:
         try:
             buffer: mmap.mmap | bytes = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
@@ -136,13 +113,37 @@ def read_model(path: Path) -> Ct2Model:
         raise Ct2FormatError(f"{path}: binary version {version} (supported: 5, 6)")
     spec = cursor.string()
     (revision,) = cursor.unpack("I")
-    model = Ct2Model(spec, revision)
     (count,) = cursor.unpack("I")
+    return cursor, spec, revision, count
+
+
+def _variables(cursor: _Cursor, count: int) -> Iterator[tuple[str, tuple[int, ...], int, int]]:
+    """Each variable's name, shape, dtype id and data size; the caller reads or skips
+    the `nbytes` of data at the cursor before taking the next."""
     for _ in range(count):
         name = cursor.string()
         (rank,) = cursor.unpack("B")
         shape = cursor.unpack("I" * rank)
         dtype_id, nbytes = cursor.unpack("B") + cursor.unpack("I")
+        yield name, shape, dtype_id, nbytes
+
+
+def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every variable's shape, without reading (or widening) any weight: what the batch
+    budget needs to know of a model CTranslate2 has already loaded."""
+    cursor, _, _, count = _open(path)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, shape, _, nbytes in _variables(cursor, count):
+        shapes[name] = shape
+        cursor.offset += nbytes
+    return shapes
+
+
+def read_model(path: Path) -> Ct2Model:
+    """Parse `path` (a `model.bin`); raises `Ct2FormatError` on anything unexpected."""
+    cursor, spec, revision, count = _open(path)
+    model = Ct2Model(spec, revision)
+    for name, shape, dtype_id, nbytes in _variables(cursor, count):
         model.variables[name] = cursor.array(dtype_id, shape, nbytes)
     (aliases,) = cursor.unpack("I")
     for _ in range(aliases):

@@ -19,10 +19,9 @@ packets keep arriving on the event loop.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
-Pcm = npt.NDArray[np.int16]
-"""16 kHz mono signed 16-bit samples."""
+from workers.audio import Pcm
+
 MIN_CAPACITY = 16_000
 """First allocation: one second."""
 

@@ -69,6 +69,15 @@ class Disk:
         outside the ordered queue: it must not touch a file that queued work writes."""
         return self._committer.submit(functools.partial(fn, *args, **kwargs))
 
+    async def create(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn`, a small call that creates files (a job's directory and spool), on a
+        commit thread and wait for it: a create waits for the journal on a busy disk, and
+        made on the loop it stopped every stream; behind the ordered queue it would wait
+        for every spool's appends. `fn` must not touch a file that queued work writes."""
+        return await asyncio.wrap_future(
+            self._committer.submit(functools.partial(fn, *args, **kwargs))
+        )
+
     def discard(self, path: Path) -> None:
         """Delete a file some time soon, off the ordered queue: an unlink frees blocks
         (milliseconds on a busy disk) and no write waits for it."""

@@ -55,6 +55,8 @@ class Farm:
         )
         self.auth = Authenticator(load_tokens(settings.api_tokens, settings.api_tokens_file))
         self.runs: dict[str, StreamRun] = {}
+        self._resuming: set[str] = set()
+        """Jobs whose resume is opening their spool (not in `runs` yet)."""
         self.disk = Disk(settings.data_dir)
         self.syncer = GroupSync(self.disk)
         curve = (
@@ -103,7 +105,7 @@ class Farm:
 
     # ---- client side -----------------------------------------------------------------
 
-    def open_stream(self, start: Start, owner: str | None = None) -> StreamRun:
+    async def open_stream(self, start: Start, owner: str | None = None) -> StreamRun:
         """Admit a new stream (or raise `Overloaded`) and queue it for a worker."""
         audio = start.audio_format()
         self.admission.acquire("start", owner)
@@ -122,15 +124,16 @@ class Farm:
             owner=owner,
         )
         files = JobFiles(self.settings.data_dir, job.id)
-        spool = self._open_spool(files, 0, owner)
+        spool = await self._open_spool(files, 0, owner)
         run = StreamRun(job, files, audio, PacketValidator(audio), spool, admitted=True)
         self._admit(run)
         return run
 
-    def _open_spool(self, files: JobFiles, keep_bytes: int, owner: str | None) -> SpoolWriter:
-        """Open the spool of a just-admitted stream; on a disk error, give the slot back."""
+    async def _open_spool(self, files: JobFiles, keep_bytes: int, owner: str | None) -> SpoolWriter:
+        """Open the spool of a just-admitted stream, off the loop (`Disk.create`); on a
+        disk error, give the slot back."""
         try:
-            return SpoolWriter(files, self.disk, keep_bytes)
+            return await self.disk.create(SpoolWriter, files, self.disk, keep_bytes)
         except OSError as exc:
             self.admission.release(owner)
             log.error("cannot spool to %s: %s", files.dir, exc)
@@ -144,7 +147,7 @@ class Farm:
         gets its final after sending `end` again.
         """
         # The cut upload's last packets may still be queued for the disk: let them land
-        # so the spool's size is final. No await after this, so no resume can race it.
+        # so the spool's size is final.
         await self.disk.barrier()
         job = self.job_for(job_id, owner)
         run = self.runs.get(job_id) if job is not None else None
@@ -153,7 +156,12 @@ class Farm:
             return run
         if job is not None and job.status is JobStatus.DONE:
             return self._finished_run(job)
-        if job is None or job.status is not JobStatus.INTERRUPTED or run is not None:
+        if (
+            job is None
+            or job.status is not JobStatus.INTERRUPTED
+            or run is not None
+            or job_id in self._resuming  # another connection is opening its spool
+        ):
             state = "unknown" if job is None else job.status.value
             raise NotFound(f"job {job_id} cannot be resumed (it is {state})")
         audio = job.audio_format()
@@ -161,7 +169,11 @@ class Farm:
         whole = files.spool_size() // audio.packet_bytes * audio.packet_bytes
         self.admission.acquire("resume", owner)
         validator = PacketValidator(audio, audio.frames_in(whole))
-        spool = self._open_spool(files, whole, owner)
+        self._resuming.add(job_id)
+        try:
+            spool = await self._open_spool(files, whole, owner)
+        finally:
+            self._resuming.discard(job_id)
         run = StreamRun(job, files, audio, validator, spool, admitted=True)
         job.frames = validator.frames
         job.error = None

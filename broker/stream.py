@@ -92,7 +92,7 @@ async def _open(ws: WebSocket, farm: Farm) -> StreamRun:
         run = await farm.resume_stream(message.job_id, owner)
     else:
         assert isinstance(message, Start)
-        run = farm.open_stream(message, owner)
+        run = await farm.open_stream(message, owner)
     run.emit(Accepted(job_id=run.job_id, resume_from_frame=run.validator.frames))
     return run
 

@@ -87,3 +87,33 @@ async def test_end_while_a_resumed_upload_is_replayed_loses_nothing(tmp_path: Pa
     finally:
         worker.process.stop()
         broker.process.stop()
+
+
+async def _try_resume(url: str, job_id: str) -> dict[str, object]:
+    """Send `resume` and return the broker's answer (accepted or error); the connection
+    stays open a moment so an accepted one is still attached when the other arrives."""
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"type": "resume", "job_id": job_id}))
+        answer: dict[str, object] = json.loads(await ws.recv())
+        await asyncio.sleep(0.5)
+        return answer
+
+
+async def test_two_resumes_of_one_job_at_once_attach_exactly_one(tmp_path: Path) -> None:
+    """A resume opens the job's spool off the event loop; a second resume arriving
+    meanwhile must be refused, not given a second run truncating the same spool."""
+    broker = start_broker(tmp_path)
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    try:
+        broker.wait_workers(1)
+        for _ in range(5):
+            job_id = await _cut_upload(broker.ws, packets(tone(1.0)))
+            broker.wait_job(job_id, {"interrupted"})
+            answers = await asyncio.gather(*(_try_resume(broker.ws, job_id) for _ in range(4)))
+            kinds = sorted(str(a["type"]) for a in answers)
+            assert kinds == ["accepted", "error", "error", "error"], answers
+            assert all(a["code"] == "not_found" for a in answers if a["type"] == "error")
+        assert broker.farm()["streams"]["active"] <= 1
+    finally:
+        worker.process.stop()
+        broker.process.stop()

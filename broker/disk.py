@@ -48,9 +48,17 @@ one journal commit), and at a hundred jobs finishing a second one thread fell be
 
 
 class Disk:
-    def __init__(self, root: Path | None = None) -> None:
-        """`root`: a directory on the file system that `sync()` makes durable (None: all)."""
+    def __init__(self, root: Path | None = None, max_backlog: int = 64 * 1024 * 1024) -> None:
+        """`root`: a directory on the file system that `sync()` makes durable (None: all).
+        `max_backlog`: bytes of appends waiting for the disk thread above which the disk
+        counts as `congested` (see `append`)."""
         self._root = root
+        self.max_backlog = max_backlog
+        self._queued = 0  # bytes handed to `append`: only the loop writes it
+        self._landed = 0  # bytes whose append has run: only the disk thread writes it
+        self._went_over = False  # `append` passed `max_backlog` since `congested()` looked
+        self._on_drained: list[Callable[[], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="disk")
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="disk-sync")
         self._janitor = ThreadPoolExecutor(1, thread_name_prefix="disk-janitor")
@@ -59,6 +67,70 @@ class Disk:
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Queue `fn` after everything queued so far; returns at once."""
         return self._thread.submit(functools.partial(fn, *args, **kwargs))
+
+    def append(self, write: Callable[[bytes], None], data: bytes) -> None:
+        """Queue `write(data)` (a spool's append) like `submit`, counting `data` in the
+        `backlog` until it has run.
+
+        Uploads can come faster than the disk takes them (clients that do not pace, a
+        slow volume); without a bound the queue would hold it all in memory. Once the
+        backlog passes `max_backlog` the farm stops reading uploads (`congested`) and
+        reads again when it is back under half (`call_when_drained`): the clients' own
+        sends wait, in TCP, and nothing is lost.
+        """
+        self._queued += len(data)
+        self._went_over = self._went_over or self.backlog > self.max_backlog
+        self._thread.submit(self._append, write, data)
+
+    def _append(self, write: Callable[[bytes], None], data: bytes) -> None:  # disk thread
+        try:
+            write(data)
+        finally:
+            self._landed += len(data)
+            if self._on_drained and self.backlog <= self.max_backlog // 2:
+                loop = self._loop
+                if loop is not None:
+                    with contextlib.suppress(RuntimeError):  # the loop closed first
+                        loop.call_soon_threadsafe(self._drained)
+
+    @property
+    def backlog(self) -> int:
+        """Bytes of appends queued and not yet written."""
+        return self._queued - self._landed
+
+    def congested(self) -> bool:
+        """Whether the backlog is over `max_backlog`, or went over since the last look:
+        the disk thread may have caught up by the time the loop looks, and the append
+        that went over should still slow its upload down (cheaply: a hold released on
+        the next turn)."""
+        went_over, self._went_over = self._went_over, False
+        return went_over or self.backlog > self.max_backlog
+
+    def call_when_drained(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` on the running loop once the backlog is back under half of
+        `max_backlog` (at once, on the next turn, if it already is)."""
+        self._loop = asyncio.get_running_loop()
+        self._on_drained.append(callback)
+        if self.backlog <= self.max_backlog // 2:
+            self._loop.call_soon(self._drained)
+
+    def _drained(self) -> None:
+        if self.backlog > self.max_backlog // 2:
+            return  # congested again meanwhile: the next append that lands calls back
+        callbacks, self._on_drained = self._on_drained, []
+        for callback in callbacks:
+            callback()
+
+    async def drained(self) -> None:
+        """Wait until the backlog is back under half of `max_backlog`."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.call_when_drained(wake)
+        await done
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Queue `fn` after everything queued so far and wait for its result."""

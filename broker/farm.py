@@ -57,7 +57,8 @@ class Farm:
         self.runs: dict[str, StreamRun] = {}
         self._resuming: set[str] = set()
         """Jobs whose resume is opening their spool (not in `runs` yet)."""
-        self.disk = Disk(settings.data_dir)
+        self.disk = Disk(settings.data_dir, int(settings.max_disk_backlog_mb * 1024 * 1024))
+        metrics.DISK_BACKLOG.set_function(lambda: self.disk.backlog)
         self.syncer = GroupSync(self.disk)
         curve = (
             CurveServer.load(settings.curve_secret_key, settings.curve_clients_dir)

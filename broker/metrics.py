@@ -12,6 +12,13 @@ STREAMS_ADMITTED = Counter(
 STREAMS_REJECTED = Counter(
     "whisperfarm_broker_streams_rejected_total", "Streams refused at admission", ["reason"]
 )
+UPLOAD_PAUSES = Counter(
+    "whisperfarm_broker_upload_pauses_total",
+    "Times an upload's reading was paused because spool writes fell behind the disk",
+)
+DISK_BACKLOG = Gauge(
+    "whisperfarm_broker_disk_backlog_bytes", "Received audio bytes waiting to be written to spools"
+)
 PACKETS_RECEIVED = Counter("whisperfarm_broker_packets_received_total", "Audio packets received")
 BYTES_RECEIVED = Counter("whisperfarm_broker_bytes_received_total", "Audio bytes received")
 AUDIO_SECONDS_RECEIVED = Counter(

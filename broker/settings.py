@@ -35,6 +35,12 @@ class BrokerSettings(ComponentSettings):
     ack_every_packets: int = Field(
         16, ge=1, description="packets between durable-spool acknowledgements"
     )
+    max_disk_backlog_mb: float = Field(
+        64.0,
+        gt=0,
+        description="received audio (MB) waiting to be written to the spools above which the "
+        "broker stops reading uploads until the disk has caught up (clients' sends wait)",
+    )
     spool_retention: float = Field(
         0.0,
         description="seconds a finished job keeps its audio spool (0: delete once the "

@@ -128,7 +128,7 @@ class SpoolWriter:
         data = bytes(self._pending)
         self._pending.clear()
         self.pending_packets = 0
-        self._disk.submit(self._write, data)
+        self._disk.append(self._write, data)
         self.written += len(data)
         return data
 

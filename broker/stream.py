@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from broker import metrics
 from broker.farm import Farm
 from broker.run import StreamRun
-from broker.ws_protocol import packet_sink_setter
+from broker.ws_protocol import PacketControl, packet_sink_setter
 from whisperfarm.errors import (
     BadPacket,
     CloseCode,
@@ -126,6 +126,9 @@ async def _receive_packets(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
                     if data is None:
                         break
                     _take_packet(farm, run, data)
+                    if farm.disk.congested():  # the ASGI way's backpressure: read later
+                        _count_pause(farm)
+                        await farm.disk.drained()
     except TimeoutError:
         raise Timeout(f"nothing received for {farm.settings.idle_timeout:g} s") from None
     message = parse_client_message(event.get("text") or "")
@@ -164,13 +167,16 @@ class _DirectPackets:
 
     It runs inside the protocol's `data_received` and must not raise: an error (a bad
     packet, a full disk) is kept, further packets are dropped, and the endpoint is
-    woken to raise it, exactly as if it had read the packet itself.
+    woken to raise it, exactly as if it had read the packet itself. While the disk is
+    `congested` it holds the connection's reading until the disk has drained.
     """
 
-    def __init__(self, farm: Farm, run: StreamRun, idle: _IdleDeadline) -> None:
-        self.farm, self.run, self.idle = farm, run, idle
+    def __init__(
+        self, farm: Farm, run: StreamRun, idle: _IdleDeadline, control: PacketControl
+    ) -> None:
+        self.farm, self.run, self.idle, self.control = farm, run, idle, control
         self.error: WhisperfarmError | None = None
-        self.wake: Callable[[], None] = _nothing
+        self.held = False
 
     @classmethod
     @contextlib.contextmanager
@@ -182,12 +188,13 @@ class _DirectPackets:
         if setter is None:
             yield None
             return
-        direct = cls(farm, run, idle)
-        direct.wake = setter(direct)
+        direct = cls(farm, run, idle, _NO_CONTROL)
+        direct.control = setter(direct)
         try:
             yield direct
         finally:
             setter(None)  # packets after `end` are not the upload's
+            direct.release()
 
     def __call__(self, data: bytes) -> None:
         if self.error is not None:
@@ -197,15 +204,44 @@ class _DirectPackets:
             self.idle.touch()
         except WhisperfarmError as exc:
             self.error = exc
-            self.wake()
+            self.control.wake()
+            return
         except Exception:
             log.error("unexpected error taking a packet of job %s", self.run.job_id, exc_info=True)
             self.error = _Internal("internal error; the job was not finished")
-            self.wake()
+            self.control.wake()
+            return
+        if not self.held and self.farm.disk.congested():
+            self.held = True
+            _count_pause(self.farm)
+            self.control.hold()
+            self.farm.disk.call_when_drained(self.release)
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.control.release()
 
 
-def _nothing() -> None:
-    pass
+def _count_pause(farm: Farm) -> None:
+    metrics.UPLOAD_PAUSES.inc()
+    log.debug("disk backlog %d bytes: an upload waits for the disk", farm.disk.backlog)
+
+
+class _NoControl:
+    """Until the protocol hands over the real one."""
+
+    def wake(self) -> None:
+        pass
+
+    def hold(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+_NO_CONTROL = _NoControl()
 
 
 async def _await_result(ws: WebSocket, run: StreamRun, sender: asyncio.Task[None]) -> None:

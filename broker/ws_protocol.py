@@ -17,11 +17,15 @@ Text messages (`end`), close and disconnect take the ASGI path as before, so the
 endpoint still sees the end of the upload in order: every packet before `end` has been
 handed over when `end` is received. A server without the extension (another ASGI
 server) simply leaves the endpoint on the ASGI path.
+
+Setting a sink returns the connection's `PacketControl`: `wake` the endpoint, and
+`hold`/`release` reading the socket (backpressure: the packets then wait in the
+client's TCP send buffer, not in the broker's memory).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -40,9 +44,20 @@ class PacketSink(Protocol):
         """One binary message; must not raise (keep the error, then `wake` the endpoint)."""
 
 
+class PacketControl(Protocol):
+    def wake(self) -> None:
+        """Give the endpoint waiting for an ASGI message an empty one (`WAKE_MESSAGE`)."""
+
+    def hold(self) -> None:
+        """Stop reading the socket until `release()`."""
+
+    def release(self) -> None:
+        """Read the socket again (unless uvicorn itself paused it, or it is closing)."""
+
+
 class SetPacketSink(Protocol):
-    def __call__(self, sink: PacketSink | None) -> Callable[[], None]:
-        """Set (None: remove) the sink; returns a function that wakes the endpoint."""
+    def __call__(self, sink: PacketSink | None) -> PacketControl:
+        """Set (None: remove) the sink; returns the connection's `PacketControl`."""
 
 
 def packet_sink_setter(scope: Mapping[str, Any]) -> SetPacketSink | None:
@@ -64,12 +79,22 @@ class PacketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:  # the ASGI task starts later, on the next loop turn
             scope["extensions"][SCOPE_KEY] = self._set_packet_sink
 
-    def _set_packet_sink(self, sink: PacketSink | None) -> Callable[[], None]:
+    def _set_packet_sink(self, sink: PacketSink | None) -> PacketControl:
         self.packet_sink = sink
-        return self._wake
+        return self
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         self.queue.put_nowait(WAKE_MESSAGE)  # type: ignore[arg-type]
+
+    def hold(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def release(self) -> None:
+        # uvicorn pauses reading itself while its queue holds messages (`read_paused`)
+        # and resumes once the endpoint has taken them: that pause is not ours to end.
+        if not self.read_paused and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def send_receive_event_to_app(self) -> None:
         sink = self.packet_sink

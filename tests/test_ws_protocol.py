@@ -20,7 +20,7 @@ class Recorder:
     def __init__(self) -> None:
         self.log: list[tuple[str, Any]] = []
         self.registered = asyncio.Event()
-        self.wake: Any = None
+        self.control: Any = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -31,7 +31,7 @@ class Recorder:
         self.log.append(("asgi", first.get("bytes") or first.get("text")))
         setter = packet_sink_setter(scope)
         assert setter is not None, "PacketProtocol offers the sink in the scope"
-        self.wake = setter(lambda data: self.log.append(("sink", bytes(data))))
+        self.control = setter(lambda data: self.log.append(("sink", bytes(data))))
         self.registered.set()
         while True:
             message = await receive()
@@ -81,7 +81,7 @@ async def test_wake_gives_the_endpoint_an_empty_message() -> None:
     async with serving(app) as url, websockets.connect(url) as ws:
         await ws.send("hello")
         await asyncio.wait_for(app.registered.wait(), 5)
-        app.wake()
+        app.control.wake()
         await asyncio.sleep(0.2)
     assert app.log == [("asgi", "hello"), ("asgi", None)]
 

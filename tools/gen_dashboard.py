@@ -177,9 +177,14 @@ def streams_row(dash: db.Dashboard) -> None:
               "s", quantiles(B + "job_latency_seconds")),
         graph("Errors sent to clients", "Error messages per second, by protocol error code.",
               "ops", [q(f"sum by (code) ({rate(B + 'stream_errors_total')})", "{{code}}")]),
-        graph("Upload rate", "Audio bytes and packets received from clients, per second.", "short",
+        graph("Upload rate", "Audio bytes and packets received from clients per second, and "
+              "uploads paused because the disk fell behind (over --max-disk-backlog-mb).",
+              "short",
               [q(f"sum({rate(B + 'bytes_received_total')})", "bytes"),
-               q(f"sum({rate(B + 'packets_received_total')})", "packets")]),
+               q(f"sum({rate(B + 'packets_received_total')})", "packets"),
+               q(f"sum({rate(B + 'upload_pauses_total')})", "uploads paused")]),
+        graph("Disk backlog", "Received audio waiting to be written to the spools.", "bytes",
+              [q(f"sum({sel(B + 'disk_backlog_bytes')})", "backlog")]),
     ]  # fmt: skip
     for panel in panels:
         dash.with_panel(panel)

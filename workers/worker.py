@@ -21,7 +21,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import zmq.asyncio
+import zmq
 
 from whisperfarm import wire
 from whisperfarm.curve import CurveClient
@@ -61,7 +61,7 @@ class Worker:
         self.metrics_port = metrics_port
         self.name = settings.name or f"{socket.gethostname()}:{os.getpid()}"
         self.streams: dict[str, StreamRunner] = {}
-        self._ctx = zmq.asyncio.Context()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._curve = (
             CurveClient.load(settings.curve_server_key, settings.curve_secret_key)
             if settings.curve_server_key is not None

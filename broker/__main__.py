@@ -18,7 +18,7 @@ import zmq
 from broker.app import create_app
 from broker.farm import Farm
 from broker.settings import BrokerSettings
-from broker.ws_protocol import PacketProtocol
+from broker.ws_protocol import PacketProtocol, quiet_connection_lines
 from whisperfarm.errors import WhisperfarmError
 from whisperfarm.settings import configure_logging
 
@@ -131,6 +131,7 @@ class StartupError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     settings = BrokerSettings.from_cli(sys.argv[1:] if argv is None else argv, "whisperfarm-broker")
     configure_logging(settings.log_level)
+    quiet_connection_lines(settings.log_level)
     log.info("open-file limit %d", raise_open_file_limit())
     tune_gc()
     tune_threads()

@@ -6,12 +6,16 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 import websockets
 
 from broker.ws_protocol import PacketProtocol, packet_sink_setter
+from tests.farm import start_broker, start_worker
+from tests.wsclient import stream_pcm, tone
 
 
 class Recorder:
@@ -104,3 +108,23 @@ async def test_a_packet_never_overtakes_a_message_still_queued() -> None:
         ("asgi", b"packet"),
         ("sink", b"later"),  # the queue was empty again
     ]
+
+
+@pytest.mark.parametrize(("level", "shown"), [("info", False), ("debug", True)])
+async def test_per_connection_lines_only_at_debug(tmp_path: Path, level: str, shown: bool) -> None:
+    """uvicorn's and websockets' three INFO lines per connection cost the loop more than
+    the stream's job saves; a broker logs them only at DEBUG."""
+    broker = start_broker(tmp_path, "--log-level", level)
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    try:
+        broker.wait_workers(1)
+        reply = await stream_pcm(broker.ws, tone(1.0))
+        assert reply.last["type"] == "final"
+        broker.process.stop()  # after the connection's last line, whichever it is
+        output = broker.process.output()
+        for line in ("connection open", '"WebSocket /v1/stream" [accepted]'):
+            assert (line in output) is shown, (line, output[-2000:])
+        assert shown or "connection closed" not in output
+    finally:
+        worker.process.stop()
+        broker.process.stop()

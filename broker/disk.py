@@ -146,9 +146,7 @@ class Disk:
         commit thread and wait for it: a create waits for the journal on a busy disk, and
         made on the loop it stopped every stream; behind the ordered queue it would wait
         for every spool's appends. `fn` must not touch a file that queued work writes."""
-        return await asyncio.wrap_future(
-            self._committer.submit(functools.partial(fn, *args, **kwargs))
-        )
+        return await asyncio.wrap_future(self.commit(fn, *args, **kwargs))
 
     def discard(self, path: Path) -> None:
         """Delete a file some time soon, off the ordered queue: an unlink frees blocks

@@ -295,7 +295,8 @@ async def _send_outbox(ws: WebSocket, run: StreamRun) -> None:
     except (WebSocketDisconnect, RuntimeError, OSError):
         log.info("client of job %s went away before its result; the job goes on", run.job_id)
     finally:
-        run.detach()
+        if run.outbox is outbox:  # not one a resumed connection has attached since
+            run.detach()
 
 
 async def _reply_error(ws: WebSocket, exc: WhisperfarmError) -> None:

@@ -7,14 +7,18 @@ prompt/language the next window carries.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
 
-from whisperfarm.errors import ProtocolError, UnsupportedFormat
+from whisperfarm.errors import EngineError, ProtocolError, UnsupportedFormat
+from whisperfarm.wire import Command, Message
 from workers.audio import SAMPLE_RATE
-from workers.engines import DecodedSegment, DecodeResult
+from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
+from workers.engines.null import NullEngine
+from workers.runner import StreamRunner
 from workers.stream import COMMIT_MARGIN_S, StreamSpec, StreamState
 
 SPEC = StreamSpec(attempt=1, sample_rate=16_000, channels=1, format="s16le")
@@ -165,3 +169,36 @@ def test_end_flushes_the_resampler_tail() -> None:
 def test_bad_assign_bodies(body: dict[str, object], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         StreamSpec.parse(body)
+
+
+class _Broken:
+    """An engine that fails every window."""
+
+    name, model, device = "broken", "none", "cpu"
+
+    def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
+        raise EngineError("the engine broke")
+
+
+@pytest.mark.parametrize(("engine", "result_command"),
+                         [(NullEngine(), Command.FINAL), (_Broken(), Command.FAILED)])  # fmt: skip
+async def test_the_slot_is_free_before_the_result_leaves(
+    engine: Any, result_command: Command
+) -> None:
+    """The broker frees a worker's slot when it reads FINAL or FAILED and may send the
+    next ASSIGN at once: by then the worker must not count the stream any more (under
+    load it once answered such an ASSIGN with "full")."""
+    holding = {"job"}
+    seen: list[tuple[Command, bool]] = []
+
+    async def send(message: Message) -> None:
+        seen.append((message.command, "job" in holding))
+
+    runner = StreamRunner("job", SPEC, 10.0, engine, ThreadPoolExecutor(1), send)
+    runner.start(lambda r: holding.discard(r.job_id))
+    runner.feed(tone(1.0))
+    runner.end()
+    assert runner.task is not None
+    await runner.task
+    assert (result_command, False) in seen, seen
+    assert not holding

@@ -84,12 +84,23 @@ class StreamRunner:
         self._stop_outcome: Outcome = "cancelled"
         self.outcome: Outcome | None = None
         self.task: asyncio.Task[None] | None = None
+        self._on_exit: Callable[[StreamRunner], None] | None = None
 
     def start(self, on_exit: Callable[[StreamRunner], None]) -> None:
-        """Start the stream's task; `on_exit` runs once it is over, however it ended."""
+        """Start the stream's task; `on_exit` runs once it is over, however it ended, and
+        also right before its FINAL or FAILED is sent (so it must be idempotent)."""
+        self._on_exit = on_exit
         task = asyncio.create_task(self._run(), name=f"stream-{self.job_id}")
         task.add_done_callback(lambda _: self._finished(on_exit))
         self.task = task
+
+    def _leave(self) -> None:
+        """Give the worker its slot back before the result goes out: the broker frees
+        the slot when it reads FINAL or FAILED and may assign the next stream at once,
+        and that ASSIGN could be read before this task's done callback ran (a worker
+        under load said "full" to a stream the broker had every right to send)."""
+        if self._on_exit is not None:
+            self._on_exit(self)
 
     def _finished(self, on_exit: Callable[[StreamRunner], None]) -> None:
         # A done callback rather than `finally`, so a task cancelled before it ever ran
@@ -130,13 +141,16 @@ class StreamRunner:
         try:
             await self._decode_while_streaming()
             await self._decode(final=True)
+            self._leave()
             await self._send_final()
             self.outcome = "done"
         except WhisperfarmError as exc:
             log.info("stream %s attempt %d failed: %s", self.job_id, self.attempt, exc.detail)
+            self._leave()
             await self._send_failed(exc.detail)
         except Exception as exc:
             log.error("stream %s attempt %d crashed", self.job_id, self.attempt, exc_info=True)
+            self._leave()
             await self._send_failed(f"internal error in the worker: {exc}")
 
     async def _decode_while_streaming(self) -> None:

@@ -63,10 +63,13 @@ class WorkerInfo:
     connected_at: float = field(default_factory=time.time)
     draining: bool = False
     """The worker finishes what it holds and takes nothing new (it is shutting down)."""
+    refusing: bool = False
+    """It refused an ASSIGN (its count of free slots was not ours): nothing new for it
+    until its next heartbeat, so a stream cannot bounce between it and the queue."""
 
     @property
     def free(self) -> int:
-        return 0 if self.draining else self.slots - len(self.streams)
+        return 0 if self.draining or self.refusing else self.slots - len(self.streams)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -242,6 +245,9 @@ class Dispatcher:
         worker.expiry = self._expiry()
         if message.command is Command.HEARTBEAT and message.body.get("draining"):
             self._mark_draining(worker)
+        if message.command is Command.HEARTBEAT and worker.refusing:
+            worker.refusing = False
+            self._assign_pending()
         handler = self._result_handlers.get(message.command)
         if handler is not None:
             handler(self, worker, message)
@@ -311,10 +317,25 @@ class Dispatcher:
 
     def _on_failed(self, worker: WorkerInfo, message: Message) -> None:
         run = self._current_run(worker, message)
-        if run is not None:
-            self._release(worker, run)
-            self._listener.on_failed(run, str(message.body.get("error") or "worker failed"))
-            self._assign_pending()
+        if run is None:
+            return
+        self._release(worker, run)
+        error = str(message.body.get("error") or "worker failed")
+        if message.body.get("refused") is True:
+            self._requeue_refused(worker, run, error)
+        else:
+            self._listener.on_failed(run, error)
+        self._assign_pending()
+
+    def _requeue_refused(self, worker: WorkerInfo, run: StreamRun, error: str) -> None:
+        """The worker did not take the stream (it had no free slot by its own count):
+        that says nothing about the audio, so the stream goes back to the head of the
+        queue, for another worker or for this one after its next heartbeat."""
+        log.warning("worker %s refused job %s (%s): re-queued", worker.name, run.job_id, error)
+        worker.refusing = True
+        metrics.REDISPATCHES.inc()
+        self._listener.on_requeued(run)  # first: `submit` may assign it again at once
+        self.submit(run, front=True)
 
     _result_handlers: ClassVar[dict[Command, Callable[[Dispatcher, WorkerInfo, Message], None]]] = {
         Command.SEGMENT: _on_segment,
@@ -384,8 +405,8 @@ class Dispatcher:
             if run is not None and run.worker == worker.identity:
                 log.warning("re-dispatching job %s from lost worker %s", job_id, worker.name)
                 metrics.REDISPATCHES.inc()
+                self._listener.on_requeued(run)  # first: `submit` may assign it at once
                 self.submit(run, front=True)
-                self._listener.on_requeued(run)
         worker.streams.clear()
         self._update_gauges()
         self._listener.on_farm_changed()

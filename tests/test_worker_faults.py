@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from pathlib import Path
+
+import zmq
 
 from tests.farm import start_broker, start_worker, wait_for
 from tests.wsclient import stream_pcm, tone
+from whisperfarm import wire
+from whisperfarm.wire import Command, Message
 
 
 async def test_killed_worker_streams_are_redispatched_and_finish(tmp_path: Path) -> None:
@@ -105,4 +110,52 @@ async def test_a_draining_worker_finishes_its_stream_and_takes_no_new_one(tmp_pa
         staying.process.stop()
     finally:
         leaving.process.stop()
+        broker.process.stop()
+
+
+def _refuse_the_first_assign(endpoint: str, refused: list[str]) -> None:
+    """A worker that says READY with one slot, then answers its first ASSIGN as full
+    (what a worker whose count of slots disagrees with the broker's does) and stays."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    ready = {"engine": "null", "model": "none", "device": "cpu", "slots": 1,
+             "metrics_port": 0, "name": "refuser", "pid": 0}  # fmt: skip
+    sock.send_multipart([b"", *wire.encode(Message(Command.READY, body=ready))])
+    try:
+        while sock.poll(20_000):
+            message = wire.decode(sock.recv_multipart()[1:])
+            if message.command is Command.ASSIGN and not refused:
+                refused.append(message.job_id)
+                body = {"attempt": message.attempt, "error": "full", "refused": True}
+                sock.send_multipart(
+                    [b"", *wire.encode(Message(Command.FAILED, message.job_id, body))]
+                )
+                return
+    finally:
+        sock.close()
+        ctx.term()
+
+
+async def test_a_refused_stream_is_requeued_and_finishes_elsewhere(tmp_path: Path) -> None:
+    broker = start_broker(tmp_path)
+    refused: list[str] = []
+    refuser = threading.Thread(target=_refuse_the_first_assign, args=(broker.zmq, refused))
+    refuser.start()
+    worker = None
+    try:
+        broker.wait_workers(1)
+        stream = asyncio.create_task(stream_pcm(broker.ws, tone(2.0)))
+        await asyncio.to_thread(refuser.join, 30)
+        assert refused, "the refuser got the stream first"
+        worker = start_worker(tmp_path, broker.zmq, engine="null")
+        reply = await asyncio.wait_for(stream, 60)
+        assert reply.last["type"] == "final" and "2.0 s of audio" in reply.last["text"]
+        job = broker.job(refused[0])
+        assert job["status"] == "done" and job["attempt"] == 2
+        assert broker.metric("whisperfarm_broker_redispatches_total") == 1
+    finally:
+        if worker is not None:
+            worker.process.stop()
         broker.process.stop()

@@ -233,3 +233,16 @@ def test_drain_timeout_leaves_unfinished_streams_to_the_broker(tmp_path: Path) -
         running.broker.expect(Command.DISCONNECT, timeout=10)
         assert running.worker.popen.wait(15) == 0
         assert "drain timeout" in running.worker.output()
+
+
+def test_an_assign_beyond_the_slots_is_refused_not_failed(null_farm: Farm) -> None:
+    """A third stream for a 2-slot worker is refused with `refused: true`, so the broker
+    re-queues it instead of failing a job whose audio is fine."""
+    broker = null_farm.broker
+    for job in ("job-r1", "job-r2", "job-r3"):
+        broker.assign(job, MONO)
+    _, refused = broker.expect(Command.FAILED, "job-r3")
+    assert refused.body["refused"] is True and "full" in refused.body["error"]
+    broker.send(Message(Command.ASSIGN, "job-r4", {"attempt": 1, "sample_rate": 1000}))
+    _, failed = broker.expect(Command.FAILED, "job-r4")  # a bad spec fails: not refused
+    assert "refused" not in failed.body

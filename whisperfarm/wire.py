@@ -27,7 +27,7 @@ class Command(StrEnum):
     READY = "READY"  # {engine, model, device, slots, metrics_port, name, pid}
     SEGMENT = "SEGMENT"  # {attempt, id, start, end, text}
     FINAL = "FINAL"  # {attempt, text, segments, language, duration, decode_started, decode_ended}
-    FAILED = "FAILED"  # {attempt, error}
+    FAILED = "FAILED"  # {attempt, error[, refused: true = never taken, re-queue it]}
     # broker → worker
     ASSIGN = "ASSIGN"  # {attempt, sample_rate, channels, format, language, task}
     AUDIO = "AUDIO"  # header(attempt) + PCM

@@ -240,9 +240,8 @@ class Worker:
         if current is not None:
             self._remove(current, "replaced")
         if len(self.streams) >= self.settings.slots:
-            await self._fail(
-                message, f"worker {self.name} is full: all {self.settings.slots} slots are busy"
-            )
+            reason = f"worker {self.name} is full: all {self.settings.slots} slots are busy"
+            await self._fail(message, reason, refused=True)
             return
         self._start(message.job_id, spec)
 
@@ -321,9 +320,12 @@ class Worker:
         except zmq.ZMQError as exc:
             log.warning("could not send %s for %s: %s", message.command, message.job_id, exc)
 
-    async def _fail(self, message: Message, error: str) -> None:
+    async def _fail(self, message: Message, error: str, refused: bool = False) -> None:
+        """FAILED for a stream; `refused`: it was never taken (the broker re-queues it)."""
         log.info("stream %s attempt %d failed: %s", message.job_id, message.attempt, error)
-        body = {"attempt": message.attempt, "error": error}
+        body: dict[str, object] = {"attempt": message.attempt, "error": error}
+        if refused:
+            body["refused"] = True
         await self._send(Message(Command.FAILED, message.job_id, body))
 
     # ---- endings -----------------------------------------------------------------------------

@@ -243,11 +243,12 @@ class Dispatcher:
             self._send(identity, Message(Command.DISCONNECT))
             return
         worker.expiry = self._expiry()
-        if message.command is Command.HEARTBEAT and message.body.get("draining"):
-            self._mark_draining(worker)
-        if message.command is Command.HEARTBEAT and worker.refusing:
-            worker.refusing = False
-            self._assign_pending()
+        if message.command is Command.HEARTBEAT:
+            if message.body.get("draining"):
+                self._mark_draining(worker)
+            if worker.refusing:
+                worker.refusing = False
+                self._assign_pending()
         handler = self._result_handlers.get(message.command)
         if handler is not None:
             handler(self, worker, message)
@@ -333,8 +334,13 @@ class Dispatcher:
         queue, for another worker or for this one after its next heartbeat."""
         log.warning("worker %s refused job %s (%s): re-queued", worker.name, run.job_id, error)
         worker.refusing = True
+        self._redispatch(run)
+
+    def _redispatch(self, run: StreamRun) -> None:
+        """Back to the head of the queue, marked queued before `submit` (which may assign
+        it again at once: marked after, its new assignment was overwritten)."""
         metrics.REDISPATCHES.inc()
-        self._listener.on_requeued(run)  # first: `submit` may assign it again at once
+        self._listener.on_requeued(run)
         self.submit(run, front=True)
 
     _result_handlers: ClassVar[dict[Command, Callable[[Dispatcher, WorkerInfo, Message], None]]] = {
@@ -404,9 +410,7 @@ class Dispatcher:
             run = self._listener.run_for(job_id)
             if run is not None and run.worker == worker.identity:
                 log.warning("re-dispatching job %s from lost worker %s", job_id, worker.name)
-                metrics.REDISPATCHES.inc()
-                self._listener.on_requeued(run)  # first: `submit` may assign it at once
-                self.submit(run, front=True)
+                self._redispatch(run)
         worker.streams.clear()
         self._update_gauges()
         self._listener.on_farm_changed()

@@ -171,10 +171,11 @@ class _DirectPackets:
     `congested` it holds the connection's reading until the disk has drained.
     """
 
-    def __init__(
-        self, farm: Farm, run: StreamRun, idle: _IdleDeadline, control: PacketControl
-    ) -> None:
-        self.farm, self.run, self.idle, self.control = farm, run, idle, control
+    control: PacketControl
+    """The connection's, set by `attached` as it hands the sink over."""
+
+    def __init__(self, farm: Farm, run: StreamRun, idle: _IdleDeadline) -> None:
+        self.farm, self.run, self.idle = farm, run, idle
         self.error: WhisperfarmError | None = None
         self.held = False
 
@@ -188,7 +189,7 @@ class _DirectPackets:
         if setter is None:
             yield None
             return
-        direct = cls(farm, run, idle, _NO_CONTROL)
+        direct = cls(farm, run, idle)
         direct.control = setter(direct)
         try:
             yield direct
@@ -203,19 +204,21 @@ class _DirectPackets:
             _take_packet(self.farm, self.run, data)
             self.idle.touch()
         except WhisperfarmError as exc:
-            self.error = exc
-            self.control.wake()
-            return
+            self._keep(exc)
         except Exception:
             log.error("unexpected error taking a packet of job %s", self.run.job_id, exc_info=True)
-            self.error = _Internal("internal error; the job was not finished")
-            self.control.wake()
-            return
-        if not self.held and self.farm.disk.congested():
-            self.held = True
-            _count_pause(self.farm)
-            self.control.hold()
-            self.farm.disk.call_when_drained(self.release)
+            self._keep(_Internal("internal error; the job was not finished"))
+        else:
+            if not self.held and self.farm.disk.congested():
+                self.held = True
+                _count_pause(self.farm)
+                self.control.hold()
+                self.farm.disk.call_when_drained(self.release)
+
+    def _keep(self, error: WhisperfarmError) -> None:
+        """Drop further packets and wake the endpoint to raise `error`."""
+        self.error = error
+        self.control.wake()
 
     def release(self) -> None:
         if self.held:
@@ -226,22 +229,6 @@ class _DirectPackets:
 def _count_pause(farm: Farm) -> None:
     metrics.UPLOAD_PAUSES.inc()
     log.debug("disk backlog %d bytes: an upload waits for the disk", farm.disk.backlog)
-
-
-class _NoControl:
-    """Until the protocol hands over the real one."""
-
-    def wake(self) -> None:
-        pass
-
-    def hold(self) -> None:
-        pass
-
-    def release(self) -> None:
-        pass
-
-
-_NO_CONTROL = _NoControl()
 
 
 async def _await_result(ws: WebSocket, run: StreamRun, sender: asyncio.Task[None]) -> None:

@@ -129,7 +129,7 @@ def quiet_connection_lines(level: str) -> None:
 
 def _check_base_class() -> None:
     """Fail at import, not per connection, if uvicorn's protocol lost what we extend."""
-    for name in ("handle_connect", "send_receive_event_to_app", "__init__"):
+    for name in ("handle_connect", "send_receive_event_to_app"):
         if not callable(getattr(WebSocketsSansIOProtocol, name, None)):  # pragma: no cover
             raise ImportError(f"uvicorn's WebSocketsSansIOProtocol has no {name}()")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,18 @@ class EventHub:
                 self._subscribers.pop(queue, None)
                 _end(queue)
 
-    async def stream(self, first: list[str], owner: str | None = None) -> AsyncIterator[str]:
-        """Yield `first` (snapshots), then every published event, with keep-alives."""
+    async def stream(
+        self, snapshot: Callable[[], list[str]], owner: str | None = None
+    ) -> AsyncIterator[str]:
+        """Yield `snapshot()`, then every event published after it, with keep-alives.
+
+        The snapshot is taken when the stream starts, in the same step that subscribes
+        it: one taken earlier (when the request came in) missed every change between it
+        and the response's start — a worker joining then was never shown."""
         queue: asyncio.Queue[str | None] = asyncio.Queue(self._queue_size)
         self._subscribers[queue] = owner
         try:
-            for message in first:
+            for message in snapshot():
                 yield message
             while True:
                 try:

@@ -99,9 +99,9 @@ async def farm_view(request: Request) -> Response:
 async def events(request: Request) -> Response:
     farm = _farm(request)
     owner = _owner(request)
-    first = [farm.events.format("farm", farm.farm_info())]
+    snapshot = lambda: [farm.events.format("farm", farm.farm_info())]  # noqa: E731
     return StreamingResponse(
-        farm.events.stream(first, owner if farm.auth.enabled else None),
+        farm.events.stream(snapshot, owner if farm.auth.enabled else None),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -116,6 +116,56 @@ def test_every_batch_runs_on_the_same_thread() -> None:
     assert len(runners) == 1 and threading.get_ident() not in runners
 
 
+def test_parallel_batches_run_at_once_each_on_its_own_forward_thread() -> None:
+    """Two batches of two: both runs must be inside `run` together (a barrier of two
+    that one batch at a time could never pass), on two forward threads."""
+    both_running = threading.Barrier(2)
+    runners: set[int] = set()
+
+    def run(key: Hashable, values: Sequence[int]) -> list[int]:
+        runners.add(threading.get_ident())
+        both_running.wait(JOIN_S)
+        return [v * 10 for v in values]
+
+    gate = BatchGate(run, max_batch=2, wait_s=3600, parallel=2)
+    assert run_threads(gate, [("k", v) for v in range(4)]) == [0, 10, 20, 30]
+    assert len(runners) == 2
+
+
+def test_threads_in_a_running_batch_are_not_waited_for() -> None:
+    """A runs alone (its partners were busy when the timer ran out) and is held; B and C
+    then arrive and, with a second pass free, start their batch at once: A's thread is
+    decoding but cannot arrive, so "everyone is here" counts without it."""
+    recorder_batches: list[list[int]] = []
+    go_on = threading.Event()
+    second_done = threading.Event()
+    gate: BatchGate[int, int]
+
+    def run(key: Hashable, values: Sequence[int]) -> list[int]:
+        recorder_batches.append(list(values))
+        if values == [0]:
+            gate.wait_s = 3600  # from now on only "everyone is here" can start a batch
+            go_on.set()
+            assert second_done.wait(JOIN_S), "the second batch did not run beside the first"
+        else:
+            second_done.set()
+        return [v * 10 for v in values]
+
+    gate = BatchGate(run, max_batch=8, wait_s=0.05, parallel=2)
+    all_decoding = threading.Barrier(3)
+
+    def one(value: int) -> int:
+        with gate.decoding():
+            all_decoding.wait(JOIN_S)
+            if value:
+                go_on.wait(JOIN_S)  # busy elsewhere until A's batch runs
+            return gate.call("k", value)
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(one, [0, 1, 2], timeout=JOIN_S)) == [0, 10, 20]
+    assert [sorted(b) for b in recorder_batches] == [[0], [1, 2]]
+
+
 def test_an_error_reaches_every_thread_of_its_batch() -> None:
     gate = BatchGate(Recorder(), max_batch=8, wait_s=3600)
 
@@ -188,12 +238,21 @@ def record_batch_sizes(engine: Engine) -> list[int]:
 
 
 @pytest.mark.model
+@pytest.mark.parametrize("parallel", [1, 2])
 @pytest.mark.parametrize("name", ["faster-whisper", "openai-whisper"])
 def test_batched_streams_get_the_same_words(
-    name: str, clips: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory
+    name: str, parallel: int, clips: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """Batches of up to 8 windows (a budget that allows them), one or two at once."""
     cache = tmp_path_factory.mktemp("models")
-    settings = WorkerSettings(engine=name, model="tiny.en", model_cache_dir=cache, max_batch=8)
+    settings = WorkerSettings(
+        engine=name,
+        model="tiny.en",
+        model_cache_dir=cache,
+        max_batch=8,
+        batch_memory_mb=1000,
+        parallel_batches=parallel,
+    )
     engine = engines.load(settings)
     requests = [DecodeRequest(audio) for audio in clips]
     sizes = record_batch_sizes(engine)
@@ -216,7 +275,8 @@ def test_worker_batches_streams_and_keeps_their_words(
     texts: dict[str, dict[str, str]] = {}
     for max_batch in ("1", "8"):
         tmp = tmp_path_factory.mktemp(f"batch-{max_batch}")
-        args = ["--engine", "faster-whisper", "--model", "tiny.en", "--slots", "4"]
+        args = ["--engine", "faster-whisper", "--model", "tiny.en", "--slots", "4",
+                "--batch-memory-mb", "200"]  # fmt: skip
         for running in farm(tmp, *args, "--max-batch", max_batch):
             interleave_streams(running.broker, streams)
             finals = {

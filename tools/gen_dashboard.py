@@ -237,11 +237,14 @@ def workers_row(dash: db.Dashboard) -> None:
               [q(f"sum by (instance) ({sel(W + 'streams_active')})"
                  f" / sum by (instance) ({sel(W + 'slots')})", per_worker)]),
         graph("Mean batch size per worker",
-              "Decode requests per engine call (cross-stream batching), and the most one "
-              "forward pass may take (--max-batch capped by --batch-memory-mb).", "none",
+              "Decode requests per engine call (cross-stream batching), the most one "
+              "forward pass may take (--max-batch capped by --batch-memory-mb), and how many "
+              "passes run at once (--parallel-batches).", "none",
               [q(f"sum by (instance) ({rate(W + 'decode_batch_size_sum')})"
                  f" / sum by (instance) ({rate(W + 'decode_batch_size_count')})", per_worker),
-               q(f"max by (instance) ({sel(W + 'max_batch')})", "limit {{instance}}")]),
+               q(f"max by (instance) ({sel(W + 'max_batch')})", "limit {{instance}}"),
+               q(f"max by (instance) ({sel(W + 'parallel_batches')})",
+                 "parallel passes {{instance}}")]),
         batch_heatmap(),
         graph("Inference time per worker (p95)",
               "Wall time of one engine call, and of one batched forward pass.", "s",

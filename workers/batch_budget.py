@@ -15,14 +15,19 @@ grow with the prompt. So each engine multiplies the estimate by its measured ove
 (1.3 and 1.5). base: 6 layers, width 512: 39.9 MB before the overhead; large-v3: 32
 layers, width 1280, float16 on GPU: 249.6 MB.
 
-The effective batch is `min(--max-batch, max(1, budget // per_window))`. The budget
-(`--batch-memory-mb`, 0 = auto):
-- CPU: `CPU_BUDGET_MB` (96): tiny.en gets 3 windows per pass with either engine, which
-  keeps a worker's 10 streams within ~100 MB of its 1 stream (issue #4) and most of
-  batching's throughput (`bench/throughput.py`, faster-whisper, farm/raw: 1.01 / 1.16 /
-  1.27 / 1.29 at batch 1 / 2 / 3 / 8); base gets 1 (128 gives it 2). With 80,
-  openai-whisper got 2: 78 instead of 83–102 MB, but 1.33× the raw engine instead of
-  1.6–1.8× — not worth it.
+A worker may run several forward passes at once (`--parallel-batches`, see
+`parallel_batches`); the budget is for all of them together, so each pass gets its share:
+the effective batch is `min(--max-batch, max(1, budget // parallel // per_window))`. The
+budget (`--batch-memory-mb`, 0 = auto):
+- CPU: `CPU_BUDGET_MB` (96). Each of a CPU worker's 2 parallel passes gets 48 MiB: one
+  tiny.en window (25.7 MiB with faster-whisper, 29.7 with openai-whisper), which keeps a
+  worker's 10 streams within 100 MB of its 1 stream (issue #4: faster-whisper +73–84 MB,
+  openai-whisper +61–95 in `bench/memory.py`) at 1.34–1.44× / 1.6× the raw engine's
+  throughput (`bench/throughput.py`). Two windows per pass (112 MiB) gave faster-whisper
+  1.49–1.57× for +86–98 MB: too close to the target. With one pass at a time
+  (`--parallel-batches 1`) the same 96 MiB take 3 windows: faster-whisper 1.13–1.29×
+  (1.01 / 1.16 / 1.27 / 1.29 at batch 1 / 2 / 3 / 8) for +36–49 MB, openai-whisper
+  1.6–1.8× for +83–119 MB. base gets 1 window per pass.
 - CUDA, torch (openai-whisper): `GPU_SHARE` of the free GPU memory after the model is
   loaded — the GPU is the worker's own, and batches are what it is for.
 - CUDA, CTranslate2 (faster-whisper): `GPU_FALLBACK_MB`; CTranslate2 reports no free
@@ -32,6 +37,7 @@ The effective batch is `min(--max-batch, max(1, budget // per_window))`. The bud
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +52,8 @@ FASTER_WHISPER_OVERHEAD = 1.3
 """tiny.en, `bench/memory.py`: ~27 MB per extra window in a CTranslate2 batch / 20.7 MB."""
 OPENAI_WHISPER_OVERHEAD = 1.5
 """tiny.en, `bench/memory.py`: ~31 MB per extra window in a torch batch / 20.7 MB."""
+CPU_PARALLEL_BATCHES = 2
+"""`--parallel-batches` auto on a CPU (see `parallel_batches`)."""
 GPU_SHARE = 0.5
 GPU_FALLBACK_MB = 4096
 
@@ -81,9 +89,32 @@ def budget_bytes(setting_mb: int, device: str, free_gpu: Callable[[], int | None
     return int(free * GPU_SHARE) if free is not None else GPU_FALLBACK_MB * MB
 
 
-def effective_batch(max_batch: int, budget: int, per_window: int) -> int:
-    """`min(max_batch, max(1, budget // per_window))`: one window always fits."""
-    return min(max_batch, max(1, budget // max(1, per_window)))
+def effective_batch(max_batch: int, budget: int, per_window: int, parallel: int = 1) -> int:
+    """`min(max_batch, max(1, budget // parallel // per_window))`: one window always fits."""
+    return min(max_batch, max(1, budget // max(1, parallel) // max(1, per_window)))
+
+
+def parallel_batches(setting: int, device: str) -> int:
+    """Forward passes a worker runs at once: the setting, or (0) one on a GPU and
+    `CPU_PARALLEL_BATCHES` on a CPU (at most one per core).
+
+    On a CPU a pass of a small model gains little from a second thread (tiny.en on 2 cores,
+    faster-whisper's own loop: 17.6 audio s/s with 1 thread and with 2), while two passes
+    side by side, a core each, do much more (the same loop in two threads: 24.5–27.4
+    audio s/s); a GPU runs one pass at a time anyway."""
+    if setting > 0:
+        return setting
+    if device == "cuda":
+        return 1
+    return max(1, min(CPU_PARALLEL_BATCHES, os.cpu_count() or 1))
+
+
+def threads_per_batch(cpu_threads: int, parallel: int) -> int:
+    """CPU threads each parallel pass may use: the setting, or (0) the cores shared out
+    between the passes; 0 (the library's default) when passes run one at a time."""
+    if cpu_threads or parallel == 1:
+        return cpu_threads
+    return max(1, (os.cpu_count() or 1) // parallel)
 
 
 def plan_batch(
@@ -92,15 +123,18 @@ def plan_batch(
     device: str,
     shape: DecoderShape,
     free_gpu: Callable[[], int | None] = lambda: None,
+    parallel: int = 1,
 ) -> int:
     """The effective batch for a loaded model, logged once at start."""
     per_window = shape.window_bytes()
     budget = budget_bytes(setting_mb, device, free_gpu)
-    batch = effective_batch(max_batch, budget, per_window)
+    batch = effective_batch(max_batch, budget, per_window, parallel)
     log.info(
-        "batching: at most %d windows per forward pass (--max-batch %d; budget %.0f MiB%s "
-        "at ~%.1f MiB per window: %d layers × 2 × %d × %d × %d bytes + encoder output)",
+        "batching: at most %d windows per forward pass, %d pass(es) at once (--max-batch %d; "
+        "budget %.0f MiB%s at ~%.1f MiB per window: %d layers × 2 × %d × %d × %d bytes + "
+        "encoder output)",
         batch,
+        parallel,
         max_batch,
         budget / MB,
         "" if setting_mb else f", auto on {device}",

@@ -7,16 +7,23 @@ as it would be decoded alone. The loop's expensive steps (encoder + beam search 
 every thread that is decoding has parked (nobody else can join), `max_batch` inputs are
 waiting, or the oldest has waited `wait_s`, one parked thread leads the whole batch
 through a single call and hands each thread its own result. So stream results are what they would
-be unbatched, the batch fills itself from whichever streams are at the same step (new
-streams join at the next step, no static batches), and only one batch runs at a time —
-on a CPU two concurrent forward passes would only fight over the same cores.
+be unbatched, and the batch fills itself from whichever streams are at the same step (new
+streams join at the next step, no static batches).
 
-The call itself always runs on the gate's one forward thread, not in the leader's: the
-leader changes from batch to batch, and every thread that runs a forward pass keeps
-its own native per-thread state for good — an OpenMP thread team (libgomp gives each
-calling thread its own), oneDNN/MKL scratch buffers — so with 10 streams there were ten
-of each. One thread keeps one (`bench/memory.py`, openai-whisper, `--max-batch 1`:
-10 streams cost +117 MB over 1 stream with leaders running batches, +81 MB with this).
+At most `parallel` batches run at once (`--parallel-batches`): on a GPU one, on a CPU
+one per share of the cores, each pass with its own threads (`batch_budget.
+parallel_batches`). While batches run, the threads outside them gather the next one
+and start it as soon as a share is free: every one of them has parked, or the batch is
+full, or `wait_s` has passed (threads inside a running batch cannot arrive, so nobody
+waits for them).
+
+The call itself always runs on one of the gate's `parallel` forward threads, not in the
+leader's: the leader changes from batch to batch, and every thread that runs a forward
+pass keeps its own native per-thread state for good — an OpenMP thread team (libgomp
+gives each calling thread its own), oneDNN/MKL scratch buffers — so with 10 streams
+there were ten of each. A fixed thread per share keeps one each (`bench/memory.py`,
+openai-whisper, `--max-batch 1`: 10 streams cost +117 MB over 1 stream with leaders
+running batches, +81 MB with one forward thread).
 
 Inputs carry a key; only inputs with equal keys (same decoding options) share a batch.
 """
@@ -55,17 +62,23 @@ class _Parked(Generic[In, Out]):
 class BatchGate(Generic[In, Out]):
     """Rendezvous of decoding threads; see the module docstring."""
 
-    def __init__(self, run: RunBatch[In, Out], max_batch: int, wait_s: float) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+    def __init__(
+        self, run: RunBatch[In, Out], max_batch: int, wait_s: float, parallel: int = 1
+    ) -> None:
+        if max_batch < 1 or parallel < 1:
+            raise ValueError("max_batch and parallel must be at least 1")
         self._run = run
         self.max_batch = max_batch
         self.wait_s = wait_s
+        self.parallel = parallel
         self._cond = threading.Condition()
         self._parked: list[_Parked[In, Out]] = []
-        self._busy = False
+        self._running = 0
+        """Batches running now (at most `parallel`)."""
+        self._in_flight = 0
+        """Threads whose input is in a running batch: decoding, but unable to arrive."""
         self._free_since = 0.0
-        self._forward = ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self._forward = ThreadPoolExecutor(parallel, thread_name_prefix="forward")
         self.active = 0
         """Threads inside `decoding()`: the ones that may still arrive at the gate."""
 
@@ -98,16 +111,16 @@ class BatchGate(Generic[In, Out]):
 
     def _should_lead(self, me: _Parked[In, Out]) -> bool:
         """The oldest parked thread starts a batch once waiting longer gains nothing."""
-        if self._busy or not self._parked or self._parked[0] is not me:
+        if self._running >= self.parallel or not self._parked or self._parked[0] is not me:
             return False
         full = sum(1 for p in self._parked if p.key == me.key) >= self.max_batch
-        everyone = len(self._parked) >= max(1, self.active)
+        everyone = len(self._parked) >= max(1, self.active - self._in_flight)
         return full or everyone or self._time_left() <= 0
 
     def _wait_for(self, me: _Parked[In, Out]) -> float | None:
         """Only the next leader has a deadline; everyone else sleeps until notified (a
         batch ending, an arrival, a thread leaving), so nobody spins while a batch runs."""
-        if self._busy or self._parked[0] is not me:
+        if self._running >= self.parallel or not self._parked or self._parked[0] is not me:
             return None
         return max(self._time_left(), 0.001)
 
@@ -124,13 +137,15 @@ class BatchGate(Generic[In, Out]):
         key = self._parked[0].key
         batch = [p for p in self._parked if p.key == key][: self.max_batch]
         self._parked = [p for p in self._parked if p not in batch]
-        self._busy = True
+        self._running += 1
+        self._in_flight += len(batch)
         self._cond.release()
         try:
             outputs = self._forward.submit(self._run_batch, key, batch).result()
         finally:
             self._cond.acquire()
-            self._busy = False
+            self._running -= 1
+            self._in_flight -= len(batch)
             self._free_since = time.monotonic()
         for parked, (result, error) in zip(batch, outputs, strict=True):
             parked.result, parked.error, parked.done = result, error, True
@@ -151,10 +166,10 @@ class BatchGate(Generic[In, Out]):
         return [(r, None) for r in results]
 
 
-def useful_concurrency(max_batch: int, *, next_batch: bool) -> int:
-    """Requests worth decoding at once with batches of `max_batch` windows: the batch that
-    runs, plus the whole next batch gathering behind it (`next_batch`) or one more window
-    (whose features are computed while the batch runs).
+def useful_concurrency(max_batch: int, *, next_batch: bool, parallel: int = 1) -> int:
+    """Requests worth decoding at once with `parallel` batches of `max_batch` windows: the
+    batches that run, plus a whole next round of them gathering behind (`next_batch`) or one
+    more window (whose features are computed while the batches run).
 
     More requests only park more windows — each holding its float32 audio and features —
     in front of a forward pass that cannot take them, so the engines choose by measure
@@ -164,7 +179,8 @@ def useful_concurrency(max_batch: int, *, next_batch: bool) -> int:
     next batch 22 audio s/s for +12 MB at 10 streams; openai-whisper's parked windows
     cost more (+110 instead of +83 MB) and it keeps 1.8× the raw engine with one.
     """
-    return 2 * max_batch if next_batch else max_batch + 1
+    running = parallel * max_batch
+    return running + (running if next_batch else 1)
 
 
 class Limited:

@@ -41,6 +41,11 @@ MAX_BATCH = Gauge(
     "Most windows one forward pass takes: --max-batch, capped by --batch-memory-mb.",
     registry=REGISTRY,
 )
+PARALLEL_BATCHES = Gauge(
+    "whisperfarm_worker_parallel_batches",
+    "Forward passes run at once (--parallel-batches; auto: 2 on a CPU, 1 on a GPU).",
+    registry=REGISTRY,
+)
 STREAMS_FINISHED = Counter(
     "whisperfarm_worker_streams_finished",
     "Streams that left this worker, by outcome (done, failed, cancelled, replaced, dropped).",

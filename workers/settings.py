@@ -65,7 +65,12 @@ class WorkerSettings(ComponentSettings):
         default=0, ge=0, le=65535, description="Port of the metrics server; 0 picks a free port."
     )
     cpu_threads: int = Field(
-        default=0, ge=0, description="CPU threads per decode; 0 keeps the library default."
+        default=0,
+        ge=0,
+        description=(
+            "CPU threads per forward pass; 0: the cores shared out between --parallel-batches "
+            "(with one pass at a time, the library's default)."
+        ),
     )
     beam_size: int = Field(
         default=5, ge=1, le=32, description="Beam size (5 is faster-whisper's own default)."
@@ -86,14 +91,25 @@ class WorkerSettings(ComponentSettings):
             "1 turns batching off. --batch-memory-mb may allow fewer."
         ),
     )
+    parallel_batches: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "Forward passes run at once, each with its share of the CPU threads (faster-whisper: "
+            "as many CTranslate2 replicas, sharing one copy of the weights). 0: auto (2 on a "
+            "CPU with 2 or more cores, 1 on a GPU)."
+        ),
+    )
     batch_memory_mb: int = Field(
         default=0,
         ge=0,
         description=(
-            "Memory (MiB) one forward pass may hold for its windows' decoding state; the "
-            "batch is min(--max-batch, budget / one window's estimate from the model's "
-            "dimensions), at least 1. 0: auto (CPU: 96, enough for 3 tiny.en windows; "
-            "CUDA: half the free GPU memory with openai-whisper, 4096 with faster-whisper)."
+            "Memory (MiB) the forward passes running at once may hold for their windows' "
+            "decoding state; the batch is min(--max-batch, budget / --parallel-batches / one "
+            "window's estimate from the model's dimensions), at least 1. 0: auto (CPU: 96, "
+            "one tiny.en window in each of 2 parallel passes; CUDA: half the free GPU "
+            "memory with openai-whisper, 4096 with faster-whisper)."
         ),
     )
     batch_wait_ms: float = Field(

@@ -84,6 +84,7 @@ class Worker:
         }
         metrics.SLOTS.set(settings.slots)
         metrics.MAX_BATCH.set(getattr(engine, "max_batch", 0))
+        metrics.PARALLEL_BATCHES.set(getattr(engine, "parallel_batches", 0))
 
     def stop(self) -> None:
         """Ask `run()` to say goodbye to the broker and return."""

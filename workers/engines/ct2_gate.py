@@ -11,7 +11,10 @@ against +80 MB one by one, and no slower). CTranslate2's `generate`
 needs `<|startoftranscript|>` at the same position in every row (it cannot pad
 prompts), so generate calls batch with others whose prompt has the same length and
 options; cutting prompts to fit would change the words. Encoder outputs travel as numpy
-arrays between the two calls (faster-whisper only hands them back to the model).
+arrays between the two calls (faster-whisper only hands them back to the model). With
+`parallel` batches at once, each call goes to one of the model's CTranslate2 replicas
+(`num_workers`), which share one copy of the weights (tiny.en, int8: 69.5 MB loaded with
+1 replica, 69.6 with 4).
 """
 
 from __future__ import annotations
@@ -51,10 +54,11 @@ class GatedCt2Model:
         max_batch: int,
         wait_s: float,
         encode_batch: int = ENCODE_BATCH,
+        parallel: int = 1,
     ) -> None:
         self._model = model
         self.encode_batch = encode_batch
-        self.gate: BatchGate[Item, Any] = BatchGate(self._run, max_batch, wait_s)
+        self.gate: BatchGate[Item, Any] = BatchGate(self._run, max_batch, wait_s, parallel)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)

@@ -3,8 +3,9 @@
 Decoding uses faster-whisper's own `transcribe()` and defaults (only the beam size is
 configurable, and its default is faster-whisper's), so a transcript is what a user gets
 from `WhisperModel.transcribe()` on the original file. Each request runs in its own
-thread; their CTranslate2 calls meet in one gate (`ct2_gate`) and run as batches, one at
-a time — so one CTranslate2 replica (`num_workers=1`) serves every stream.
+thread; their CTranslate2 calls meet in one gate (`ct2_gate`) and run as batches,
+`--parallel-batches` at once (2 on a CPU, a core each; 1 on a GPU) — so that many
+CTranslate2 replicas (`num_workers`), sharing one copy of the weights, serve every stream.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from faster_whisper import WhisperModel
 
 from whisperfarm.errors import EngineError
 from workers import metrics
-from workers.batch_budget import FASTER_WHISPER_OVERHEAD, DecoderShape, plan_batch
+from workers.batch_budget import (
+    FASTER_WHISPER_OVERHEAD,
+    DecoderShape,
+    parallel_batches,
+    plan_batch,
+    threads_per_batch,
+)
 from workers.batching import Limited, useful_concurrency
 from workers.ct2_format import Ct2FormatError, read_shapes
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
@@ -69,21 +76,24 @@ class FasterWhisperEngine:
     beam_size: int = 5
     max_batch: int = 8
     batch_wait_s: float = 0.02
+    parallel_batches: int = 1
     name: str = "faster-whisper"
     gated: GatedCt2Model = field(init=False)
     _pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.gated = GatedCt2Model(self.whisper.model, self.max_batch, self.batch_wait_s)
+        self.gated = GatedCt2Model(
+            self.whisper.model, self.max_batch, self.batch_wait_s, parallel=self.parallel_batches
+        )
         self.whisper.model = self.gated
         cores = os.cpu_count() or 1
         self.whisper.feature_extractor = Limited(self.whisper.feature_extractor, cores)
-        self._pool = ThreadPoolExecutor(max(8, self.max_batch), thread_name_prefix="ct2")
+        self._pool = ThreadPoolExecutor(max(8, self.concurrency), thread_name_prefix="ct2")
 
     @property
     def concurrency(self) -> int:
         """Requests worth having inside `transcribe` at once (`Engine.concurrency`)."""
-        return useful_concurrency(self.max_batch, next_batch=True)
+        return useful_concurrency(self.max_batch, next_batch=True, parallel=self.parallel_batches)
 
     def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode each request in its own thread; their model calls meet in the gate."""
@@ -119,21 +129,24 @@ def load(settings: WorkerSettings) -> FasterWhisperEngine:
         raise EngineError(f"{path} is not a CTranslate2 model directory (no model.bin)")
     device = pick_device(settings.device)
     compute_type = pick_compute_type(settings.compute_type, device)
+    parallel = parallel_batches(settings.parallel_batches, device)
     started = time.perf_counter()
     try:
         whisper = WhisperModel(
             str(path),
             device=device,
             compute_type=compute_type,
-            cpu_threads=settings.cpu_threads,
-            num_workers=1,  # the gate runs one batch at a time
+            cpu_threads=threads_per_batch(settings.cpu_threads, parallel),
+            num_workers=parallel,  # a replica per batch running at once
             local_files_only=True,
         )
     except (RuntimeError, ValueError, OSError) as exc:
         raise EngineError(f"could not load model {settings.model!r} from {path}: {exc}") from exc
     metrics.MODEL_LOADS.labels(engine="faster-whisper", model=settings.model).inc()
     shape = decoder_shape(Path(path), whisper.model.compute_type)
-    max_batch = plan_batch(settings.max_batch, settings.batch_memory_mb, device, shape)
+    max_batch = plan_batch(
+        settings.max_batch, settings.batch_memory_mb, device, shape, parallel=parallel
+    )
     log.info(
         "loaded faster-whisper model %s from %s on %s (%s) in %.1f s",
         settings.model,
@@ -149,4 +162,5 @@ def load(settings: WorkerSettings) -> FasterWhisperEngine:
         settings.beam_size,
         max_batch,
         settings.batch_wait_ms / 1000,
+        parallel,
     )

@@ -30,7 +30,13 @@ from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from whisperfarm.errors import EngineError
 from workers import metrics
-from workers.batch_budget import OPENAI_WHISPER_OVERHEAD, DecoderShape, plan_batch
+from workers.batch_budget import (
+    OPENAI_WHISPER_OVERHEAD,
+    DecoderShape,
+    parallel_batches,
+    plan_batch,
+    threads_per_batch,
+)
 from workers.batching import BatchGate, Limited, useful_concurrency
 from workers.convert import ensure_checkpoint
 from workers.engines import DecodeRequest, DecodeResult
@@ -90,20 +96,25 @@ class OpenAIWhisperEngine:
     beam_size: int = 5
     max_batch: int = 8
     batch_wait_s: float = 0.02
+    parallel_batches: int = 1
     name: str = "openai-whisper"
     gate: BatchGate[Item, DecodingResult] = field(init=False)
     _pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.gate = BatchGate(self._decode_batch, self.max_batch, self.batch_wait_s)
-        self._pool = ThreadPoolExecutor(max(8, self.max_batch), thread_name_prefix="openai-whisper")
+        self.gate = BatchGate(
+            self._decode_batch, self.max_batch, self.batch_wait_s, self.parallel_batches
+        )
+        self._pool = ThreadPoolExecutor(
+            max(8, self.concurrency), thread_name_prefix="openai-whisper"
+        )
         self._fp16 = self.whisper.device.type == "cuda"
         self._mel = Limited(mel_of, os.cpu_count() or 1)
 
     @property
     def concurrency(self) -> int:
         """Requests worth having inside `transcribe` at once (`Engine.concurrency`)."""
-        return useful_concurrency(self.max_batch, next_batch=False)
+        return useful_concurrency(self.max_batch, next_batch=False, parallel=self.parallel_batches)
 
     def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode each request in its own thread; their windows meet in the gate."""
@@ -223,8 +234,10 @@ def load(settings: WorkerSettings) -> OpenAIWhisperEngine:
     started = time.perf_counter()
     path = ensure_checkpoint(settings.model, settings.model_cache_dir)
     whisper = load_checkpoint(path, device)
-    if settings.cpu_threads and device.type == "cpu":
-        torch.set_num_threads(settings.cpu_threads)
+    parallel = parallel_batches(settings.parallel_batches, device.type)
+    threads = threads_per_batch(settings.cpu_threads, parallel)
+    if threads and device.type == "cpu":
+        torch.set_num_threads(threads)  # per forward thread: libgomp gives each its own team
     metrics.MODEL_LOADS.labels(engine="openai-whisper", model=settings.model).inc()
     max_batch = plan_batch(
         settings.max_batch,
@@ -232,6 +245,7 @@ def load(settings: WorkerSettings) -> OpenAIWhisperEngine:
         device.type,
         decoder_shape(whisper),
         lambda: free_gpu_bytes(device),
+        parallel,
     )
     log.info(
         "loaded openai-whisper model %s from %s on %s in %.1f s",
@@ -247,4 +261,5 @@ def load(settings: WorkerSettings) -> OpenAIWhisperEngine:
         settings.beam_size,
         max_batch,
         settings.batch_wait_ms / 1000,
+        parallel,
     )

@@ -120,12 +120,17 @@ def _slots(args: Sequence[str]) -> int:
     return int(args[list(args).index("--slots") + 1]) if "--slots" in args else 4
 
 
-def effective_batch(worker: Worker) -> int:
-    """Windows per forward pass the worker settled on: `--max-batch`, capped by its memory
-    budget (`--batch-memory-mb`); read from its metrics."""
+def effective_batch(worker: Worker) -> tuple[int, int]:
+    """(windows per forward pass, passes at once) the worker settled on: `--max-batch`
+    capped by its memory budget (`--batch-memory-mb`), and `--parallel-batches`; read from
+    its metrics."""
     text = httpx.get(worker.metrics_url(), timeout=10).text
-    found = re.search(r"^whisperfarm_worker_max_batch (\S+)$", text, re.MULTILINE)
-    return int(float(found.group(1))) if found else 0
+
+    def gauge(name: str) -> int:
+        found = re.search(rf"^whisperfarm_worker_{name} (\S+)$", text, re.MULTILINE)
+        return int(float(found.group(1))) if found else 0
+
+    return gauge("max_batch"), gauge("parallel_batches")
 
 
 def worker_pid(worker: Worker) -> int:

@@ -56,7 +56,7 @@ def main() -> int:
                   "--slots", str(args.clients), "--max-batch", str(args.max_batch)]  # fmt: skip
         walls, raws = [], []
         with farm(tmp, args.engine, *worker) as (broker, workers):
-            batch = effective_batch(workers[0])
+            batch, passes = effective_batch(workers[0])
             asyncio.run(stream_all(broker, files[:1]))  # warm-up
             for _ in range(args.repeat):  # alternate, so load from elsewhere hits both alike
                 replies, wall = asyncio.run(stream_all(broker, files))
@@ -76,7 +76,8 @@ def main() -> int:
         t is not None and wer(s.reference, t) <= MAX_WER for s, t in zip(files, texts, strict=True)
     )
     print(f"\n{args.clients} clients, {audio:.0f} s of audio, {args.engine}, "
-          f"--max-batch {args.max_batch} ({batch} windows per forward pass)")  # fmt: skip
+          f"--max-batch {args.max_batch} ({batch} windows per forward pass, "
+          f"{passes} passes at once)")  # fmt: skip
     print(f"farm: {audio / wall:.1f}x real time ({wall:.1f} s); {correct}/{len(files)} complete "
           f"and correct (WER <= {MAX_WER})")  # fmt: skip
     print(f"raw engine, files one after another: {audio / raw:.1f}x real time ({raw:.1f} s)")

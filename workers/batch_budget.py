@@ -21,11 +21,11 @@ the effective batch is `min(--max-batch, max(1, budget // parallel // per_window
 budget (`--batch-memory-mb`, 0 = auto):
 - CPU: `CPU_BUDGET_MB` (96). Each of a CPU worker's 2 parallel passes gets 48 MiB: one
   tiny.en window (25.7 MiB with faster-whisper, 29.7 with openai-whisper), which keeps a
-  worker's 10 streams within 100 MB of its 1 stream (issue #4: faster-whisper +73–84 MB,
-  openai-whisper +61–95 in `bench/memory.py`) at 1.34–1.44× / 1.6× the raw engine's
+  worker's 10 streams within 100 MB of its 1 stream (issue #4: faster-whisper +73–89 MB,
+  openai-whisper +58–95 in `bench/memory.py`) at 1.36–1.56× / 1.58–1.77× the raw engine's
   throughput (`bench/throughput.py`). Two windows per pass (112 MiB) gave faster-whisper
-  1.49–1.57× for +86–98 MB: too close to the target. With one pass at a time
-  (`--parallel-batches 1`) the same 96 MiB take 3 windows: faster-whisper 1.13–1.29×
+  1.49–1.63× for +86–98 MB: too close to the target. With one pass at a time
+  (`--parallel-batches 1`) the same 96 MiB take 3 windows: faster-whisper 1.09–1.29×
   (1.01 / 1.16 / 1.27 / 1.29 at batch 1 / 2 / 3 / 8) for +36–49 MB, openai-whisper
   1.6–1.8× for +83–119 MB. base gets 1 window per pass.
 - CUDA, torch (openai-whisper): `GPU_SHARE` of the free GPU memory after the model is

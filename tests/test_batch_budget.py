@@ -58,6 +58,20 @@ def test_parallel_batches_auto_is_per_device_and_never_above_the_cores(
     assert parallel_batches(0, "cpu") == 1  # one per core at most
 
 
+def test_more_parallel_batches_than_cores_is_allowed_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    caplog.set_level("WARNING", logger="workers.batch_budget")
+    assert parallel_batches(2, "cpu") == 2
+    assert not caplog.records
+    assert parallel_batches(4, "cpu") == 4
+    assert "--parallel-batches 4 on 2 CPU cores" in caplog.text
+    caplog.clear()
+    assert parallel_batches(4, "cuda") == 4  # a GPU's passes do not run on the cores
+    assert not caplog.records
+
+
 def test_parallel_passes_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert threads_per_batch(0, 2) == 8

@@ -102,11 +102,20 @@ def parallel_batches(setting: int, device: str) -> int:
     faster-whisper's own loop: 17.6 audio s/s with 1 thread and with 2), while two passes
     side by side, a core each, do much more (the same loop in two threads: 24.5–27.4
     audio s/s); a GPU runs one pass at a time anyway."""
+    cores = os.cpu_count() or 1
     if setting > 0:
+        if device != "cuda" and setting > cores:
+            log.warning(
+                "--parallel-batches %d on %d CPU cores: passes will share cores and each "
+                "runs slower; at most %d is useful here",
+                setting,
+                cores,
+                cores,
+            )
         return setting
     if device == "cuda":
         return 1
-    return max(1, min(CPU_PARALLEL_BATCHES, os.cpu_count() or 1))
+    return max(1, min(CPU_PARALLEL_BATCHES, cores))
 
 
 def threads_per_batch(cpu_threads: int, parallel: int) -> int:

@@ -24,7 +24,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Speech, dump, farm, final_text, machine, real_speech, stream_all, table
+from bench.common import (
+    Speech,
+    dump,
+    effective_batch,
+    farm,
+    final_text,
+    machine,
+    real_speech,
+    stream_all,
+    table,
+)
 
 
 def raw_faster_whisper(files: list[Speech]) -> tuple[float, list[str]]:
@@ -64,17 +74,20 @@ def raw_run(engine: str, files: list[Speech], cache: Path) -> tuple[float, list[
 
 def farm_run(
     engine: str, files: list[Speech], max_batch: int, parallel: int, tmp: Path, cache: Path
-) -> float:
+) -> tuple[float, tuple[int, int]]:
+    """Wall time of the farm on every file at once, and the (windows per pass, passes at
+    once) its worker settled on."""
     args = ["--model", "tiny.en", "--model-cache-dir", str(cache), "--slots", str(len(files)),
             "--max-batch", str(max_batch), "--parallel-batches", str(parallel),
             "--beam-size", "5"]  # fmt: skip
-    with farm(tmp, engine, *args) as (broker, _):
+    with farm(tmp, engine, *args) as (broker, workers):
+        settled = effective_batch(workers[0])
         asyncio.run(stream_all(broker, files[:1]))  # warm-up: first-call costs are not farm costs
         replies, wall = asyncio.run(stream_all(broker, files))
     failed = [r.messages[-1:] for r in replies if final_text(r) is None]
     if failed:
         raise SystemExit(f"{engine}: streams failed: {failed}")
-    return wall
+    return wall, settled
 
 
 FARM_SIDES = {
@@ -85,16 +98,20 @@ FARM_SIDES = {
 """(--max-batch, --parallel-batches) of each farm side; 0 is the worker's auto."""
 
 
-def run(engine: str, files: list[Speech], tmp: Path, cache: Path, repeat: int) -> dict[str, float]:
+def run(engine: str, files: list[Speech], tmp: Path, cache: Path, repeat: int) -> dict[str, Any]:
     """Best of `repeat` rounds of (raw, every farm side), interleaved so that load from
-    elsewhere on the machine hits every side alike."""
+    elsewhere on the machine hits every side alike; with each farm side's settled
+    (windows per pass, passes at once) under `settled`."""
     audio = sum(s.seconds for s in files)
     walls: dict[str, list[float]] = {"raw": [], **{side: [] for side in FARM_SIDES}}
+    settled: dict[str, tuple[int, int]] = {}
     for _ in range(repeat):
         walls["raw"].append(raw_run(engine, files, cache)[0])
         for side, (max_batch, parallel) in FARM_SIDES.items():
-            walls[side].append(farm_run(engine, files, max_batch, parallel, tmp, cache))
-    return {"audio_s": audio, **{side: audio / min(wall) for side, wall in walls.items()}}
+            wall, settled[side] = farm_run(engine, files, max_batch, parallel, tmp, cache)
+            walls[side].append(wall)
+    speeds = {side: audio / min(wall) for side, wall in walls.items()}
+    return {"audio_s": audio, **speeds, "settled": settled}
 
 
 def main() -> int:
@@ -122,6 +139,10 @@ def main() -> int:
         print(f"{engine}: farm/raw = {r['farm_batched'] / r['raw']:.2f} (batching on), "
               f"{r['farm_unbatched'] / r['raw']:.2f} (batching off), "
               f"{r['farm_batched_one_pass'] / r['raw']:.2f} (on, one pass at a time)")  # fmt: skip
+        ran = ", ".join(
+            f"{side} {passes} × {batch}" for side, (batch, passes) in r["settled"].items()
+        )
+        print(f"  passes at once × windows per pass, as the worker settled: {ran}")
     dump(args.json, results)
     return 0
 

@@ -50,18 +50,18 @@ def test_parallel_passes_share_the_budget() -> None:
 def test_parallel_batches_auto_is_per_device_and_never_above_the_cores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("workers.batch_budget.usable_cpus", lambda: 16)
     assert parallel_batches(3, "cpu") == 3  # a setting wins
     assert parallel_batches(0, "cpu") == CPU_PARALLEL_BATCHES == 2
     assert parallel_batches(0, "cuda") == 1
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    monkeypatch.setattr("workers.batch_budget.usable_cpus", lambda: 1)
     assert parallel_batches(0, "cpu") == 1  # one per core at most
 
 
 def test_more_parallel_batches_than_cores_is_allowed_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("workers.batch_budget.usable_cpus", lambda: 2)
     caplog.set_level("WARNING", logger="workers.batch_budget")
     assert parallel_batches(2, "cpu") == 2
     assert not caplog.records
@@ -73,11 +73,11 @@ def test_more_parallel_batches_than_cores_is_allowed_with_a_warning(
 
 
 def test_parallel_passes_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("workers.batch_budget.usable_cpus", lambda: 16)
     assert threads_per_batch(0, 2) == 8
     assert threads_per_batch(0, 1) == 0  # one pass: the library's own default
     assert threads_per_batch(3, 2) == 3  # a setting wins
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("workers.batch_budget.usable_cpus", lambda: 2)
     assert threads_per_batch(0, 4) == 1
 
 
@@ -146,7 +146,7 @@ def test_engines_take_the_budgeted_batch_from_the_loaded_model(
 ) -> None:
     """tiny.en on a 2-core CPU: ~19.8 MiB per window, read from the model itself, times
     the engine's measured overhead, with the budget shared by the parallel passes."""
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("workers.batch_budget.usable_cpus", lambda: 2)
     if name == "openai-whisper":  # two passes set torch's threads: give them back after
         import torch
 

@@ -37,9 +37,10 @@ budget (`--batch-memory-mb`, 0 = auto):
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from workers.cpus import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +97,14 @@ def effective_batch(max_batch: int, budget: int, per_window: int, parallel: int 
 
 def parallel_batches(setting: int, device: str) -> int:
     """Forward passes a worker runs at once: the setting, or (0) one on a GPU and
-    `CPU_PARALLEL_BATCHES` on a CPU (at most one per core).
+    `CPU_PARALLEL_BATCHES` on a CPU (at most one per CPU the process may use: its
+    container's quota, not the host's cores; `workers.cpus`).
 
     On a CPU a pass of a small model gains little from a second thread (tiny.en on 2 cores,
     faster-whisper's own loop: 17.6 audio s/s with 1 thread and with 2), while two passes
     side by side, a core each, do much more (the same loop in two threads: 24.5–27.4
     audio s/s); a GPU runs one pass at a time anyway."""
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     if setting > 0:
         if device != "cuda" and setting > cores:
             log.warning(
@@ -123,7 +125,7 @@ def threads_per_batch(cpu_threads: int, parallel: int) -> int:
     between the passes; 0 (the library's default) when passes run one at a time."""
     if cpu_threads or parallel == 1:
         return cpu_threads
-    return max(1, (os.cpu_count() or 1) // parallel)
+    return max(1, usable_cpus() // parallel)
 
 
 def plan_batch(

@@ -68,8 +68,9 @@ class WorkerSettings(ComponentSettings):
         default=0,
         ge=0,
         description=(
-            "CPU threads per forward pass; 0: the cores shared out between --parallel-batches "
-            "(with one pass at a time, the library's default)."
+            "CPU threads per forward pass; 0: the CPUs the worker may use (its container's "
+            "quota, its affinity) shared out between --parallel-batches (with one pass at a "
+            "time, the library's default)."
         ),
     )
     beam_size: int = Field(

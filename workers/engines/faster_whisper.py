@@ -11,7 +11,6 @@ CTranslate2 replicas (`num_workers`), sharing one copy of the weights, serve eve
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from workers.batch_budget import (
     threads_per_batch,
 )
 from workers.batching import Limited, useful_concurrency
+from workers.cpus import usable_cpus
 from workers.ct2_format import Ct2FormatError, read_shapes
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
 from workers.engines.ct2_gate import GatedCt2Model
@@ -86,8 +86,7 @@ class FasterWhisperEngine:
             self.whisper.model, self.max_batch, self.batch_wait_s, parallel=self.parallel_batches
         )
         self.whisper.model = self.gated
-        cores = os.cpu_count() or 1
-        self.whisper.feature_extractor = Limited(self.whisper.feature_extractor, cores)
+        self.whisper.feature_extractor = Limited(self.whisper.feature_extractor, usable_cpus())
         self._pool = ThreadPoolExecutor(max(8, self.concurrency), thread_name_prefix="ct2")
 
     @property

@@ -14,7 +14,6 @@ encoder pass and one batched beam search (`torch_decode`).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +38,7 @@ from workers.batch_budget import (
 )
 from workers.batching import BatchGate, Limited, useful_concurrency
 from workers.convert import ensure_checkpoint
+from workers.cpus import usable_cpus
 from workers.engines import DecodeRequest, DecodeResult
 from workers.engines.torch_decode import BatchedDecodingTask
 from workers.engines.whisper_loop import (
@@ -109,7 +109,7 @@ class OpenAIWhisperEngine:
             max(8, self.concurrency), thread_name_prefix="openai-whisper"
         )
         self._fp16 = self.whisper.device.type == "cuda"
-        self._mel = Limited(mel_of, os.cpu_count() or 1)
+        self._mel = Limited(mel_of, usable_cpus())
 
     @property
     def concurrency(self) -> int:

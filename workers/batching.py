@@ -109,9 +109,13 @@ class BatchGate(Generic[In, Out]):
             raise me.error
         return me.result  # type: ignore[return-value]
 
+    def _is_next_leader(self, me: _Parked[In, Out]) -> bool:
+        """`me` is the oldest parked input and a pass is free for its batch."""
+        return self._running < self.parallel and bool(self._parked) and self._parked[0] is me
+
     def _should_lead(self, me: _Parked[In, Out]) -> bool:
-        """The oldest parked thread starts a batch once waiting longer gains nothing."""
-        if self._running >= self.parallel or not self._parked or self._parked[0] is not me:
+        """The next leader starts a batch once waiting longer gains nothing."""
+        if not self._is_next_leader(me):
             return False
         full = sum(1 for p in self._parked if p.key == me.key) >= self.max_batch
         everyone = len(self._parked) >= max(1, self.active - self._in_flight)
@@ -120,7 +124,7 @@ class BatchGate(Generic[In, Out]):
     def _wait_for(self, me: _Parked[In, Out]) -> float | None:
         """Only the next leader has a deadline; everyone else sleeps until notified (a
         batch ending, an arrival, a thread leaving), so nobody spins while a batch runs."""
-        if self._running >= self.parallel or not self._parked or self._parked[0] is not me:
+        if not self._is_next_leader(me):
             return None
         return max(self._time_left(), 0.001)
 

@@ -1,97 +1,274 @@
-"""One thread for all of the broker's file-system work, done in the order it was asked.
+"""All of the broker's file-system work, done by a child process, in the order asked.
 
 On a busy disk, file-system calls block: an append that grows a file, an unlink or a
 create waits for the journal while a sync commits it, for tens to hundreds of
-milliseconds. Made on the event loop, every such wait stopped every stream at once
-(at a thousand streams, a third of the loop's time went to `write` and `unlink`).
-Made from asyncio's thread pool, the writes of one spool could pass each other, and
-six threads ping-ponged the GIL with the loop.
+milliseconds. Made on the event loop, every such wait stopped every stream at once.
+Made from threads of the broker, each thread took the GIL back after every system call
+and the loop waited for it each time: at a thousand streams that was most of the
+broker's p99 latency. So the broker hands the work to its disk agent
+(`broker.disk_agent`), a process of its own, and goes on: a request is one write to a
+pipe, an answer one read.
 
-So the loop hands the work to one thread and goes on. Order is the contract: a read
-after a write sees it, a close comes after the spool's last write, and `sync()`
-first waits for everything queued before it, so it covers those writes. Callers that
-need a result await it; the rest (appends, unlinks) are fire-and-forget, and an
-append's error is kept by its spool. The sync itself runs on a second thread: a
-file-system sync under load takes tens of milliseconds, and appends must not queue
-behind it. It is a `syncfs` of the data dir's file system, not `os.sync`, which flushes
-every file system of the host.
+Order is the contract, as it was with the threads: a read after an append sees it, a
+close comes after the spool's last append, and `sync()` first waits for everything
+queued before it, so it covers those appends. Callers that need a result await it;
+appends and discards are fire-and-forget, and an append's error is kept for its spool
+(`spool_error`). The sync itself (`syncfs` of the data dir's file system) runs beside
+the ordered work, so appends never queue behind it. Transcripts (`commit`) and opens
+have threads of their own in the agent: a final waits for its transcript, and behind
+the ordered queue it would wait for every spool's appends.
 
-Small files that must be durable at once (a transcript, before its `final` goes out)
-have threads of their own, `commit`: a write, an fsync and a rename take about a
-millisecond even while the spool streams 32 MB/s (measured here), but behind the
-ordered queue's appends, or inside a file-system sync round, they waited 0.1–2 s at a
-thousand streams.
+If the agent dies, everything waiting on it fails with an OSError (the streams get
+"cannot store audio", and can resume), every open spool counts as failed, and the next
+request starts a new agent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import functools
+import errno
+import fcntl
+import itertools
 import logging
-import os
 import sys
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import cast
+
+from broker.disk_wire import (
+    HEADER,
+    TWO_U64,
+    U64,
+    FrameReader,
+    Op,
+    frame,
+    parse_error,
+    path_body,
+)
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-T = TypeVar("T")
+
+PIPE_BYTES = 1 << 20
+"""The pipe to the agent holds this much (Linux: `F_SETPIPE_SZ`; 64 KiB by default),
+so a burst of flushes does not wait in the loop's write buffer."""
+STOP_TIMEOUT_S = 60.0
+"""How long `close()` waits for the agent to finish what is queued."""
 
 
-COMMIT_THREADS = 4
-"""Transcripts committed at once: their fsyncs overlap (the file system merges them into
-one journal commit), and at a hundred jobs finishing a second one thread fell behind."""
+class DiskAgentGone(OSError):
+    """The disk agent exited before answering."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(errno.EIO, detail)
 
 
 class Disk:
     def __init__(self, root: Path | None = None, max_backlog: int = 64 * 1024 * 1024) -> None:
         """`root`: a directory on the file system that `sync()` makes durable (None: all).
-        `max_backlog`: bytes of appends waiting for the disk thread above which the disk
-        counts as `congested` (see `append`)."""
+        `max_backlog`: bytes of appends handed to the agent and not yet written above
+        which the disk counts as `congested` (see `append`)."""
         self._root = root
         self.max_backlog = max_backlog
-        self._queued = 0  # bytes handed to `append`: only the loop writes it
-        self._landed = 0  # bytes whose append has run: only the disk thread writes it
+        self._queued = 0  # bytes handed to `append`
+        self._landed = 0  # of those, bytes the agent has written (or failed to)
         self._went_over = False  # `append` passed `max_backlog` since `congested()` looked
         self._on_drained: list[Callable[[], None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="disk")
-        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="disk-sync")
-        self._janitor = ThreadPoolExecutor(1, thread_name_prefix="disk-janitor")
-        self._committer = ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="disk-commit")
+        self._tags = itertools.count(1)
+        self._waiting: dict[int, tuple[asyncio.Future[bytes], str]] = {}
+        self._handles: set[int] = set()  # spools open in the running agent
+        self._spool_errors: dict[int, OSError] = {}
+        self._agent: _AgentPipe | None = None
+        self._starting: asyncio.Task[_AgentPipe] | None = None
+        self._closing = False
 
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        """Queue `fn` after everything queued so far; returns at once."""
-        return self._thread.submit(functools.partial(fn, *args, **kwargs))
+    # ---- lifecycle -------------------------------------------------------------------
 
-    def append(self, write: Callable[[bytes], None], data: bytes) -> None:
-        """Queue `write(data)` (a spool's append) like `submit`, counting `data` in the
-        `backlog` until it has run.
+    async def start(self) -> None:
+        """Start the agent (requests made before this fail), and wait until it serves:
+        an agent of a broker that was killed may still be writing what it was handed,
+        and the new one waits for it (`disk_agent.wait_for_predecessor`)."""
+        await self.barrier()
+
+    @property
+    def agent_pid(self) -> int | None:
+        return self._agent.pid if self._agent is not None else None
+
+    async def close(self) -> None:
+        """Let the agent finish what is queued (the spools' last appends and closes),
+        then stop it."""
+        self._closing = True
+        agent = self._agent
+        if agent is None:
+            return
+        agent.stdin.close()  # the agent's cue to finish and exit
+        try:
+            await asyncio.wait_for(asyncio.shield(agent.exited), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.error("the disk agent did not finish within %g s; killing it", STOP_TIMEOUT_S)
+            agent.transport.kill()
+
+    async def _ensure_agent(self) -> _AgentPipe:
+        if self._agent is not None:
+            return self._agent
+        if self._closing:
+            raise DiskAgentGone("the broker is stopping")
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._spawn())
+        try:
+            return await asyncio.shield(self._starting)
+        finally:
+            self._starting = None
+
+    async def _spawn(self) -> _AgentPipe:
+        loop = asyncio.get_running_loop()
+        args = [sys.executable, "-m", "broker.disk_agent", str(self._root or "")]
+        transport, pipe = await loop.subprocess_exec(
+            lambda: _AgentPipe(self, loop), *args, stdin=-1, stdout=-1, stderr=None
+        )
+        del transport  # the pipe keeps it
+        _widen_pipe(pipe.stdin)
+        self._agent = pipe
+        log.debug("disk agent started (pid %s)", pipe.pid)
+        return pipe
+
+    def _agent_exited(self, pipe: _AgentPipe, code: int | None) -> None:
+        if self._agent is not pipe:
+            return
+        self._agent = None
+        if not self._closing:
+            log.error("the disk agent exited (code %s); open spools fail, a new one starts", code)
+        gone = DiskAgentGone(f"the broker's disk agent exited (code {code})")
+        waiting, self._waiting = self._waiting, {}
+        for future, _ in waiting.values():
+            if not future.done():
+                future.set_exception(gone)
+        for handle in self._handles:
+            self._spool_errors.setdefault(handle, gone)
+        self._handles.clear()
+        self._landed = self._queued  # nothing is on its way to disk any more
+        self._drained()
+
+    # ---- requests --------------------------------------------------------------------
+
+    async def open_spool(self, path: Path, keep_bytes: int = 0) -> tuple[int, int]:
+        """Open (create) a spool for appending, cut to `keep_bytes` if longer; returns
+        its handle and its size."""
+        agent = await self._ensure_agent()
+        handle = next(self._tags)
+        body = TWO_U64.pack(handle, keep_bytes) + path_body(path)
+        (size,) = U64.unpack(await self._request(agent, Op.OPEN, body, str(path)))
+        self._handles.add(handle)
+        return handle, size
+
+    def append(self, handle: int, data: bytes) -> None:
+        """Queue `data` for the end of spool `handle`.
 
         Uploads can come faster than the disk takes them (clients that do not pace, a
-        slow volume); without a bound the queue would hold it all in memory. Once the
-        backlog passes `max_backlog` the farm stops reading uploads (`congested`) and
-        reads again when it is back under half (`call_when_drained`): the clients' own
-        sends wait, in TCP, and nothing is lost.
+        slow volume); without a bound the pipe's buffer would hold it all in memory.
+        Once the backlog passes `max_backlog` the farm stops reading uploads
+        (`congested`) and reads again when it is back under half (`call_when_drained`):
+        the clients' own sends wait, in TCP, and nothing is lost.
         """
+        agent = self._agent
+        if agent is None or handle not in self._handles:
+            error = self._spool_errors.setdefault(
+                handle, DiskAgentGone("the broker's disk agent is not running")
+            )
+            raise error
         self._queued += len(data)
         self._went_over = self._went_over or self.backlog > self.max_backlog
-        self._thread.submit(self._append, write, data)
+        agent.send(Op.APPEND, handle, data)
 
-    def _append(self, write: Callable[[bytes], None], data: bytes) -> None:  # disk thread
-        try:
-            write(data)
-        finally:
-            self._landed += len(data)
+    def spool_error(self, handle: int) -> OSError | None:
+        """The error of a failed append to `handle` (nothing after it was appended)."""
+        return self._spool_errors.get(handle)
+
+    def close_spool(self, handle: int, sync: bool = True) -> asyncio.Future[bytes]:
+        """Queue the close of spool `handle` after its appends (`sync`: fsync it first)."""
+        agent = self._agent
+        if agent is None or handle not in self._handles:
+            # Its agent is gone, and closed the file as it exited: nothing left to close.
+            self._spool_errors.pop(handle, None)
+            done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            done.set_result(b"")
+            return done
+        self._handles.discard(handle)
+        future = self._request(agent, Op.CLOSE, TWO_U64.pack(handle, int(sync)), "a spool")
+        future.add_done_callback(self._closed(handle))
+        return future
+
+    def _closed(self, handle: int) -> Callable[[asyncio.Future[bytes]], None]:
+        def forget(future: asyncio.Future[bytes]) -> None:
+            self._spool_errors.pop(handle, None)
+            if not future.cancelled():
+                future.exception()  # callers need not look: a failed close is not news
+
+        return forget
+
+    async def read(self, path: Path, offset: int, length: int) -> bytes:
+        """Part of a file, read after everything queued before (spools can be gigabytes)."""
+        agent = await self._ensure_agent()
+        body = TWO_U64.pack(offset, length) + path_body(path)
+        return await self._request(agent, Op.READ, body, str(path))
+
+    async def barrier(self) -> None:
+        """Wait until everything queued so far is done (e.g. before reading a file's size)."""
+        await self._request(await self._ensure_agent(), Op.BARRIER, b"", "barrier")
+
+    async def sync(self) -> None:
+        """Make everything queued so far durable: one file-system sync."""
+        await self._request(await self._ensure_agent(), Op.SYNC, b"", str(self._root))
+
+    def commit(self, path: Path, data: bytes) -> asyncio.Future[bytes]:
+        """Write `path` durably (temp file, fsync, rename, directory fsync), outside the
+        ordered queue: it must not be a file that queued work writes. (No spool
+        depends on it, so while no agent runs, a new one is started for it.)"""
+        encoded = path_body(path)
+        body = U64.pack(len(encoded)) + encoded + data
+        agent = self._agent
+        if agent is None:
+            return asyncio.ensure_future(self._commit_on_new_agent(body, str(path)))
+        return self._request(agent, Op.COMMIT, body, str(path))
+
+    async def _commit_on_new_agent(self, body: bytes, what: str) -> bytes:
+        return await self._request(await self._ensure_agent(), Op.COMMIT, body, what)
+
+    def discard(self, path: Path) -> None:
+        """Delete a file some time soon, off the ordered queue: an unlink frees blocks
+        (milliseconds on a busy disk) and no write waits for it."""
+        if self._agent is not None:
+            self._agent.send(Op.DISCARD, 0, path_body(path))
+
+    def _request(self, agent: _AgentPipe, op: Op, body: bytes, what: str) -> asyncio.Future[bytes]:
+        tag = next(self._tags)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[tag] = (future, what)
+        agent.send(op, tag, body)
+        return future
+
+    # ---- answers ---------------------------------------------------------------------
+
+    def _answer(self, op: Op, tag: int, body: bytes) -> None:
+        if op is Op.LANDED:
+            self._landed = tag
             if self._on_drained and self.backlog <= self.max_backlog // 2:
-                loop = self._loop
-                if loop is not None:
-                    with contextlib.suppress(RuntimeError):  # the loop closed first
-                        loop.call_soon_threadsafe(self._drained)
+                self._drained()
+        elif op is Op.SPOOL_FAILED:
+            self._spool_errors.setdefault(tag, parse_error(body, "a spool"))
+        elif op in (Op.OK, Op.FAILED):
+            entry = self._waiting.pop(tag, None)
+            if entry is None or entry[0].done():
+                return
+            future, what = entry
+            if op is Op.OK:
+                future.set_result(body)
+            else:
+                future.set_exception(parse_error(body, what))
+        else:  # pragma: no cover - the agent sends nothing else
+            log.error("unexpected message from the disk agent: %r", op)
+
+    # ---- backlog ---------------------------------------------------------------------
 
     @property
     def backlog(self) -> int:
@@ -100,23 +277,22 @@ class Disk:
 
     def congested(self) -> bool:
         """Whether the backlog is over `max_backlog`, or went over since the last look:
-        the disk thread may have caught up by the time the loop looks, and the append
-        that went over should still slow its upload down (cheaply: a hold released on
-        the next turn)."""
+        the agent may have caught up by the time the loop looks, and the append that
+        went over should still slow its upload down (cheaply: a hold released on the
+        next turn)."""
         went_over, self._went_over = self._went_over, False
         return went_over or self.backlog > self.max_backlog
 
     def call_when_drained(self, callback: Callable[[], None]) -> None:
         """Call `callback()` on the running loop once the backlog is back under half of
         `max_backlog` (at once, on the next turn, if it already is)."""
-        self._loop = asyncio.get_running_loop()
         self._on_drained.append(callback)
         if self.backlog <= self.max_backlog // 2:
-            self._loop.call_soon(self._drained)
+            asyncio.get_running_loop().call_soon(self._drained)
 
     def _drained(self) -> None:
         if self.backlog > self.max_backlog // 2:
-            return  # congested again meanwhile: the next append that lands calls back
+            return  # congested again meanwhile: the next LANDED calls back
         callbacks, self._on_drained = self._on_drained, []
         for callback in callbacks:
             callback()
@@ -132,96 +308,45 @@ class Disk:
         self.call_when_drained(wake)
         await done
 
-    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Queue `fn` after everything queued so far and wait for its result."""
-        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
-    def commit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        """Start a small durable write (`fn` fsyncs what it writes) on a commit thread,
-        outside the ordered queue: it must not touch a file that queued work writes."""
-        return self._committer.submit(functools.partial(fn, *args, **kwargs))
+class _AgentPipe(asyncio.SubprocessProtocol):
+    """The broker's end of one agent process: frames out on stdin, answers in on stdout."""
 
-    async def create(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn`, a small call that creates files (a job's directory and spool), on a
-        commit thread and wait for it: a create waits for the journal on a busy disk, and
-        made on the loop it stopped every stream; behind the ordered queue it would wait
-        for every spool's appends. `fn` must not touch a file that queued work writes."""
-        return await asyncio.wrap_future(self.commit(fn, *args, **kwargs))
+    def __init__(self, disk: Disk, loop: asyncio.AbstractEventLoop) -> None:
+        self._disk = disk
+        self._reader = FrameReader()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.SubprocessTransport
+        self.stdin: asyncio.WriteTransport
+        self.pid: int | None = None
 
-    def discard(self, path: Path) -> None:
-        """Delete a file some time soon, off the ordered queue: an unlink frees blocks
-        (milliseconds on a busy disk) and no write waits for it."""
-        self._janitor.submit(_remove_quietly, path)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio's: cast, not isinstance
+        self.transport = cast(asyncio.SubprocessTransport, transport)
+        self.pid = self.transport.get_pid()
+        self.stdin = cast(asyncio.WriteTransport, self.transport.get_pipe_transport(0))
 
-    async def barrier(self) -> None:
-        """Wait until everything queued so far is done (e.g. before reading a file's size)."""
-        await self.run(_nothing)
+    def send(self, op: Op, tag: int, body: bytes = b"") -> None:
+        if len(body) > 4096:  # audio: no copy into one buffer, the pipe takes both
+            self.stdin.writelines([HEADER.pack(len(body), op, tag), body])
+        else:
+            self.stdin.write(frame(op, tag, body))
 
-    async def sync(self) -> None:
-        """Make everything queued so far durable: one file-system sync."""
-        await self.barrier()
-        await asyncio.wrap_future(self._syncer.submit(sync_file_system, self._root))
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        for op, tag, body in self._reader.feed(data):
+            self._disk._answer(op, tag, body)
 
-    def close(self) -> None:
-        """Finish what is queued, then stop the threads."""
-        self._thread.shutdown(wait=True)
-        self._syncer.shutdown(wait=True)
-        self._janitor.shutdown(wait=True)
-        self._committer.shutdown(wait=True)
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The agent exited and its pipes are closed: every answer it wrote has been read."""
+        self._disk._agent_exited(self, self.transport.get_returncode())
+        if not self.exited.done():
+            self.exited.set_result(None)
 
 
-def call_when_done(future: Future[T], callback: Callable[[Future[T]], None]) -> None:
-    """Call `callback(future)` on the running loop once a thread has finished `future`.
-
-    One turn of the loop, where awaiting `asyncio.wrap_future` in a task takes three
-    (the future's state copied over, then the task woken, then it runs); on a loop
-    busy with a thousand streams each turn is milliseconds.
-    """
-    loop = asyncio.get_running_loop()
-
-    def on_thread(done: Future[T]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits
-            loop.call_soon_threadsafe(callback, done)
-
-    future.add_done_callback(on_thread)
-
-
-def sync_file_system(root: Path | None) -> None:
-    """`syncfs(2)` of the file system holding `root` where the C library has it (Linux);
-    `os.sync()` elsewhere or without a root."""
-    if root is None or _syncfs is None:
-        os.sync()
+def _widen_pipe(stdin: asyncio.WriteTransport) -> None:
+    pipe = stdin.get_extra_info("pipe")
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if pipe is None or set_size is None:
         return
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        if _syncfs(fd) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno), str(root))
-    finally:
-        os.close(fd)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):  # pragma: no cover - a libc without syncfs
-        return None
-    syncfs.argtypes = [ctypes.c_int]
-    syncfs.restype = ctypes.c_int
-    return syncfs  # type: ignore[no-any-return]
-
-
-_syncfs = _load_syncfs()
-
-
-def _nothing() -> None:
-    pass
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not remove %s: %s", path, exc)
+    with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size: keep the default
+        fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)

@@ -25,7 +25,6 @@ import zmq.asyncio
 from broker import metrics
 from broker.disk import Disk
 from broker.run import StreamRun
-from broker.spool import read_spool
 from whisperfarm import wire
 from whisperfarm.curve import CurveServer
 from whisperfarm.errors import ProtocolError
@@ -387,8 +386,8 @@ class Dispatcher:
         sent = 0
         chunk = REPLAY_CHUNK_FRAMES * run.audio.bytes_per_frame
         while sent < run.written_bytes():
-            data = await self._disk.run(
-                read_spool, run.files.spool_path, sent, min(chunk, run.written_bytes() - sent)
+            data = await self._disk.read(
+                run.files.spool_path, sent, min(chunk, run.written_bytes() - sent)
             )
             if run.worker != identity or run.attempt != attempt or not data:
                 return  # superseded while reading

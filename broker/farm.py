@@ -13,13 +13,12 @@ import functools
 import logging
 import time
 import uuid
-from concurrent.futures import Future
 from typing import Any
 
 from broker import metrics
 from broker.admission import Admission
 from broker.auth import Authenticator, load_tokens
-from broker.disk import Disk, call_when_done
+from broker.disk import Disk, DiskAgentGone
 from broker.dispatcher import Dispatcher, WorkerInfo
 from broker.durability import GroupSync
 from broker.events import EventHub
@@ -78,6 +77,7 @@ class Farm:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.disk.start()
         self.recover()
         self._spawn(self.dispatcher.serve())
         self._spawn(self._sweep_loop())
@@ -96,7 +96,7 @@ class Farm:
             self.store.save(run.job)
         self.events.close()
         self.dispatcher.close()
-        self.disk.close()  # the spools' last writes and closes
+        await self.disk.close()  # the spools' last writes and closes
         self.store.close()
 
     def _spawn(self, coro: Any) -> None:
@@ -134,7 +134,7 @@ class Farm:
         """Open the spool of a just-admitted stream, off the loop (`Disk.create`); on a
         disk error, give the slot back."""
         try:
-            return await self.disk.create(SpoolWriter, files, self.disk, keep_bytes)
+            return await SpoolWriter.open(files, self.disk, keep_bytes)
         except OSError as exc:
             self.admission.release(owner)
             log.error("cannot spool to %s: %s", files.dir, exc)
@@ -408,8 +408,19 @@ class Farm:
         except ValueError as exc:  # a worker's malformed result
             self._not_stored(run, exc)
             return
-        committed = self.disk.commit(run.files.write_transcript, stored)
-        call_when_done(committed, functools.partial(self._stored, run, body, transcript))
+        # The JSON is the one stored form (txt, srt and vtt are rendered from it when
+        # asked for); written only once the job is complete, so its presence after a
+        # restart means the job is done, whatever the job table says.
+        self._commit_transcript(run, body, transcript, stored.encode())
+
+    def _commit_transcript(
+        self, run: StreamRun, body: dict[str, Any], transcript: Transcript, data: bytes,
+        retried: bool = False,
+    ) -> None:  # fmt: skip
+        committed = self.disk.commit(run.files.transcript_path, data)
+        committed.add_done_callback(
+            functools.partial(self._stored, run, body, transcript, data, retried)
+        )
 
     def on_failed(self, run: StreamRun, error: str) -> None:
         self.fail(run, _EngineFailure(error))
@@ -419,12 +430,19 @@ class Farm:
             self.events.publish("farm", self.farm_info())
 
     def _stored(
-        self, run: StreamRun, body: dict[str, Any], transcript: Transcript, done: Future[None]
-    ) -> None:
+        self, run: StreamRun, body: dict[str, Any], transcript: Transcript, data: bytes,
+        retried: bool, done: asyncio.Future[bytes],
+    ) -> None:  # fmt: skip
         if run.finished.is_set():
             return  # failed meanwhile (e.g. the broker is stopping): it has its answer
         try:
             done.result()
+        except DiskAgentGone as exc:  # the work is done: a new agent writes it once more
+            if retried:
+                self._not_stored(run, exc)
+            else:
+                self._commit_transcript(run, body, transcript, data, retried=True)
+            return
         except OSError as exc:
             self._not_stored(run, exc)
             return

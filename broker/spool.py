@@ -8,12 +8,11 @@ rendered from it on request.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import Future
+import asyncio
+import contextlib
 from pathlib import Path
 
 from broker.disk import Disk
-from whisperfarm.files import write_atomic
 from whisperfarm.transcripts import Transcript, render
 
 FLUSH_INTERVAL_S = 1.0
@@ -36,19 +35,6 @@ class JobFiles:
     @property
     def transcript_path(self) -> Path:
         return self.dir / "transcript.json"
-
-    def write_transcript(self, json_text: str) -> None:
-        """Store a transcript durably as `render(transcript, "json")` gave it: the one
-        stored form, txt, srt and vtt are rendered from it when asked for (four files
-        per job were four creates and renames; at a hundred jobs finishing a second
-        that was most of the disk thread).
-
-        Runs on a commit thread, so it gets the JSON ready-made: rendering is Python
-        work, and a thread doing it holds the GIL that the event loop waits for.
-        Written only once a job is complete, so its presence after a restart means
-        the job is done, whatever the job table says."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.transcript_path, json_text)
 
     def read_transcript(self) -> Transcript | None:
         path = self.transcript_path
@@ -75,28 +61,36 @@ class SpoolWriter:
     16 000 packets a second, and a write plus a ZeroMQ send for each was most of the
     broker's core. So packets wait in memory until `flush()` (the farm flushes at every
     ack, at `end`, when a flush's worth has gathered, and on a short timer), which hands
-    them to the disk thread in one write and back to the farm for one forward.
+    them to the disk agent in one append and back to the farm for one forward.
 
     `size` counts every byte received, `written` what has been handed to the disk
-    thread: anything queued there later (a replay's read, a sync, the close) sees it.
-    A write that fails is kept in `error` and raised by the next flush or sync.
+    agent: anything queued there later (a replay's read, a sync, the close) sees it.
+    An append that fails is kept by the disk (`error`) and raised by the next flush or
+    sync; the agent appends nothing after it, so the file never has a hole.
     """
 
-    def __init__(self, files: JobFiles, disk: Disk, keep_bytes: int = 0) -> None:
-        files.dir.mkdir(parents=True, exist_ok=True)
-        self.path = files.spool_path
+    def __init__(self, disk: Disk, handle: int, path: Path, size: int) -> None:
+        """Use `open`: the file is opened by the disk agent."""
+        self.path = path
         self._disk = disk
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the stream
-        if keep_bytes < self._file.tell():
-            self._file.truncate(keep_bytes)
-            self._file.seek(keep_bytes)
-        self.written = self._file.tell()
-        self.error: OSError | None = None
+        self._handle = handle
+        self.written = size
         self._pending = bytearray()
         self.pending_packets = 0
         self.pending_since = 0.0
         """`time.monotonic()` when the oldest pending packet came."""
         self.closed = False
+
+    @classmethod
+    async def open(cls, files: JobFiles, disk: Disk, keep_bytes: int = 0) -> SpoolWriter:
+        """Open (create) the job's spool, cut to `keep_bytes` if it is longer (a resumed
+        upload keeps its whole packets)."""
+        handle, size = await disk.open_spool(files.spool_path, keep_bytes)
+        return cls(disk, handle, files.spool_path, size)
+
+    @property
+    def error(self) -> OSError | None:
+        return self._disk.spool_error(self._handle)
 
     @property
     def size(self) -> int:
@@ -104,7 +98,7 @@ class SpoolWriter:
 
     @property
     def pending(self) -> int:
-        """Bytes received but not handed to the disk thread yet."""
+        """Bytes received but not handed to the disk agent yet."""
         return len(self._pending)
 
     def flush_due(self, now: float) -> bool:
@@ -121,46 +115,25 @@ class SpoolWriter:
 
     def flush(self) -> bytes:
         """Queue what is pending for writing; returns it (empty when nothing was)."""
-        if self.error is not None:
-            raise self.error
+        error = self.error
+        if error is not None:
+            raise error
         if not self._pending:
             return b""
         data = bytes(self._pending)
         self._pending.clear()
         self.pending_packets = 0
-        self._disk.append(self._write, data)
+        self._disk.append(self._handle, data)
         self.written += len(data)
         return data
 
-    def close(self, sync: bool = True) -> Future[None] | None:
+    def close(self, sync: bool = True) -> asyncio.Future[bytes] | None:
         """Queue what is pending and the close; `sync=False` when a `GroupSync` round
         already made everything durable. Returns the close's future (None if closed)."""
         if self.closed:
             return None
         self.closed = True
         if self._pending and self.error is None:
-            self.flush()
-        return self._disk.submit(self._close, sync)
-
-    def _write(self, data: bytes) -> None:  # on the disk thread
-        if self.error is not None:
-            return  # never leave a hole: after a failed write, nothing more is appended
-        try:
-            self._file.write(data)
-        except OSError as exc:
-            self.error = exc
-
-    def _close(self, sync: bool) -> None:  # on the disk thread
-        try:
-            if sync and self.error is None:
-                os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
-
-
-def read_spool(path: Path, offset: int, length: int) -> bytes:
-    """Read part of a spool (on the disk thread: spools can be gigabytes, and a read
-    queued after a spool's writes sees them)."""
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(length)
+            with contextlib.suppress(OSError):  # kept as the spool's error
+                self.flush()
+        return self._disk.close_spool(self._handle, sync)

@@ -3,60 +3,64 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from broker.disk import Disk
+from tests.disk_support import agent_stopped
 from tests.farm import start_broker, start_worker
 from tests.wsclient import stream_pcm, tone
 
 
 @pytest.fixture
-def disk() -> Iterator[Disk]:
+async def disk() -> AsyncIterator[Disk]:
     disk = Disk(max_backlog=1000)
+    await disk.start()
     yield disk
-    disk.close()
+    await disk.close()
 
 
-async def test_the_backlog_counts_appends_until_they_are_written(disk: Disk) -> None:
-    written: list[bytes] = []
-    disk_free = threading.Event()
-    disk.submit(disk_free.wait)  # the disk thread is busy: appends queue behind this
-    for _ in range(3):
-        disk.append(written.append, b"x" * 600)
-    assert disk.backlog == 1800 and disk.congested()
-    drained = asyncio.Event()
-    disk.call_when_drained(drained.set)
-    await asyncio.sleep(0.05)
-    assert not drained.is_set(), "nothing has been written yet"
-    disk_free.set()
+async def test_the_backlog_counts_appends_until_they_are_written(
+    tmp_path: Path, disk: Disk
+) -> None:
+    handle, _ = await disk.open_spool(tmp_path / "spool.pcm")
+    with agent_stopped(disk):  # the agent is busy: appends wait for it
+        for _ in range(3):
+            disk.append(handle, b"x" * 600)
+        assert disk.backlog == 1800 and disk.congested()
+        drained = asyncio.Event()
+        disk.call_when_drained(drained.set)
+        await asyncio.sleep(0.05)
+        assert not drained.is_set(), "nothing has been written yet"
     await asyncio.wait_for(drained.wait(), 5)
     assert disk.backlog <= 500 and not disk.congested()
     await asyncio.wait_for(disk.drained(), 5)  # not congested: returns at once
     await disk.barrier()
-    assert written == [b"x" * 600] * 3 and disk.backlog == 0
+    assert (tmp_path / "spool.pcm").read_bytes() == b"x" * 1800 and disk.backlog == 0
 
 
-async def test_an_append_that_went_over_counts_even_once_written(disk: Disk) -> None:
-    """The loop looks after the flush, and the disk thread may have written it by then:
-    the upload whose append went over is still slowed down, once."""
-    disk.append(lambda data: None, b"x" * 2000)
+async def test_an_append_that_went_over_counts_even_once_written(
+    tmp_path: Path, disk: Disk
+) -> None:
+    """The loop looks after the flush, and the agent may have written it by then: the
+    upload whose append went over is still slowed down, once."""
+    handle, _ = await disk.open_spool(tmp_path / "spool.pcm")
+    disk.append(handle, b"x" * 2000)
     await disk.barrier()
     assert disk.backlog == 0
     assert disk.congested(), "it went over since the last look"
     assert not disk.congested()
 
 
-async def test_a_failed_append_still_leaves_the_backlog(disk: Disk) -> None:
-    def failing(data: bytes) -> None:
-        raise OSError("disk gone")
-
-    disk.append(failing, b"x" * 2000)
+async def test_a_failed_append_still_leaves_the_backlog(tmp_path: Path, disk: Disk) -> None:
+    (tmp_path / "spool.pcm").symlink_to("/dev/full")  # every write: ENOSPC
+    handle, _ = await disk.open_spool(tmp_path / "spool.pcm")
+    disk.append(handle, b"x" * 2000)
     await disk.barrier()
     assert disk.backlog == 0, "a write that failed is not waited for again"
+    assert isinstance(disk.spool_error(handle), OSError)
 
 
 async def test_uploads_over_the_disk_backlog_pause_and_lose_nothing(tmp_path: Path) -> None:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import websockets
 
 from tests.farm import ROOT, Broker, start_broker, start_worker, wait_for
 from tests.speech import require_tool
-from tests.wsclient import stream_pcm, tone
+from tests.wsclient import Reply, packets, read_all, start_message, stream_pcm, tone
 
 
 @pytest.fixture
@@ -105,3 +110,35 @@ def test_a_tiny_file_that_decodes_to_hours_is_stopped_at_the_limit(
     )  # fmt: skip
     assert result.returncode == 4 and "longer than 2 s" in result.stderr, result.stderr
     assert strict.get("/healthz").status_code == 200
+
+
+def disk_agent_pid(broker: Broker) -> int:
+    """The broker's disk agent: its one child process."""
+    pid = broker.process.popen.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+@pytest.mark.usefixtures("null_worker")
+async def test_a_killed_disk_agent_fails_the_open_upload_and_the_broker_goes_on(
+    broker: Broker,
+) -> None:
+    async with websockets.connect(broker.ws) as ws:
+        await ws.send(start_message())
+        reply = Reply([json.loads(await ws.recv())])
+        agent = disk_agent_pid(broker)
+        os.kill(agent, signal.SIGKILL)
+        wait_for(lambda: "disk agent exited" in broker.process.output(), 10, "the broker noticed")
+        with contextlib.suppress(websockets.ConnectionClosed):  # closed on the error
+            for packet in packets(tone(3.0)):
+                await ws.send(packet)
+        reply = await read_all(ws, reply)
+    assert reply.last["type"] == "error", reply.messages
+    assert reply.last["code"] == "internal" and "cannot store audio" in reply.last["detail"]
+    job = broker.job(reply.messages[0]["job_id"])
+    assert job["status"] == "failed" and "disk agent" in job["error"]
+    assert broker.farm()["streams"]["active"] == 0, "the slot was given back"
+    final = (await stream_pcm(broker.ws, tone(1.0))).last
+    assert final["type"] == "final" and "1.0 s of audio" in final["text"]
+    assert disk_agent_pid(broker) != agent, "a new agent took over"

@@ -4,37 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import json
 import os
-import threading
-from collections.abc import Iterator
+import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import websockets
 
 from broker.disk import Disk
+from broker.disk_agent import LOCK_NAME
+from broker.disk_wire import FrameReader, Op, frame
 from broker.durability import GroupSync
 from broker.jobs import Job
 from broker.run import StreamRun
 from broker.spool import FLUSH_INTERVAL_S, JobFiles, SpoolWriter
+from tests.disk_support import agent_stopped
 from tests.farm import Broker, wait_for
 from tests.wsclient import packets, start_message, tone
 from whisperfarm.packets import PacketValidator
 
 
 @pytest.fixture
-def disk() -> Iterator[Disk]:
+async def disk() -> AsyncIterator[Disk]:
     disk = Disk()
+    await disk.start()
     yield disk
-    disk.close()
+    await disk.close()
 
 
-def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(
+async def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(
     tmp_path: Path, disk: Disk
 ) -> None:
     files = JobFiles(tmp_path, "job")
-    spool = SpoolWriter(files, disk)
+    spool = await SpoolWriter.open(files, disk)
+    assert files.spool_path.exists(), "the agent created the job's directory and spool"
     spool.append(b"a" * 2000, 1.0)
     spool.append(b"b" * 2000, 2.0)
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 0, 4000, 2)
@@ -44,88 +50,144 @@ def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(
     assert files.spool_size() == 0
     assert spool.flush() == b"a" * 2000 + b"b" * 2000
     assert (spool.size, spool.written, spool.pending, spool.pending_packets) == (4000, 4000, 0, 0)
-    assert disk.submit(files.spool_size).result() == 4000, "in the file once the disk gets to it"
+    await disk.barrier()
+    assert files.spool_size() == 4000, "in the file once the agent gets to it"
     assert spool.flush() == b"", "nothing pending: nothing to forward"
     assert not spool.flush_due(99.0)
     spool.append(b"c" * 64_000, 100.0)
     assert spool.flush_due(100.0), "a flush's worth is due at once"
 
 
-def test_close_writes_what_is_pending(tmp_path: Path, disk: Disk) -> None:
+async def test_a_read_queued_after_appends_sees_them(tmp_path: Path, disk: Disk) -> None:
     files = JobFiles(tmp_path, "job")
-    spool = SpoolWriter(files, disk)
+    spool = await SpoolWriter.open(files, disk)
+    with agent_stopped(disk):
+        spool.append(b"0123456789", 0.0)
+        spool.flush()
+        reading = asyncio.ensure_future(disk.read(files.spool_path, 2, 5))
+        await asyncio.sleep(0.05)
+        assert not reading.done()
+    assert await reading == b"23456"
+
+
+async def test_close_writes_what_is_pending(tmp_path: Path, disk: Disk) -> None:
+    files = JobFiles(tmp_path, "job")
+    spool = await SpoolWriter.open(files, disk)
     spool.append(b"x" * 10, 0.0)
     closed = spool.close()
     assert closed is not None
-    closed.result()
+    await closed
     assert files.spool_path.read_bytes() == b"x" * 10
+    assert spool.close() is None, "closed once"
 
 
-def test_a_resumed_spool_keeps_only_the_bytes_asked_for(tmp_path: Path, disk: Disk) -> None:
+async def test_a_resumed_spool_keeps_only_the_bytes_asked_for(tmp_path: Path, disk: Disk) -> None:
     files = JobFiles(tmp_path, "job")
     files.dir.mkdir(parents=True)
     files.spool_path.write_bytes(b"y" * 2500)
-    spool = SpoolWriter(files, disk, keep_bytes=2000)
+    spool = await SpoolWriter.open(files, disk, keep_bytes=2000)
     assert (spool.written, spool.size) == (2000, 2000)
     spool.append(b"z", 0.0)
     spool.close()
-    disk.close()
+    await disk.close()  # the agent finishes what was queued before it exits
     assert files.spool_path.read_bytes() == b"y" * 2000 + b"z"
 
 
-def test_a_failed_write_is_raised_and_nothing_is_appended_after_it(
+async def test_a_failed_write_is_raised_and_nothing_is_appended_after_it(
     tmp_path: Path, disk: Disk
 ) -> None:
     files = JobFiles(tmp_path, "job")
     files.dir.mkdir(parents=True)
     files.spool_path.symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
-    spool = SpoolWriter(files, disk)
+    spool = await SpoolWriter.open(files, disk)
     spool.append(b"a", 0.0)
     spool.flush()
-    disk.submit(lambda: None).result()
+    await disk.barrier()
     assert isinstance(spool.error, OSError) and spool.error.errno == errno.ENOSPC
     spool.append(b"b", 0.0)
     with pytest.raises(OSError):
         spool.flush()
 
 
-def test_a_detached_spool_still_counts_the_writes_on_their_way_to_disk(
+async def test_a_detached_spool_still_counts_the_writes_on_their_way_to_disk(
     tmp_path: Path, disk: Disk
 ) -> None:
-    """After `end` the spool is detached while its last writes wait for the disk thread;
-    a replay must still see them (going by the file's size, it ended short)."""
+    """After `end` the spool is detached while its last writes wait for the agent; a
+    replay must still see them (going by the file's size, it ended short)."""
     job = Job(id="job", name="t.wav", created_at=0.0, updated_at=0.0,
               sample_rate=16_000, channels=1, format="s16le")  # fmt: skip
     files = JobFiles(tmp_path, job.id)
     audio = job.audio_format()
-    run = StreamRun(job, files, audio, PacketValidator(audio), SpoolWriter(files, disk))
-    disk_free = threading.Event()
-    disk.submit(disk_free.wait)  # the disk thread is busy: writes queue behind this
-    assert run.spool is not None
-    run.spool.append(b"a" * 2000, 0.0)
-    run.spool.flush()
-    spool = run.take_spool()
-    assert spool is not None and run.spool is None
-    assert files.spool_size() == 0, "the write has not landed"
-    assert run.written_bytes() == run.received_bytes() == 2000
-    disk_free.set()
-    spool.close(sync=False).result()  # type: ignore[union-attr]
+    run = StreamRun(job, files, audio, PacketValidator(audio), await SpoolWriter.open(files, disk))
+    with agent_stopped(disk):
+        assert run.spool is not None
+        run.spool.append(b"a" * 2000, 0.0)
+        run.spool.flush()
+        spool = run.take_spool()
+        assert spool is not None and run.spool is None
+        assert files.spool_size() == 0, "the write has not landed"
+        assert run.written_bytes() == run.received_bytes() == 2000
+        closed = spool.close(sync=False)
+    assert closed is not None
+    await closed
     assert files.spool_size() == run.written_bytes() == 2000
+
+
+async def test_a_transcript_commit_creates_its_directory_and_replaces_the_file(
+    tmp_path: Path, disk: Disk
+) -> None:
+    path = tmp_path / "jobs" / "job" / "transcript.json"
+    await disk.commit(path, b"first")
+    await disk.commit(path, b"second")
+    assert path.read_bytes() == b"second"
+    assert [p.name for p in path.parent.iterdir()] == ["transcript.json"], "no temp file left"
+    below_a_file = path / "x"
+    with pytest.raises(FileExistsError) as failed:  # its directory is a file
+        await disk.commit(below_a_file, b"")
+    assert failed.value.filename == str(below_a_file), "the agent's error, as an OSError"
+
+
+async def test_a_killed_agent_fails_its_spools_and_a_new_one_takes_over(
+    tmp_path: Path, disk: Disk
+) -> None:
+    """Nothing waits forever on a dead agent: open spools fail (their streams get "cannot
+    store audio" and may resume), and the next request starts a new agent."""
+    files = JobFiles(tmp_path, "job")
+    spool = await SpoolWriter.open(files, disk)
+    first = disk.agent_pid
+    assert first is not None
+    with agent_stopped(disk):
+        spool.append(b"a" * 100, 0.0)
+        spool.flush()
+        waiting = asyncio.ensure_future(disk.barrier())
+        os.kill(first, signal.SIGKILL)
+    with pytest.raises(OSError, match="disk agent exited"):
+        await asyncio.wait_for(waiting, 5)
+    assert disk.backlog == 0, "nothing is on its way to disk any more"
+    spool.append(b"b", 0.0)
+    with pytest.raises(OSError, match="disk agent"):
+        spool.flush()
+    again = await SpoolWriter.open(JobFiles(tmp_path, "next"), disk)
+    assert disk.agent_pid not in (None, first)
+    again.append(b"c" * 10, 0.0)
+    again.flush()
+    await disk.barrier()
+    assert JobFiles(tmp_path, "next").spool_size() == 10
 
 
 async def test_many_waiters_share_a_few_file_system_syncs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk: Disk
 ) -> None:
     calls: list[float] = []
-    real_sync = os.sync
+    real_sync = disk.sync
 
-    def counted_sync() -> None:
+    async def counted_sync() -> None:
         calls.append(0)
-        real_sync()
+        await real_sync()
 
-    monkeypatch.setattr(os, "sync", counted_sync)
+    monkeypatch.setattr(disk, "sync", counted_sync)
     group = GroupSync(disk)
-    spools = [SpoolWriter(JobFiles(tmp_path, f"job{i}"), disk) for i in range(100)]
+    spools = [await SpoolWriter.open(JobFiles(tmp_path, f"job{i}"), disk) for i in range(100)]
     for i, spool in enumerate(spools):
         spool.append(b"p" * i, 0.0)
         spool.flush()
@@ -135,6 +197,14 @@ async def test_many_waiters_share_a_few_file_system_syncs(
     assert 1 <= len(calls) <= 2, f"{len(calls)} syncs for 100 waiters"
     await group.sync()
     assert len(calls) <= 3, "a later caller gets a round of its own"
+    assert [JobFiles(tmp_path, f"job{i}").spool_size() for i in range(100)] == list(range(100))
+
+
+def test_frames_are_split_however_the_pipe_cuts_them() -> None:
+    stream = frame(Op.OK, 7, b"abc") + frame(Op.LANDED, 2**40) + frame(Op.APPEND, 1, b"x" * 5000)
+    reader = FrameReader()
+    got = [f for i in range(0, len(stream), 3) for f in reader.feed(stream[i : i + 3])]
+    assert got == [(Op.OK, 7, b"abc"), (Op.LANDED, 2**40, b""), (Op.APPEND, 1, b"x" * 5000)]
 
 
 async def test_a_paused_stream_is_spooled_within_the_flush_interval(broker: Broker) -> None:
@@ -149,3 +219,21 @@ async def test_a_paused_stream_is_spooled_within_the_flush_interval(broker: Brok
             wait_for, lambda: spool.stat().st_size == 8000, 5.0, "the timer's flush"
         )
         assert broker.metric("whisperfarm_broker_packets_received_total") == 4
+
+
+async def test_an_agent_waits_until_its_predecessor_on_the_data_dir_is_done(
+    tmp_path: Path,
+) -> None:
+    """A killed broker's agent may still be writing what it was handed: a new broker's
+    agent serves nobody (so nothing reads a spool's size) until that one has exited."""
+    predecessor = os.open(tmp_path / LOCK_NAME, os.O_CREAT | os.O_RDWR)
+    fcntl.flock(predecessor, fcntl.LOCK_EX)  # as a running agent holds it
+    disk = Disk(tmp_path)
+    starting = asyncio.ensure_future(disk.start())
+    try:
+        await asyncio.sleep(0.5)
+        assert not starting.done(), "served while the predecessor still ran"
+        os.close(predecessor)  # the predecessor exits
+        await asyncio.wait_for(starting, 10)
+    finally:
+        await disk.close()

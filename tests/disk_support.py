@@ -1,0 +1,21 @@
+"""Helpers for tests of the broker's disk agent."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+
+from broker.disk import Disk
+
+
+@contextlib.contextmanager
+def agent_stopped(disk: Disk) -> Iterator[None]:
+    """The disk agent frozen (SIGSTOP): requests wait in the pipe, as behind a slow disk."""
+    assert disk.agent_pid is not None
+    os.kill(disk.agent_pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(disk.agent_pid, signal.SIGCONT)

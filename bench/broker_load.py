@@ -8,8 +8,9 @@ for `--seconds`, then `end`, and waits for its `final`. Clients run in `--client
 processes (asyncio, one connection per stream, one pacing timer per process that writes
 pre-built frames: see `Pacer`), starting evenly over `--ramp` seconds.
 The null workers answer instantly, so the time from `end` to `final` is what the broker
-(and the worker round trip) adds. Prints packets/s sustained, p50/p99 added latency,
-broker CPU and peak RSS, how late clients fell behind their pacing, and errors.
+(and the worker round trip) adds. Prints packets/s sustained, p50/p99 added latency and
+where it goes, broker CPU and peak RSS (its disk agent's included), how late clients fell
+behind their pacing, and errors.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class PacedStream:
 
     async def end(self) -> None:
         self.ended_at = self.result["last"] = time.perf_counter()
+        self.result["end_wall"] = time.time()  # to line up with the broker's job record
         await self.ws.send(json.dumps({"type": "end"}))
 
 
@@ -140,6 +142,7 @@ async def one_stream(url: str, packets: int, delay: float, pacer: Pacer) -> dict
             if accepted.get("type") != "accepted":
                 result["error"] = accepted.get("code", "not accepted")
                 return result
+            result["job_id"] = accepted["job_id"]
             stream = PacedStream(ws, packets, result)
             result["first"] = stream.started
             pacer.add(stream)
@@ -147,6 +150,7 @@ async def one_stream(url: str, packets: int, delay: float, pacer: Pacer) -> dict
                 message = json.loads(raw)
                 if message.get("type") == "final" and stream.ended_at is not None:
                     result["latency"] = time.perf_counter() - stream.ended_at
+                    result["final_wall"] = time.time()
                     break
                 if message.get("type") in ("final", "error"):
                     result["error"] = message.get("code", "final before end")
@@ -180,15 +184,15 @@ def client_process(
 
 
 class Sampler(threading.Thread):
-    """Samples the broker's CPU use and RSS while the load runs."""
+    """Samples the RSS of the broker (with its disk agent) while the load runs."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pids: list[int]) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peak_rss, self.stop = pid, 0.0, threading.Event()
+        self.pids, self.peak_rss, self.stop = pids, 0.0, threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(0.25):
-            self.peak_rss = max(self.peak_rss, rss_mb(self.pid))
+            self.peak_rss = max(self.peak_rss, sum(rss_mb(pid) for pid in self.pids))
 
 
 def run_load(
@@ -201,38 +205,68 @@ def run_load(
         for i in range(args.client_procs)
     ]
     offsets = [sum(share[:i]) for i in range(len(share))]
-    sampler = Sampler(broker_pid)
+    agents = child_pids(broker_pid)  # the broker's disk agent: its writes are the broker's
+    sampler = Sampler([broker_pid, *agents])
     sampler.start()
-    cpu0 = [cpu_seconds(pid) for pid in (broker_pid, *worker_pids)]
+    pids = (broker_pid, *agents, *worker_pids)
+    cpu0 = [cpu_seconds(pid) for pid in pids]
     wall0 = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.client_procs) as pool:
         jobs = [pool.apply_async(client_process, (url, n, packets, args.ramp, off, args.streams))
                 for n, off in zip(share, offsets, strict=True)]  # fmt: skip
         results = [r for job in jobs for r in job.get()]
     wall = time.perf_counter() - wall0
-    used = [cpu_seconds(pid) - c for pid, c in zip((broker_pid, *worker_pids), cpu0, strict=True)]
+    used = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
     sampler.stop.set()
+    broker_used = used[: 1 + len(agents)]
     cpu = {
-        "broker": 100 * used[0] / wall,
-        "workers": 100 * sum(used[1:]) / wall,
+        "broker": 100 * sum(broker_used) / wall,
+        "disk_agent": 100 * sum(broker_used[1:]) / wall,
+        "workers": 100 * sum(used[1 + len(agents) :]) / wall,
         "clients": 100 * sum(r["cpu"] for r in results if "cpu" in r) / wall,
     }
     return [r for r in results if "cpu" not in r], cpu, sampler.peak_rss
 
 
-def stage_latencies(jobs: list[dict[str, Any]]) -> dict[str, float]:
-    """From the broker's job records: how long after the upload ended the worker was done
-    (ZeroMQ both ways, the worker's queue), and how long storing the transcript took."""
-    done = [j for j in jobs if j["status"] == "done" and j["decode_ended"] and j["upload_ended_at"]]
-    stages = {
-        "to_worker_done": sorted(j["decode_ended"] - j["upload_ended_at"] for j in done),
-        "to_stored": sorted(j["finished_at"] - j["decode_ended"] for j in done),
-    }
-    out: dict[str, float] = {}
-    for name, values in stages.items():
+STAGES = {  # name: (from, to), wall-clock times from the client's results and the job record
+    "to_broker": ("end_wall", "upload_ended_at"),
+    "to_worker_done": ("upload_ended_at", "decode_ended"),
+    "to_stored": ("decode_ended", "finished_at"),
+    "to_client": ("finished_at", "final_wall"),
+}
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (Linux)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()]
+
+
+def stage_latencies(results: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the time from `end` to `final` goes, from the clients' clocks and the
+    broker's job records (one host, one clock): the client's `end` reaching the broker,
+    the worker's round trip, storing the transcript, and the final reaching the client.
+    Also each stage's mean over the slowest 1 % of streams: which stage makes the p99."""
+    by_id = {j["id"]: j for j in jobs if j["status"] == "done"}
+    rows = [
+        r | by_id[r["job_id"]]
+        for r in results
+        if r["error"] is None and r.get("job_id") in by_id
+        and all(by_id[r["job_id"]].get(key) for key in ("decode_ended", "upload_ended_at"))
+    ]  # fmt: skip
+    out: dict[str, Any] = {}
+    slowest = sorted(rows, key=lambda row: row["latency"])[-max(1, len(rows) // 100) :]
+    for name, (begin, end) in STAGES.items():
+        values = sorted(row[end] - row[begin] for row in rows)
         for q in (50, 99):
             index = min(len(values) - 1, q * len(values) // 100)
             out[f"{name}_p{q}_ms"] = values[index] * 1000 if values else float("nan")
+        tail = [row[end] - row[begin] for row in slowest]
+        out[f"{name}_slowest_ms"] = statistics.fmean(tail) * 1000 if tail else float("nan")
+    if slowest:  # all at once (one stall) or spread out (the steady state)?
+        first_end = min(row["end_wall"] for row in rows)
+        ends = [row["end_wall"] - first_end for row in slowest]
+        out["slowest_ended_after_s"] = [min(ends), max(ends)]
     return out
 
 
@@ -253,7 +287,8 @@ def summarize(results: list[dict[str, Any]], cpu: dict[str, float], rss: float) 
         "packets_per_s": sent / span if span > 0 else 0.0,
         "p50_ms": quantile(0.50), "p99_ms": quantile(0.99),
         "max_client_lag_ms": max(r["lag"] for r in results) * 1000,
-        "broker_cpu_percent": cpu["broker"], "workers_cpu_percent": cpu["workers"],
+        "broker_cpu_percent": cpu["broker"], "disk_agent_cpu_percent": cpu["disk_agent"],
+        "workers_cpu_percent": cpu["workers"],
         "clients_cpu_percent": cpu["clients"], "broker_peak_rss_mb": rss,
         "mean_latency_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
     }  # fmt: skip
@@ -290,7 +325,8 @@ def main() -> int:
     ):
         pids = [w.process.popen.pid for w in ws]
         results, cpu, rss = run_load(args, broker.ws, broker.process.popen.pid, pids)
-        stages = stage_latencies(broker.get("/v1/jobs", limit=args.streams).json()["jobs"])
+        jobs = broker.get("/v1/jobs", limit=args.streams).json()["jobs"]
+        stages = stage_latencies(results, jobs)
     if args.data_dir:
         shutil.rmtree(args.data_dir / Path(tmp_name).name, ignore_errors=True)
     summary = summarize(results, cpu, rss) | stages
@@ -302,18 +338,26 @@ def main() -> int:
           summary["broker_peak_rss_mb"], summary["max_client_lag_ms"]]],
     ))  # fmt: skip
     used = [summary[f"{side}_cpu_percent"] for side in ("broker", "workers", "clients")]
-    print(f"\nCPU over the run (100 % = one core of {os.cpu_count()}): broker {used[0]:.0f} %, "
+    print(f"\nCPU over the run (100 % = one core of {os.cpu_count()}): broker {used[0]:.0f} % "
+          f"(of which its disk agent {summary['disk_agent_cpu_percent']:.0f} %), "
           f"null workers {used[1]:.0f} %, load clients {used[2]:.0f} %")  # fmt: skip
     plateau = args.streams / PACKET_S
     print(f"\nreal-time demand with all {args.streams} streams on: {plateau:.0f} packets/s; "
           f"clients fell at most {summary['max_client_lag_ms']:.0f} ms behind "
           f"(a packet every {PACKET_S * 1000:.1f} ms)")  # fmt: skip
-    print(
-        "where the time after `end` goes (p50 / p99 ms): broker end → worker done "
-        f"{stages['to_worker_done_p50_ms']:.0f} / {stages['to_worker_done_p99_ms']:.0f}, "
-        f"worker done → job stored {stages['to_stored_p50_ms']:.0f} / "
-        f"{stages['to_stored_p99_ms']:.0f}"
-    )
+    print("where the time after `end` goes (ms): p50 / p99 / mean of the slowest 1 %")
+    for name, label in (
+        ("to_broker", "client's end → broker has it"),
+        ("to_worker_done", "broker → worker done"),
+        ("to_stored", "worker done → transcript stored"),
+        ("to_client", "stored → client has the final"),
+    ):
+        print(f"  {label:34} {stages[f'{name}_p50_ms']:6.1f} / {stages[f'{name}_p99_ms']:6.1f}"
+              f" / {stages[f'{name}_slowest_ms']:6.1f}")  # fmt: skip
+    if "slowest_ended_after_s" in stages:
+        first, last = stages["slowest_ended_after_s"]
+        print(f"the slowest 1 % sent `end` {first:.2f}–{last:.2f} s after the first stream did "
+              f"(ends spread over {args.ramp:g} s)")  # fmt: skip
     if summary["error_kinds"]:
         print(f"errors: {summary['error_kinds']}")
     dump(args.json, summary)

@@ -64,6 +64,8 @@ class DiskAgentGone(OSError):
 
 
 class Disk:
+    """The broker's side of its disk agent: requests out, answers to their futures."""
+
     def __init__(self, root: Path | None = None, max_backlog: int = 64 * 1024 * 1024) -> None:
         """`root`: a directory on the file system that `sync()` makes durable (None: all).
         `max_backlog`: bytes of appends handed to the agent and not yet written above
@@ -81,6 +83,7 @@ class Disk:
         self._agent: _AgentPipe | None = None
         self._starting: asyncio.Task[_AgentPipe] | None = None
         self._closing = False
+        self._background: set[asyncio.Future[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -239,6 +242,14 @@ class Disk:
         (milliseconds on a busy disk) and no write waits for it."""
         if self._agent is not None:
             self._agent.send(Op.DISCARD, 0, path_body(path))
+        elif not self._closing:  # else a restart's recovery finds the file and expires it
+            task = asyncio.ensure_future(self._discard_on_new_agent(path))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _discard_on_new_agent(self, path: Path) -> None:
+        with contextlib.suppress(OSError):  # no agent can start: the restart's recovery
+            (await self._ensure_agent()).send(Op.DISCARD, 0, path_body(path))
 
     def _request(self, agent: _AgentPipe, op: Op, body: bytes, what: str) -> asyncio.Future[bytes]:
         tag = next(self._tags)

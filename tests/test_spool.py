@@ -164,6 +164,7 @@ async def test_a_killed_agent_fails_its_spools_and_a_new_one_takes_over(
     with pytest.raises(OSError, match="disk agent exited"):
         await asyncio.wait_for(waiting, 5)
     assert disk.backlog == 0, "nothing is on its way to disk any more"
+    disk.discard(files.spool_path)  # with no agent running: a new one deletes it
     spool.append(b"b", 0.0)
     with pytest.raises(OSError, match="disk agent"):
         spool.flush()
@@ -173,6 +174,7 @@ async def test_a_killed_agent_fails_its_spools_and_a_new_one_takes_over(
     again.flush()
     await disk.barrier()
     assert JobFiles(tmp_path, "next").spool_size() == 10
+    await asyncio.to_thread(wait_for, lambda: not files.spool_path.exists(), 5.0, "the discard")
 
 
 async def test_many_waiters_share_a_few_file_system_syncs(

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+from broker import metrics
 from broker.disk_wire import (
     HEADER,
     TWO_U64,
@@ -141,6 +142,7 @@ class Disk:
         self._agent = None
         if not self._closing:
             log.error("the disk agent exited (code %s); open spools fail, a new one starts", code)
+            metrics.DISK_AGENT_EXITS.inc()
         gone = DiskAgentGone(f"the broker's disk agent exited (code {code})")
         waiting, self._waiting = self._waiting, {}
         for future, _ in waiting.values():

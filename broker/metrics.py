@@ -19,6 +19,10 @@ UPLOAD_PAUSES = Counter(
 DISK_BACKLOG = Gauge(
     "whisperfarm_broker_disk_backlog_bytes", "Received audio bytes waiting to be written to spools"
 )
+DISK_AGENT_EXITS = Counter(
+    "whisperfarm_broker_disk_agent_exits_total",
+    "Times the broker's disk agent exited on its own (open uploads failed; a new one starts)",
+)
 PACKETS_RECEIVED = Counter("whisperfarm_broker_packets_received_total", "Audio packets received")
 BYTES_RECEIVED = Counter("whisperfarm_broker_bytes_received_total", "Audio bytes received")
 AUDIO_SECONDS_RECEIVED = Counter(

@@ -13,9 +13,10 @@ from broker.disk import Disk
 @contextlib.contextmanager
 def agent_stopped(disk: Disk) -> Iterator[None]:
     """The disk agent frozen (SIGSTOP): requests wait in the pipe, as behind a slow disk."""
-    assert disk.agent_pid is not None
-    os.kill(disk.agent_pid, signal.SIGSTOP)
+    pid = disk.agent_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
-        os.kill(disk.agent_pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGCONT)

@@ -142,3 +142,4 @@ async def test_a_killed_disk_agent_fails_the_open_upload_and_the_broker_goes_on(
     final = (await stream_pcm(broker.ws, tone(1.0))).last
     assert final["type"] == "final" and "1.0 s of audio" in final["text"]
     assert disk_agent_pid(broker) != agent, "a new agent took over"
+    assert broker.metric("whisperfarm_broker_disk_agent_exits_total") == 1

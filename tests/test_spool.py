@@ -156,11 +156,11 @@ async def test_a_killed_agent_fails_its_spools_and_a_new_one_takes_over(
     spool = await SpoolWriter.open(files, disk)
     first = disk.agent_pid
     assert first is not None
-    with agent_stopped(disk):
-        spool.append(b"a" * 100, 0.0)
-        spool.flush()
-        waiting = asyncio.ensure_future(disk.barrier())
-        os.kill(first, signal.SIGKILL)
+    os.kill(first, signal.SIGSTOP)  # the append and the barrier wait in the pipe
+    spool.append(b"a" * 100, 0.0)
+    spool.flush()
+    waiting = asyncio.ensure_future(disk.barrier())
+    os.kill(first, signal.SIGKILL)
     with pytest.raises(OSError, match="disk agent exited"):
         await asyncio.wait_for(waiting, 5)
     assert disk.backlog == 0, "nothing is on its way to disk any more"

@@ -441,6 +441,7 @@ class Farm:
             if retried:
                 self._not_stored(run, exc)
             else:
+                log.warning("job %s: %s; storing its transcript again", run.job_id, exc.strerror)
                 self._commit_transcript(run, body, transcript, data, retried=True)
             return
         except OSError as exc:

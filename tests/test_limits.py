@@ -143,3 +143,33 @@ async def test_a_killed_disk_agent_fails_the_open_upload_and_the_broker_goes_on(
     assert final["type"] == "final" and "1.0 s of audio" in final["text"]
     assert disk_agent_pid(broker) != agent, "a new agent took over"
     assert broker.metric("whisperfarm_broker_disk_agent_exits_total") == 1
+
+
+async def test_a_transcript_whose_disk_agent_died_is_stored_by_the_next(tmp_path: Path) -> None:
+    """The upload is over and durable; the agent dies with the transcript's commit in its
+    pipe: the work is not thrown away, a new agent writes it and the client gets its final."""
+    broker = start_broker(tmp_path)
+    worker = start_worker(tmp_path, broker.zmq, "--null-delay-per-second", "2.0", engine="null")
+    try:
+        broker.wait_workers(1)
+        async with websockets.connect(broker.ws) as ws:
+            await ws.send(start_message())
+            reply = Reply([json.loads(await ws.recv())])
+            job_id = reply.messages[0]["job_id"]
+            for packet in packets(tone(1.0)):
+                await ws.send(packet)
+            await ws.send(json.dumps({"type": "end"}))
+            wait_for(lambda: broker.job(job_id)["status"] == "transcribing", 10, "upload durable")
+            agent = disk_agent_pid(broker)
+            os.kill(agent, signal.SIGSTOP)  # the worker's final (2 s on) waits in its pipe
+            await asyncio.sleep(4)
+            assert broker.job(job_id)["status"] == "transcribing"
+            os.kill(agent, signal.SIGKILL)
+            reply = await read_all(ws, reply)
+        assert reply.last["type"] == "final" and "1.0 s of audio" in reply.last["text"]
+        assert "storing its transcript again" in broker.process.output()
+        assert broker.job(job_id)["status"] == "done"
+        assert (broker.data_dir / "jobs" / job_id / "transcript.json").exists()
+    finally:
+        worker.process.stop()
+        broker.process.stop()

@@ -185,6 +185,9 @@ def streams_row(dash: db.Dashboard) -> None:
                q(f"sum({rate(B + 'upload_pauses_total')})", "uploads paused")]),
         graph("Disk backlog", "Received audio waiting to be written to the spools.", "bytes",
               [q(f"sum({sel(B + 'disk_backlog_bytes')})", "backlog")]),
+        graph("Disk agent exits", "Exits of the broker's disk agent, the process that writes "
+              "spools and transcripts (uploads open at the time failed). Should stay 0.",
+              "short", [q(f"sum({increase(B + 'disk_agent_exits_total')})", "exits")]),
     ]  # fmt: skip
     for panel in panels:
         dash.with_panel(panel)

@@ -18,9 +18,9 @@ the ordered work, so appends never queue behind it. Transcripts (`commit`) and o
 have threads of their own in the agent: a final waits for its transcript, and behind
 the ordered queue it would wait for every spool's appends.
 
-If the agent dies, everything waiting on it fails with an OSError (the streams get
-"cannot store audio", and can resume), every open spool counts as failed, and the next
-request starts a new agent.
+If the agent dies, everything waiting on it fails with `DiskAgentGone` (an OSError),
+every open spool counts as failed (the farm interrupts their uploads: the clients resume
+from what the dead agent had written), and the next request starts a new agent.
 """
 
 from __future__ import annotations

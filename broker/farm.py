@@ -31,6 +31,7 @@ from whisperfarm.curve import CurveServer
 from whisperfarm.errors import (
     BadPacket,
     CloseCode,
+    Interrupted,
     NotFound,
     NoWorker,
     TooLarge,
@@ -240,6 +241,9 @@ class Farm:
         packets = spool.pending_packets
         try:
             data = spool.flush()
+        except DiskAgentGone as exc:  # what it held is in the file: the client resumes
+            log.warning("job %s: %s; the upload is interrupted", run.job_id, exc.strerror)
+            raise Interrupted("the broker's storage restarted; resume the upload") from None
         except OSError as exc:
             log.error("cannot write the spool of job %s: %s", run.job_id, exc)
             raise SpoolUnavailable.from_os_error(exc) from None
@@ -260,6 +264,9 @@ class Farm:
                         self.flush(run)
                     except SpoolUnavailable as exc:
                         self.fail(run, exc)
+                    except Interrupted as exc:  # as the stream endpoint does with it
+                        run.emit(Error.from_exception(exc), exc.close_code)
+                        self._spawn(self.interrupt(run, exc.detail))
 
     async def _ack(self, run: StreamRun) -> None:
         spool = run.spool
@@ -309,7 +316,8 @@ class Farm:
         spool = run.spool
         if spool is None:
             return
-        self.flush(run)
+        with contextlib.suppress(SpoolUnavailable, Interrupted):  # kept as the spool's error,
+            self.flush(run)  # which `durable` raises
         run.take_spool()
         try:
             await self.syncer.durable(spool)
@@ -326,7 +334,7 @@ class Farm:
         self.dispatcher.cancel(run)
         try:  # now: a resume (after its disk barrier) must find every packet in the file
             self.flush(run)
-        except SpoolUnavailable as exc:  # a resume starts from what the file holds
+        except (SpoolUnavailable, Interrupted) as exc:  # a resume starts from what it holds
             log.warning("job %s: %s", run.job_id, exc.detail)
         closing = self._close_spool(run)  # only the fsync is left, and it may lag
         run.job.error = reason
@@ -334,7 +342,10 @@ class Farm:
         self._set_status(run.job, JobStatus.INTERRUPTED)
         self._finish(run)
         log.info("job %s interrupted: %s", run.job_id, reason)
-        await closing
+        try:
+            await closing
+        except SpoolUnavailable as exc:  # a resume starts from what the file holds
+            log.warning("job %s: %s", run.job_id, exc.detail)
 
     def fail(self, run: StreamRun, exc: WhisperfarmError) -> None:
         """End a run with an error sent to the client (if attached) and a failed job."""

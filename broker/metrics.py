@@ -21,7 +21,7 @@ DISK_BACKLOG = Gauge(
 )
 DISK_AGENT_EXITS = Counter(
     "whisperfarm_broker_disk_agent_exits_total",
-    "Times the broker's disk agent exited on its own (open uploads failed; a new one starts)",
+    "Times the broker's disk agent exited on its own (open uploads interrupted; a new one starts)",
 )
 PACKETS_RECEIVED = Counter("whisperfarm_broker_packets_received_total", "Audio packets received")
 BYTES_RECEIVED = Counter("whisperfarm_broker_bytes_received_total", "Audio bytes received")

@@ -24,6 +24,7 @@ from broker.ws_protocol import PacketControl, packet_sink_setter
 from whisperfarm.errors import (
     BadPacket,
     CloseCode,
+    Interrupted,
     ProtocolError,
     Timeout,
     TooLarge,
@@ -64,7 +65,7 @@ async def stream_endpoint(ws: WebSocket) -> None:
         await _await_result(ws, run, sender)
     except _ClientGone:
         await farm.interrupt(run, "the client disconnected before end")
-    except Timeout as exc:
+    except (Timeout, Interrupted) as exc:  # the job is kept for a `resume`
         _count_error(exc)
         run.emit(Error.from_exception(exc), exc.close_code)
         await _finish_sending(sender)

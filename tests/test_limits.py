@@ -121,28 +121,60 @@ def disk_agent_pid(broker: Broker) -> int:
 
 
 @pytest.mark.usefixtures("null_worker")
-async def test_a_killed_disk_agent_fails_the_open_upload_and_the_broker_goes_on(
+async def test_a_killed_disk_agent_interrupts_the_open_upload_and_a_resume_finishes_it(
     broker: Broker,
 ) -> None:
+    """The uploads open when the agent dies are cut with `interrupted` (close 1012); what
+    the dead agent had written stays, the client resumes from there and nothing is lost."""
+    sent = packets(tone(3.0))
     async with websockets.connect(broker.ws) as ws:
         await ws.send(start_message())
         reply = Reply([json.loads(await ws.recv())])
+        job_id = reply.messages[0]["job_id"]
+        for packet in sent[:20]:  # an ack's worth (16) and then some
+            await ws.send(packet)
+        ack = json.loads(await ws.recv())
+        assert ack == {"type": "ack", "frames": 16_000}, "durable in the spool"
         agent = disk_agent_pid(broker)
         os.kill(agent, signal.SIGKILL)
         wait_for(lambda: "disk agent exited" in broker.process.output(), 10, "the broker noticed")
         with contextlib.suppress(websockets.ConnectionClosed):  # closed on the error
-            for packet in packets(tone(3.0)):
+            for packet in sent[20:]:
                 await ws.send(packet)
         reply = await read_all(ws, reply)
     assert reply.last["type"] == "error", reply.messages
-    assert reply.last["code"] == "internal" and "cannot store audio" in reply.last["detail"]
-    job = broker.job(reply.messages[0]["job_id"])
-    assert job["status"] == "failed" and "disk agent" in job["error"]
+    assert reply.last["code"] == "interrupted" and reply.close_code == 1012
+    assert broker.job(job_id)["status"] == "interrupted"
     assert broker.farm()["streams"]["active"] == 0, "the slot was given back"
-    final = (await stream_pcm(broker.ws, tone(1.0))).last
-    assert final["type"] == "final" and "1.0 s of audio" in final["text"]
+    async with websockets.connect(broker.ws) as ws:
+        await ws.send(json.dumps({"type": "resume", "job_id": job_id}))
+        accepted = json.loads(await ws.recv())
+        assert accepted["type"] == "accepted", accepted
+        assert accepted["resume_from_frame"] >= 16_000, "what was acked is there"
+        for packet in sent[accepted["resume_from_frame"] // 1000 :]:
+            await ws.send(packet)
+        await ws.send(json.dumps({"type": "end"}))
+        final = (await read_all(ws, Reply([accepted]))).last
+    assert final["type"] == "final" and "3.0 s of audio" in final["text"], final
     assert disk_agent_pid(broker) != agent, "a new agent took over"
     assert broker.metric("whisperfarm_broker_disk_agent_exits_total") == 1
+
+
+@pytest.mark.usefixtures("null_worker")
+async def test_a_paused_upload_whose_agent_died_is_interrupted_by_the_flush_timer(
+    broker: Broker,
+) -> None:
+    """No packet comes to notice the dead agent: the timer's flush does, and says so."""
+    async with websockets.connect(broker.ws) as ws:
+        await ws.send(start_message())
+        reply = Reply([json.loads(await ws.recv())])
+        os.kill(disk_agent_pid(broker), signal.SIGKILL)
+        wait_for(lambda: "disk agent exited" in broker.process.output(), 10, "the broker noticed")
+        for packet in packets(tone(0.25)):  # 4 packets, under an ack's worth: the timer flushes
+            await ws.send(packet)
+        reply = await asyncio.wait_for(read_all(ws, reply), 10)
+    assert reply.last["code"] == "interrupted" and reply.close_code == 1012, reply.messages
+    assert broker.job(reply.messages[0]["job_id"])["status"] == "interrupted"
 
 
 async def test_a_transcript_whose_disk_agent_died_is_stored_by_the_next(tmp_path: Path) -> None:

@@ -78,6 +78,8 @@ class FakeFarm:
     failing: set[str] = field(default_factory=set)
     drop_after_packets: int | None = None
     """Abort the first connection of every job after this many packets."""
+    interrupt_after_packets: int | None = None
+    """Answer the first connection of every job with `interrupted` after this many packets."""
     drop_after_end: bool = False
     """Abort the first connection of every job once `end` arrived, before `final`."""
     drop_always: bool = False
@@ -145,6 +147,10 @@ class FakeFarm:
                 await ws.send(Ack(frames=job.acked).dumps())
             if first and len(sizes) == self.drop_after_packets:
                 ws.transport.abort()
+                return False
+            if first and len(sizes) == self.interrupt_after_packets:
+                await ws.send(Error(code=ErrorCode.INTERRUPTED, detail="storage restarted").dumps())
+                await ws.close(CloseCode.SERVICE_RESTART)
                 return False
             del frames
         return False
@@ -283,6 +289,22 @@ async def test_dropped_connection_resumes_from_the_farms_frame(
     assert set(second[:-1]) == {4000}  # still aligned after the resume point
     assert bytes(job.pcm) == pcm_of(wav)  # frames 0–20 000 once, then the rest, no gap
     assert "connection lost" in captured.err and "resum" in captured.err
+    assert (tmp_path / "long.txt").exists()
+
+
+async def test_an_interrupted_upload_resumes_from_the_farms_frame(
+    farm: FakeFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`interrupted` is the farm asking for a `resume`, not a failure."""
+    wav = write_wav(tmp_path / "long.wav", 3.0)
+    farm.interrupt_after_packets = 25  # acked up to 20 packets: resume from frame 20 000
+    code = await run_cli(wav, "--url", farm.url, "--out", tmp_path, *FAST_RETRY)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    job = farm.job("long.wav")
+    assert job.resumes == 1 and len(job.packet_sizes[0]) == 25
+    assert bytes(job.pcm) == pcm_of(wav)
+    assert "interrupted the upload (storage restarted)" in captured.err
     assert (tmp_path / "long.txt").exists()
 
 

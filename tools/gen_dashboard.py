@@ -186,7 +186,7 @@ def streams_row(dash: db.Dashboard) -> None:
         graph("Disk backlog", "Received audio waiting to be written to the spools.", "bytes",
               [q(f"sum({sel(B + 'disk_backlog_bytes')})", "backlog")]),
         graph("Disk agent exits", "Exits of the broker's disk agent, the process that writes "
-              "spools and transcripts (uploads open at the time failed). Should stay 0.",
+              "spools and transcripts (uploads open at the time were interrupted). Should stay 0.",
               "short", [q(f"sum({increase(B + 'disk_agent_exits_total')})", "exits")]),
     ]  # fmt: skip
     for panel in panels:

@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     NO_WORKER = "no_worker"
     NOT_FOUND = "not_found"
     INTERNAL = "internal"
+    INTERRUPTED = "interrupted"
 
 
 class CloseCode(IntEnum):
@@ -33,6 +34,7 @@ class CloseCode(IntEnum):
     POLICY = 1008
     TOO_LARGE = 1009
     INTERNAL = 1011
+    SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
 
 
@@ -89,6 +91,14 @@ class Timeout(WhisperfarmError):
 
     code = ErrorCode.TIMEOUT
     close_code = CloseCode.NORMAL
+
+
+class Interrupted(WhisperfarmError):
+    """The broker cut an upload for a reason of its own (its storage restarted): the job
+    is `interrupted` with its durable frames kept, and the client should `resume` it."""
+
+    code = ErrorCode.INTERRUPTED
+    close_code = CloseCode.SERVICE_RESTART
 
 
 class Unauthorized(WhisperfarmError):

@@ -40,7 +40,6 @@ from whisperfarm.streaming.errors import (
     FarmOverloaded,
     FarmUnreachable,
     ProtocolViolation,
-    SourceError,
 )
 from whisperfarm.streaming.feed import packets_off_loop
 
@@ -254,10 +253,12 @@ class StreamClient:
             raise ProtocolViolation(exc.detail) from None
 
 
-def farm_error(message: Error) -> SourceError:
-    """The outcome an `error` message stands for."""
+def farm_error(message: Error) -> Exception:
+    """The outcome an `error` message stands for (`interrupted`: a drop, to resume)."""
     if message.code == ErrorCode.OVERLOADED:
         return FarmOverloaded(message.detail, message.retry_after)
+    if message.code == ErrorCode.INTERRUPTED:
+        return _Dropped(f"the farm interrupted the upload ({message.detail})")
     return FarmFailed(message.code, message.detail)
 
 

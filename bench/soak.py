@@ -1,21 +1,25 @@
 """Soak: mixed good and bad clients against a real farm, with random worker kills.
 
     .venv/bin/python bench/soak.py [--minutes 30] [--clients 8] [--workers 2] [--kill-every 20]
+        [--kill-agent-every 0]
 
 Starts a broker and `--workers` null-engine workers on loopback (the null engine echoes
 the audio seconds it received, so a final proves that no audio was lost or doubled),
 then keeps `--clients` concurrent clients busy until time is up: most stream a tone and
 check their final; the rest misbehave (garbage, wrong packet sizes, a drop mid-stream
 followed by a resume, a drop with no resume). Every `--kill-every` seconds a random
-worker gets SIGKILL and a new one is started. Prints jobs sent / finished / lost and the
-broker's RSS over time; exits 1 if any job was lost or answered wrongly.
+worker gets SIGKILL and a new one is started; with `--kill-agent-every`, the broker's
+disk agent too (clients resume the uploads it interrupts). Prints jobs sent / finished /
+lost and the broker's RSS over time; exits 1 if any job was lost or answered wrongly.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
 import signal
 import sys
@@ -23,6 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import websockets
 
@@ -42,15 +47,47 @@ def rss_mb(pid: int) -> float:
 async def good_client(broker: Broker, tally: Counter[str]) -> None:
     seconds = round(random.uniform(0.5, 8.0), 1)
     tally["sent"] += 1
-    reply = await stream_pcm(broker.ws, tone(seconds))
-    if reply.last.get("type") == "final" and f"{seconds:.1f} s of audio" in reply.last["text"]:
-        tally["finished"] += 1
-    elif reply.last.get("code") == "overloaded":
+    pcm = tone(seconds)
+    reply = await stream_pcm(broker.ws, pcm)
+    if reply.last.get("code") == "overloaded":
         tally["sent"] -= 1
         tally["overloaded"] += 1
+        return
+    last = reply.last
+    while last.get("code") == "interrupted":  # the broker's disk agent restarted: resume
+        tally["interrupted"] += 1
+        last = await resume_upload(broker, reply.messages[0]["job_id"], packets(pcm))
+    tally_final(tally, last, seconds)
+
+
+def tally_final(tally: Counter[str], last: dict[str, Any], seconds: float) -> None:
+    """A final with all the audio, a clear error for a job that the farm could not keep
+    (an agent killed between `end` and a durable spool), or a loss."""
+    if last.get("type") == "final" and f"{seconds:.1f} s of audio" in last["text"]:
+        tally["finished"] += 1
+    elif last.get("type") == "error" and "cannot store audio" in last.get("detail", ""):
+        tally["refused"] += 1
     else:
         tally["lost"] += 1
-        print("LOST or wrong:", seconds, reply.messages[-2:], flush=True)
+        print("LOST or wrong:", seconds, str(last)[:300], flush=True)
+
+
+async def resume_upload(broker: Broker, job_id: str, sent: list[bytes]) -> dict[str, Any]:
+    """Resume `job_id`, send what the broker lacks, `end`; the last message it sent."""
+    async with websockets.connect(broker.ws) as ws:
+        await ws.send(json.dumps({"type": "resume", "job_id": job_id}))
+        accepted: dict[str, Any] = json.loads(await ws.recv())
+        if accepted.get("type") != "accepted":
+            return accepted
+        with contextlib.suppress(websockets.ConnectionClosed):  # cut again: read why
+            for packet in sent[accepted["resume_from_frame"] // 1000 :]:
+                await ws.send(packet)
+            await ws.send(json.dumps({"type": "end"}))
+        last = accepted
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in ws:
+                last = json.loads(raw)
+        return last
 
 
 async def resuming_client(broker: Broker, tally: Counter[str]) -> None:
@@ -67,23 +104,15 @@ async def resuming_client(broker: Broker, tally: Counter[str]) -> None:
             await ws.send(packet)
     tally["sent"] += 1
     await asyncio.sleep(0.2)
-    async with websockets.connect(broker.ws) as ws:
-        await ws.send(json.dumps({"type": "resume", "job_id": job_id}))
-        accepted = json.loads(await ws.recv())
-        if accepted.get("type") != "accepted":
-            tally["lost"] += 1
-            print("resume refused:", accepted, flush=True)
-            return
-        for packet in sent[accepted["resume_from_frame"] // 1000 :]:
-            await ws.send(packet)
-        await ws.send(json.dumps({"type": "end"}))
-        final = {}
-        async for raw in ws:
-            final = json.loads(raw)
-    ok = final.get("type") == "final" and "4.0 s of audio" in final.get("text", "")
-    tally["finished" if ok else "lost"] += 1
-    if not ok:
-        print("LOST after a resume:", str(final)[:300], flush=True)
+    last = await resume_upload(broker, job_id, sent)
+    while last.get("code") == "interrupted":
+        tally["interrupted"] += 1
+        last = await resume_upload(broker, job_id, sent)
+    if last.get("type") == "error" and last.get("code") == "not_found":
+        tally["lost"] += 1
+        print("resume refused:", last, flush=True)
+        return
+    tally_final(tally, last, 4.0)
 
 
 async def bad_client(broker: Broker, tally: Counter[str]) -> None:
@@ -123,6 +152,17 @@ async def killer(tmp: Path, broker: Broker, workers: list[Worker], every: float,
         tally["kills"] += 1
 
 
+async def agent_killer(broker: Broker, every: float, deadline: float,
+                       tally: Counter[str]) -> None:  # fmt: skip
+    """SIGKILL the broker's disk agent (its one child process) every `every` seconds."""
+    pid = broker.process.popen.pid
+    while time.monotonic() + every < deadline:
+        await asyncio.sleep(every)
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            os.kill(int(child), signal.SIGKILL)
+            tally["agent_kills"] += 1
+
+
 async def soak(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="whisperfarm-soak-"))
     broker = start_broker(tmp, "--max-active", str(args.clients * 2), "--idle-timeout", "10")
@@ -134,6 +174,10 @@ async def soak(args: argparse.Namespace) -> int:
     tasks.append(
         asyncio.create_task(killer(tmp, broker, workers, args.kill_every, deadline, tally))
     )
+    if args.kill_agent_every > 0:
+        tasks.append(
+            asyncio.create_task(agent_killer(broker, args.kill_agent_every, deadline, tally))
+        )
     print("minute  sent  finished  lost  bad  kills  broker_rss_mb", flush=True)
     start = time.monotonic()
     while time.monotonic() < deadline:
@@ -145,10 +189,14 @@ async def soak(args: argparse.Namespace) -> int:
     for worker in workers:
         worker.process.stop()
     broker.process.stop()
-    in_flight = tally["sent"] - tally["finished"] - tally["lost"]
+    in_flight = tally["sent"] - tally["finished"] - tally["lost"] - tally["refused"]
     print(f"\njobs sent {tally['sent']}, finished {tally['finished']}, lost {tally['lost']}, "
           f"in flight at the end {in_flight}, bad clients {tally['bad']}, worker kills "
           f"{tally['kills']}, overloaded (retried) {tally['overloaded']}")  # fmt: skip
+    if args.kill_agent_every > 0:
+        print(f"disk agent kills {tally['agent_kills']}: uploads interrupted and resumed "
+              f"{tally['interrupted']}, jobs refused with 'cannot store audio' (killed between "
+              f"end and a durable spool) {tally['refused']}")  # fmt: skip
     return 1 if tally["lost"] else 0
 
 
@@ -158,6 +206,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=20.0)
+    parser.add_argument(
+        "--kill-agent-every", type=float, default=0.0,
+        help="also SIGKILL the broker's disk agent every so many seconds (0: never)",
+    )  # fmt: skip
     return asyncio.run(soak(parser.parse_args()))
 
 

@@ -75,6 +75,7 @@ class Disk:
         self.max_backlog = max_backlog
         self._queued = 0  # bytes handed to `append`
         self._landed = 0  # of those, bytes the agent has written (or failed to)
+        self._landed_before = 0  # `_queued` when the running agent started: it counts from 0
         self._went_over = False  # `append` passed `max_backlog` since `congested()` looked
         self._on_drained: list[Callable[[], None]] = []
         self._tags = itertools.count(1)
@@ -113,6 +114,9 @@ class Disk:
             agent.transport.kill()
 
     async def _ensure_agent(self) -> _AgentPipe:
+        dying = self._agent
+        if dying is not None and dying.stdin.is_closing():  # exited, not yet reaped
+            await asyncio.shield(dying.exited)
         if self._agent is not None:
             return self._agent
         if self._closing:
@@ -132,6 +136,7 @@ class Disk:
         )
         del transport  # the pipe keeps it
         _widen_pipe(pipe.stdin)
+        self._landed_before = self._queued  # all landed: appends need a running agent
         self._agent = pipe
         log.debug("disk agent started (pid %s)", pipe.pid)
         return pipe
@@ -181,9 +186,12 @@ class Disk:
                 handle, DiskAgentGone("the broker's disk agent is not running")
             )
             raise error
+        try:
+            agent.send(Op.APPEND, handle, data)
+        except DiskAgentGone as exc:
+            raise self._spool_errors.setdefault(handle, exc) from None
         self._queued += len(data)
         self._went_over = self._went_over or self.backlog > self.max_backlog
-        agent.send(Op.APPEND, handle, data)
 
     def spool_error(self, handle: int) -> OSError | None:
         """The error of a failed append to `handle` (nothing after it was appended)."""
@@ -232,7 +240,7 @@ class Disk:
         encoded = path_body(path)
         body = U64.pack(len(encoded)) + encoded + data
         agent = self._agent
-        if agent is None:
+        if agent is None or agent.stdin.is_closing():
             return asyncio.ensure_future(self._commit_on_new_agent(body, str(path)))
         return self._request(agent, Op.COMMIT, body, str(path))
 
@@ -243,8 +251,10 @@ class Disk:
         """Delete a file some time soon, off the ordered queue: an unlink frees blocks
         (milliseconds on a busy disk) and no write waits for it."""
         if self._agent is not None:
-            self._agent.send(Op.DISCARD, 0, path_body(path))
-        elif not self._closing:  # else a restart's recovery finds the file and expires it
+            with contextlib.suppress(DiskAgentGone):
+                self._agent.send(Op.DISCARD, 0, path_body(path))
+                return
+        if not self._closing:  # else a restart's recovery finds the file and expires it
             task = asyncio.ensure_future(self._discard_on_new_agent(path))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -254,17 +264,23 @@ class Disk:
             (await self._ensure_agent()).send(Op.DISCARD, 0, path_body(path))
 
     def _request(self, agent: _AgentPipe, op: Op, body: bytes, what: str) -> asyncio.Future[bytes]:
+        """Send a request; its future gets the answer (or `DiskAgentGone`: never raised here,
+        so that callers that only attach a callback learn of it the same way)."""
         tag = next(self._tags)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiting[tag] = (future, what)
-        agent.send(op, tag, body)
+        try:
+            agent.send(op, tag, body)
+        except DiskAgentGone as exc:
+            future.set_exception(exc)
+        else:
+            self._waiting[tag] = (future, what)
         return future
 
     # ---- answers ---------------------------------------------------------------------
 
     def _answer(self, op: Op, tag: int, body: bytes) -> None:
         if op is Op.LANDED:
-            self._landed = tag
+            self._landed = self._landed_before + tag
             if self._on_drained and self.backlog <= self.max_backlog // 2:
                 self._drained()
         elif op is Op.SPOOL_FAILED:
@@ -340,10 +356,17 @@ class _AgentPipe(asyncio.SubprocessProtocol):
         self.stdin = cast(asyncio.WriteTransport, self.transport.get_pipe_transport(0))
 
     def send(self, op: Op, tag: int, body: bytes = b"") -> None:
-        if len(body) > 4096:  # audio: no copy into one buffer, the pipe takes both
-            self.stdin.writelines([HEADER.pack(len(body), op, tag), body])
-        else:
-            self.stdin.write(frame(op, tag, body))
+        """Write one frame; `DiskAgentGone` once the agent's stdin has closed (it died, and
+        `connection_lost` has not come yet)."""
+        if self.stdin.is_closing():
+            raise DiskAgentGone("the broker's disk agent is exiting")
+        try:
+            if len(body) > 4096:  # audio: no copy into one buffer, the pipe takes both
+                self.stdin.writelines([HEADER.pack(len(body), op, tag), body])
+            else:
+                self.stdin.write(frame(op, tag, body))
+        except RuntimeError as exc:  # uvloop: the pipe closed under this very write
+            raise DiskAgentGone("the broker's disk agent is exiting") from exc
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         for op, tag, body in self._reader.feed(data):

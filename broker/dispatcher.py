@@ -23,7 +23,7 @@ import zmq
 import zmq.asyncio
 
 from broker import metrics
-from broker.disk import Disk
+from broker.disk import Disk, DiskAgentGone
 from broker.run import StreamRun
 from whisperfarm import wire
 from whisperfarm.curve import CurveServer
@@ -32,6 +32,8 @@ from whisperfarm.wire import Command, Message
 
 log = logging.getLogger(__name__)
 REPLAY_CHUNK_FRAMES = 16_000
+REPLAY_AGENT_RETRIES = 3
+"""Disk agents that may die under one replay before it gives up (each is restarted)."""
 RECEIVE_BATCH = 256
 """Worker messages handled per event-loop turn before the loop gets to everyone else."""
 
@@ -385,10 +387,17 @@ class Dispatcher:
         """Send what the spool holds, then switch the run to live forwarding."""
         sent = 0
         chunk = REPLAY_CHUNK_FRAMES * run.audio.bytes_per_frame
+        agents_lost = 0
         while sent < run.written_bytes():
-            data = await self._disk.read(
-                run.files.spool_path, sent, min(chunk, run.written_bytes() - sent)
-            )
+            try:
+                data = await self._disk.read(
+                    run.files.spool_path, sent, min(chunk, run.written_bytes() - sent)
+                )
+            except DiskAgentGone:  # the file is still there: the next agent reads it
+                agents_lost += 1
+                if agents_lost > REPLAY_AGENT_RETRIES:
+                    raise
+                continue
             if run.worker != identity or run.attempt != attempt or not data:
                 return  # superseded while reading
             self._send(identity, wire.audio(run.job_id, attempt, data))

@@ -174,6 +174,7 @@ async def test_a_killed_agent_fails_its_spools_and_a_new_one_takes_over(
     again.flush()
     await disk.barrier()
     assert JobFiles(tmp_path, "next").spool_size() == 10
+    assert disk.backlog == 0, "the new agent counts its bytes from 0: the backlog must not"
     await asyncio.to_thread(wait_for, lambda: not files.spool_path.exists(), 5.0, "the discard")
 
 

@@ -38,6 +38,7 @@ from websockets.protocol import State
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import cpu_seconds, dump, farm, machine, rss_mb, table
+from tests.farm import Broker
 from tests.wsclient import start_message
 
 PACKET_FRAMES = 1000
@@ -196,16 +197,17 @@ class Sampler(threading.Thread):
 
 
 def run_load(
-    args: argparse.Namespace, url: str, broker_pid: int, worker_pids: list[int]
+    args: argparse.Namespace, broker: Broker, worker_pids: list[int]
 ) -> tuple[list[dict[str, Any]], dict[str, float], float]:
     """Run the clients; returns their results, CPU % by side, and the broker's peak RSS."""
+    url, broker_pid = broker.ws, broker.process.popen.pid
     packets = round(args.seconds / PACKET_S)
     share = [
         args.streams // args.client_procs + (i < args.streams % args.client_procs)
         for i in range(args.client_procs)
     ]
     offsets = [sum(share[:i]) for i in range(len(share))]
-    agents = child_pids(broker_pid)  # the broker's disk agent: its writes are the broker's
+    agents = broker.disk_agent_pids()  # its writes are the broker's
     sampler = Sampler([broker_pid, *agents])
     sampler.start()
     pids = (broker_pid, *agents, *worker_pids)
@@ -234,12 +236,6 @@ STAGES = {  # name: (from, to), wall-clock times from the client's results and t
     "to_stored": ("decode_ended", "finished_at"),
     "to_client": ("finished_at", "final_wall"),
 }
-
-
-def child_pids(pid: int) -> list[int]:
-    """The processes `pid` started (Linux)."""
-    tasks = Path(f"/proc/{pid}/task")
-    return [int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()]
 
 
 def stage_latencies(results: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -324,7 +320,7 @@ def main() -> int:
         ) as (broker, ws),
     ):
         pids = [w.process.popen.pid for w in ws]
-        results, cpu, rss = run_load(args, broker.ws, broker.process.popen.pid, pids)
+        results, cpu, rss = run_load(args, broker, pids)
         jobs = broker.get("/v1/jobs", limit=args.streams).json()["jobs"]
         stages = stage_latencies(results, jobs)
     if args.data_dir:

@@ -155,11 +155,10 @@ async def killer(tmp: Path, broker: Broker, workers: list[Worker], every: float,
 async def agent_killer(broker: Broker, every: float, deadline: float,
                        tally: Counter[str]) -> None:  # fmt: skip
     """SIGKILL the broker's disk agent (its one child process) every `every` seconds."""
-    pid = broker.process.popen.pid
     while time.monotonic() + every < deadline:
         await asyncio.sleep(every)
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            os.kill(int(child), signal.SIGKILL)
+        for child in broker.disk_agent_pids():
+            os.kill(child, signal.SIGKILL)
             tally["agent_kills"] += 1
 
 

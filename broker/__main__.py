@@ -113,13 +113,14 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def tune_threads() -> None:
-    """Let the disk threads have the GIL back soon after each system call.
+    """Let a thread of the broker have the GIL back soon after each system call.
 
-    The loop holds the GIL most of the time under load; a disk thread that returns
-    from a system call waits up to the switch interval for it. A transcript's commit
-    (write, fsync, rename, directory fsync) took ~10 ms with a busy loop at CPython's
-    5 ms, ~4 ms at 0.5 ms (`write_atomic` from a thread next to one 85 % busy), and the
-    final waits for it. The loop gives up the GIL more often only while a thread asks.
+    The loop holds the GIL most of the time under load; a thread that returns from a
+    system call waits up to the switch interval for it. When transcripts were written
+    from threads of the broker, a commit took ~10 ms next to a busy loop at CPython's
+    5 ms, ~4 ms at 0.5 ms. The file writes are the disk agent's now (`broker.disk`);
+    the job store's checkpoint thread is what is left. The loop gives up the GIL more
+    often only while a thread asks.
     """
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 

@@ -120,13 +120,11 @@ class Agent:
     def _answered(self, tag: int, work: Callable[[bytes], bytes], body: bytes) -> None:
         """Run `work(body)`; reply OK with what it returns, or FAILED with its OSError."""
         try:
-            result = work(body)
+            op, answer = Op.OK, work(body)
         except OSError as exc:
-            self._report_landed()
-            self.reply(Op.FAILED, tag, error_body(exc))
-        else:
-            self._report_landed()  # a barrier's caller may look at the backlog next
-            self.reply(Op.OK, tag, result)
+            op, answer = Op.FAILED, error_body(exc)
+        self._report_landed()  # a barrier's caller may look at the backlog next
+        self.reply(op, tag, answer)
 
     def _open(self, body: bytes) -> bytes:
         handle, keep = TWO_U64.unpack_from(body)

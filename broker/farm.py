@@ -132,7 +132,7 @@ class Farm:
         return run
 
     async def _open_spool(self, files: JobFiles, keep_bytes: int, owner: str | None) -> SpoolWriter:
-        """Open the spool of a just-admitted stream, off the loop (`Disk.create`); on a
+        """Open the spool of a just-admitted stream (the disk agent creates it); on a
         disk error, give the slot back."""
         try:
             return await SpoolWriter.open(files, self.disk, keep_bytes)

@@ -112,6 +112,12 @@ class Broker:
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         return scrape(self.get("/metrics").text, name, labels)
 
+    def disk_agent_pids(self) -> list[int]:
+        """The broker's child processes (Linux): its disk agent, which the loop's thread
+        starts (one, or none while a dead one is being replaced)."""
+        pid = self.process.popen.pid
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
 
 def scrape(text: str, name: str, labels: dict[str, str] | None = None) -> float:
     """Sum of the samples of one metric whose labels include `labels`."""

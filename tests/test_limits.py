@@ -114,10 +114,9 @@ def test_a_tiny_file_that_decodes_to_hours_is_stopped_at_the_limit(
 
 def disk_agent_pid(broker: Broker) -> int:
     """The broker's disk agent: its one child process."""
-    pid = broker.process.popen.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    children = broker.disk_agent_pids()
     assert len(children) == 1, children
-    return int(children[0])
+    return children[0]
 
 
 @pytest.mark.usefixtures("null_worker")

@@ -18,6 +18,16 @@ endpoint still sees the end of the upload in order: every packet before `end` ha
 handed over when `end` is received. A server without the extension (another ASGI
 server) simply leaves the endpoint on the ASGI path.
 
+Once a sink is set, `data_received` also takes complete, unfragmented binary frames
+off the front of each read itself (`_take_packets`: a header check and websockets' C
+unmasking) and hands only the rest to websockets' parser. websockets parses every
+frame in a generator, through a stream reader's buffer, into a `Frame` object and an
+event list: per packet that was a tenth of the broker's event loop at a thousand
+streams. Anything else — a text, control or fragmented frame, a frame over the size
+limit, a frame cut by the end of the read, a read while websockets still holds part
+of a frame — goes to websockets as before, with everything after it, so order, limits
+and errors stay websockets' own.
+
 Setting a sink returns the connection's `PacketControl`: `wake` the endpoint, and
 `hold`/`release` reading the socket (backpressure: the packets then wait in the
 client's TCP send buffer, not in the broker's memory).
@@ -31,6 +41,12 @@ from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+from websockets.protocol import State
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
 
 CONNECTION_LOG = logging.getLogger("broker.connections")
 """Where uvicorn's and websockets' lines about each connection go (`"WebSocket
@@ -45,6 +61,12 @@ SCOPE_KEY = "whisperfarm.packet_sink"
 WAKE_MESSAGE = {"type": "websocket.receive"}
 """What `PacketSink.wake` queues: a message with neither text nor bytes, so an endpoint
 waiting for the next ASGI message looks at its sink (e.g. for an error it kept)."""
+
+
+FINAL_BINARY_FRAME = 0x82
+"""A frame header's first byte: FIN, no extension bits, opcode 2 (binary)."""
+MASKED = 0x80
+"""In the second byte: the payload is masked (every client frame must be)."""
 
 
 class PacketSink(Protocol):
@@ -89,6 +111,47 @@ class PacketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)  # unset when the handshake was refused
         if scope is not None:  # the ASGI task starts later, on the next loop turn
             scope["extensions"][SCOPE_KEY] = self._set_packet_sink
+
+    def data_received(self, data: bytes) -> None:
+        if self._direct_path_open() and not self.conn.reader.buffer:
+            data = self._take_packets(data)
+            if not data:
+                return
+        super().data_received(data)
+
+    def _direct_path_open(self) -> bool:
+        """A sink is set and nothing is ahead of the next packet: no message queued for
+        the endpoint, no fragmented message under way, the connection open."""
+        return (
+            self.packet_sink is not None
+            and self.queue.empty()
+            and not self.close_sent
+            and self.conn.current_size is None
+            and self.conn.state is State.OPEN
+        )
+
+    def _take_packets(self, data: bytes) -> bytes:
+        """Hand the complete binary frames at the front of `data` to the sink (RFC 6455
+        § 5.2); returns what is left for websockets' parser, from the first frame that
+        is anything else."""
+        limit = self.conn.max_message_size
+        start, size = 0, len(data)
+        while size - start >= 2 and self._direct_path_open():
+            if data[start] != FINAL_BINARY_FRAME or not data[start + 1] & MASKED:
+                break
+            length, mask_at = data[start + 1] & 0x7F, start + 2
+            if length >= 126:
+                width = 2 if length == 126 else 8
+                length = int.from_bytes(data[mask_at : mask_at + width])
+                mask_at += width
+            payload_at = mask_at + 4
+            if payload_at + length > size or (limit is not None and length > limit):
+                break
+            sink = self.packet_sink
+            assert sink is not None
+            start = payload_at + length
+            sink(apply_mask(data[payload_at:start], data[mask_at:payload_at]))
+        return data[start:] if start else data
 
     def _set_packet_sink(self, sink: PacketSink | None) -> PacketControl:
         self.packet_sink = sink

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import uvicorn
 import websockets
+from websockets.frames import Frame, Opcode
 
 from broker.ws_protocol import PacketProtocol, packet_sink_setter
 from tests.farm import start_broker, start_worker
@@ -48,11 +49,13 @@ class Recorder:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Recorder) -> AsyncIterator[str]:
+async def serving(app: Recorder, max_size: int = 16 * 1024 * 1024) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, ws=PacketProtocol, lifespan="off", log_level="warning")
+    config = uvicorn.Config(
+        app, ws=PacketProtocol, lifespan="off", log_level="warning", ws_max_size=max_size
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -108,6 +111,94 @@ async def test_a_packet_never_overtakes_a_message_still_queued() -> None:
         ("asgi", b"packet"),
         ("sink", b"later"),  # the queue was empty again
     ]
+
+
+def client_frame(opcode: Opcode, payload: bytes, fin: bool = True, mask: bool = True) -> bytes:
+    """A frame as a client writes it (masked unless told), for writes the client's own
+    framing would never make: several frames in one write, a frame cut in two."""
+    return Frame(opcode, payload, fin=fin).serialize(mask=mask, extensions=[])
+
+
+async def registered_client(app: Recorder, url: str) -> websockets.ClientConnection:
+    ws = await websockets.connect(url, compression=None)
+    await ws.send(b"before")
+    await asyncio.wait_for(app.registered.wait(), 5)
+    return ws
+
+
+async def test_frames_in_one_read_and_frames_cut_across_reads_all_reach_the_sink() -> None:
+    """The direct frame path: short, 16-bit and 64-bit lengths, several in one write,
+    and frames cut anywhere (in the header, in the mask, in the payload) that websockets
+    completes before the direct path goes on."""
+    app = Recorder()
+    payloads = [b"a" * 10, b"b" * 2000, b"c" * 70_000, b"d" * 125, b"e" * 126]
+    stream = b"".join(client_frame(Opcode.BINARY, p) for p in payloads)
+    async with serving(app) as url:
+        ws = await registered_client(app, url)
+        ws.transport.write(stream)  # all at once
+        for cut in (1, 3, 7, 2005):  # then the same frames in two writes, cut at `cut`
+            ws.transport.write(stream[:cut])
+            await asyncio.sleep(0.05)
+            ws.transport.write(stream[cut:])
+        await ws.send("stop")
+        assert await asyncio.wait_for(ws.recv(), 5) == "stopped"
+        await ws.close()
+    assert app.log[0] == ("asgi", b"before")
+    assert app.log[1:-1] == [("sink", p) for p in payloads] * 5
+    assert app.log[-1] == ("asgi", "stop")
+
+
+async def test_text_control_and_fragmented_frames_keep_their_order() -> None:
+    """In one write: packets, a ping, a fragmented binary message, a text, packets.
+    websockets takes over at the ping; the fragments arrive joined, and nothing
+    overtakes the text; once the queue is empty, packets take the direct path again."""
+    app = Recorder()
+    stream = b"".join([
+        client_frame(Opcode.BINARY, b"one"),
+        client_frame(Opcode.PING, b"are you there"),
+        client_frame(Opcode.BINARY, b"two"),
+        client_frame(Opcode.BINARY, b"frag", fin=False),
+        client_frame(Opcode.CONT, b"ments"),
+        client_frame(Opcode.TEXT, b"mark"),
+        client_frame(Opcode.BINARY, b"queued"),
+    ])  # fmt: skip
+    async with serving(app) as url:
+        ws = await registered_client(app, url)
+        ws.transport.write(stream)
+        await asyncio.sleep(0.2)
+        await ws.send(b"later")
+        await asyncio.sleep(0.2)
+        await ws.close()
+    assert app.log == [
+        ("asgi", b"before"),
+        ("sink", b"one"),
+        ("sink", b"two"),
+        ("sink", b"fragments"),
+        ("asgi", "mark"),
+        ("asgi", b"queued"),
+        ("sink", b"later"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (client_frame(Opcode.BINARY, b"x" * 1001), 1009),  # over the limit
+        (client_frame(Opcode.BINARY, b"unmasked", mask=False), 1002),
+    ],
+)
+async def test_bad_frames_get_websockets_own_errors(frame: bytes, code: int) -> None:
+    """What the direct path does not take, websockets judges as before: a frame over the
+    size limit closes with 1009, an unmasked client frame with 1002; the packets before
+    it were delivered."""
+    app = Recorder()
+    async with serving(app, max_size=1000) as url:
+        ws = await registered_client(app, url)
+        ws.transport.write(client_frame(Opcode.BINARY, b"fine") + frame)
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == code
+    assert app.log == [("asgi", b"before"), ("sink", b"fine")]
 
 
 @pytest.mark.parametrize(("level", "shown"), [("info", False), ("debug", True)])

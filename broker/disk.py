@@ -15,8 +15,9 @@ queued before it, so it covers those appends. Callers that need a result await i
 appends and discards are fire-and-forget, and an append's error is kept for its spool
 (`spool_error`). The sync itself (`syncfs` of the data dir's file system) runs beside
 the ordered work, so appends never queue behind it. Transcripts (`commit`) and opens
-have threads of their own in the agent: a final waits for its transcript, and behind
-the ordered queue it would wait for every spool's appends.
+have threads of their own in the agent: an upload waits for its spool's open, and
+behind the ordered queue a transcript (and the spool kept until it is durable) would
+wait for every spool's appends.
 
 If the agent dies, everything waiting on it fails with `DiskAgentGone` (an OSError),
 every open spool counts as failed (the farm interrupts their uploads: the clients resume

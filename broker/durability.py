@@ -5,8 +5,9 @@ flushes queue up behind each other (and behind asyncio's small default thread po
 acks and the `end` that waits for one fall seconds behind. Instead, callers wait for the
 next round: the round flushes the file system once and answers all of them. While a
 round runs, new callers gather for the next one, so a round always starts after the
-write its callers wait for. (Transcripts are the opposite case: few, small, and a final
-waits for each, so they fsync on their own threads, `Disk.commit`.)
+write its callers wait for. (Transcripts are the opposite case: few and small, each
+fsynced on its own commit thread, `Disk.commit`, so that a job's spool can go as soon
+as its transcript is durable.)
 """
 
 from __future__ import annotations

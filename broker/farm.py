@@ -27,6 +27,7 @@ from broker.jobstore import JobStore, SqliteJobStore
 from broker.run import StreamRun
 from broker.settings import BrokerSettings
 from broker.spool import FLUSH_INTERVAL_S, JobFiles, SpoolWriter
+from broker.transcript_store import TranscriptStore
 from whisperfarm.curve import CurveServer
 from whisperfarm.errors import (
     BadPacket,
@@ -60,6 +61,7 @@ class Farm:
         self.disk = Disk(settings.data_dir, int(settings.max_disk_backlog_mb * 1024 * 1024))
         metrics.DISK_BACKLOG.set_function(lambda: self.disk.backlog)
         self.syncer = GroupSync(self.disk)
+        self.transcripts = TranscriptStore(self.disk, settings.data_dir)
         curve = (
             CurveServer.load(settings.curve_secret_key, settings.curve_clients_dir)
             if settings.curve_secret_key is not None
@@ -194,7 +196,7 @@ class Farm:
         """`end` from a client that resumed an ended upload: the final when there is one."""
         if run.job.status is not JobStatus.DONE:
             return  # the worker is still at it; its final reaches the re-attached client
-        transcript = run.files.read_transcript()
+        transcript = self.transcripts.get(run.job_id)
         if transcript is None:
             self.fail(run, _EngineFailure("the transcript of this job is missing"))
             return
@@ -284,9 +286,10 @@ class Farm:
         """The client sent `end`: the worker finishes while the spool becomes durable.
 
         The job counts as ended (status, ack of every frame) only once the spool is on
-        disk. The final need not wait for that: it goes out once the transcript is
-        durable, and from then on the spool is not needed (a restart finds the
-        transcript and takes the job as done), so every frame is acked with it.
+        disk. The final need not wait for that: it goes out with the worker's result,
+        and from then on the client holds the transcript and has nothing to resend, so
+        every frame is acked with it (the spool itself is kept until the broker's copy
+        of the transcript is durable: `TranscriptStore`).
         """
         self.flush(run)
         run.ended = True
@@ -299,7 +302,7 @@ class Farm:
 
     async def _end_upload(self, run: StreamRun) -> None:
         """Once the spool is durable: ack every frame, and the job is ended (unless the
-        final came first: `_stored` acked every frame then)."""
+        final came first: `on_final` acked every frame then)."""
         await self._close_spool(run)
         if run.finished.is_set():
             return
@@ -396,14 +399,9 @@ class Farm:
             )
 
     def on_final(self, run: StreamRun, body: dict[str, Any]) -> None:
-        """The worker's result: store the transcript durably, then mark the job done and
-        answer the client (`_stored`).
-
-        Only the transcript's own fsync is waited for (a few milliseconds on a commit
-        thread): at a thousand streams, a file-system sync round behind megabytes of
-        spool writes made the final wait 0.5–2 s. No task either: the commit calls
-        `_stored` back on the loop in one turn.
-        """
+        """The worker's result: the transcript goes to the disk agent, and the final to
+        the client at once, without waiting for the file (`TranscriptStore` says why
+        that loses nothing); the job's spool goes once the file is durable."""
         job = run.job
         try:
             segments = [SegmentData.model_validate(s) for s in body.get("segments", [])]
@@ -417,48 +415,15 @@ class Farm:
             )
             stored = render(transcript, "json")
         except ValueError as exc:  # a worker's malformed result
-            self._not_stored(run, exc)
+            log.error("job %s: the worker's result is not a transcript: %s", run.job_id, exc)
+            self.fail(run, _EngineFailure(f"the worker's result is not a transcript: {exc}"))
             return
         # The JSON is the one stored form (txt, srt and vtt are rendered from it when
         # asked for); written only once the job is complete, so its presence after a
         # restart means the job is done, whatever the job table says.
-        self._commit_transcript(run, body, transcript, stored.encode())
-
-    def _commit_transcript(
-        self, run: StreamRun, body: dict[str, Any], transcript: Transcript, data: bytes,
-        retried: bool = False,
-    ) -> None:  # fmt: skip
-        committed = self.disk.commit(run.files.transcript_path, data)
-        committed.add_done_callback(
-            functools.partial(self._stored, run, body, transcript, data, retried)
+        self.transcripts.store(
+            transcript, stored.encode(), functools.partial(self._transcript_stored, job)
         )
-
-    def on_failed(self, run: StreamRun, error: str) -> None:
-        self.fail(run, _EngineFailure(error))
-
-    def on_farm_changed(self) -> None:
-        if self.events.watched:
-            self.events.publish("farm", self.farm_info())
-
-    def _stored(
-        self, run: StreamRun, body: dict[str, Any], transcript: Transcript, data: bytes,
-        retried: bool, done: asyncio.Future[bytes],
-    ) -> None:  # fmt: skip
-        if run.finished.is_set():
-            return  # failed meanwhile (e.g. the broker is stopping): it has its answer
-        try:
-            done.result()
-        except DiskAgentGone as exc:  # the work is done: a new agent writes it once more
-            if retried:
-                self._not_stored(run, exc)
-            else:
-                log.warning("job %s: %s; storing its transcript again", run.job_id, exc.strerror)
-                self._commit_transcript(run, body, transcript, data, retried=True)
-            return
-        except OSError as exc:
-            self._not_stored(run, exc)
-            return
-        job = run.job
         job.language = transcript.language
         job.decode_started = body.get("decode_started")
         job.decode_ended = body.get("decode_ended")
@@ -466,8 +431,8 @@ class Farm:
         self._set_status(job, JobStatus.DONE)
         self._observe_done(run)
         if run.spool_closed is None or not run.spool_closed.done():
-            # The upload's own ack is still waiting for its sync round; a durable
-            # transcript makes every frame safe just as well: nothing is to be resent.
+            # The upload's own ack is still waiting for its sync round; with the final
+            # the client holds the result: nothing is to be resent.
             run.emit(Ack(frames=job.frames))
         final = Final(
             job_id=job.id,
@@ -479,9 +444,24 @@ class Farm:
         run.emit(final, CloseCode.NORMAL)
         self._finish(run)
 
-    def _not_stored(self, run: StreamRun, exc: Exception) -> None:
-        log.error("could not store the transcript of job %s: %s", run.job_id, exc)
-        self.fail(run, _EngineFailure(f"could not store the transcript: {exc}"))
+    def _transcript_stored(self, job: Job, error: OSError | None) -> None:
+        """The job's transcript is durable: its audio may go. Or it could not be
+        written: the client has its final, but the farm has no copy, so the job is
+        failed with the reason (and counted)."""
+        if error is None:
+            self._expire_spool(job)
+            return
+        log.error("could not store the transcript of job %s: %s", job.id, error)
+        metrics.TRANSCRIPTS_NOT_STORED.inc()
+        job.error = f"could not store the transcript: {error}"
+        self._set_status(job, JobStatus.FAILED)
+
+    def on_failed(self, run: StreamRun, error: str) -> None:
+        self.fail(run, _EngineFailure(error))
+
+    def on_farm_changed(self) -> None:
+        if self.events.watched:
+            self.events.publish("farm", self.farm_info())
 
     def _observe_done(self, run: StreamRun) -> None:
         metrics.JOBS_FINISHED.labels(status="done").inc()
@@ -504,10 +484,15 @@ class Farm:
 
     def recover(self) -> None:
         """After a restart: finish what was fully received, mark the rest resumable."""
-        for job in self.store.list(limit=1_000_000, statuses=FINISHED_STATUSES):
-            if JobFiles(self.settings.data_dir, job.id).spool_path.exists():
+        finished = self.store.list(limit=1_000_000, statuses=FINISHED_STATUSES)
+        active = self.store.list(limit=1_000_000, statuses=ACTIVE_STATUSES)  # before any
+        for job in finished:  # is re-queued below: each job is taken up once
+            files = JobFiles(self.settings.data_dir, job.id)
+            if job.status is JobStatus.DONE and not files.transcript_path.exists():
+                self._transcript_lost(job, files)
+            elif files.spool_path.exists():
                 self._expire_spool(job)
-        for job in self.store.list(limit=1_000_000, statuses=ACTIVE_STATUSES):
+        for job in active:
             if self._finish_stored(job):
                 continue
             if job.upload_ended:
@@ -517,10 +502,21 @@ class Farm:
                 self._set_status(job, JobStatus.INTERRUPTED)
         log.info("recovered: %d jobs re-queued", len(self.runs))
 
+    def _transcript_lost(self, job: Job, files: JobFiles) -> None:
+        """A done job whose transcript never reached the disk (the machine went down
+        right after its final): transcribed again from its spool, which is deleted only
+        once the transcript is durable; failed if the spool did not make it either."""
+        if job.upload_ended and files.spool_path.exists():
+            log.warning("job %s: its transcript did not reach the disk; transcribing again",
+                        job.id)  # fmt: skip
+            self._requeue_headless(job)
+            return
+        job.error = "the transcript was lost before it reached the disk"
+        self._set_status(job, JobStatus.FAILED)
+
     def _finish_stored(self, job: Job) -> bool:
         """A job whose transcript is on disk is done, even if the table did not say so
-        yet (the table commits without an fsync; the transcript had one before its
-        final went out)."""
+        yet (the table commits without an fsync; the transcript has one)."""
         try:
             transcript = JobFiles(self.settings.data_dir, job.id).read_transcript()
         except (OSError, ValueError) as exc:
@@ -591,7 +587,8 @@ class Farm:
         job.touch()
         if status in (JobStatus.DONE, JobStatus.FAILED):
             job.finished_at = job.updated_at
-            self._expire_spool(job)
+            if not self.transcripts.pending(job.id):  # else once it is durable
+                self._expire_spool(job)
         self.store.save(job)
         self._publish_job(job)
 

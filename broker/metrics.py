@@ -23,6 +23,10 @@ DISK_AGENT_EXITS = Counter(
     "whisperfarm_broker_disk_agent_exits_total",
     "Times the broker's disk agent exited on its own (open uploads interrupted; a new one starts)",
 )
+TRANSCRIPTS_NOT_STORED = Counter(
+    "whisperfarm_broker_transcripts_not_stored_total",
+    "Transcripts the broker could not write after their final went out (the job is failed)",
+)
 PACKETS_RECEIVED = Counter("whisperfarm_broker_packets_received_total", "Audio packets received")
 BYTES_RECEIVED = Counter("whisperfarm_broker_bytes_received_total", "Audio bytes received")
 AUDIO_SECONDS_RECEIVED = Counter(

@@ -13,9 +13,8 @@ from starlette.routing import Route
 
 from broker.farm import Farm
 from broker.jobs import Job, JobStatus
-from broker.spool import JobFiles
 from whisperfarm.errors import Unauthorized
-from whisperfarm.transcripts import FORMATS, MEDIA_TYPES
+from whisperfarm.transcripts import FORMATS, MEDIA_TYPES, render
 
 MAX_LIST = 1000
 
@@ -67,11 +66,11 @@ async def get_transcript(request: Request) -> Response:
         return _problem(404, "no such job")
     if job.status is not JobStatus.DONE:
         return _problem(409, f"job is {job.status.value}, no transcript yet")
-    rendered = JobFiles(farm.settings.data_dir, job_id).render_transcript(fmt)
-    if rendered is None:
+    transcript = farm.transcripts.get(job_id)
+    if transcript is None:
         return _problem(404, "transcript file missing")
     return Response(
-        rendered,
+        render(transcript, fmt),
         media_type=MEDIA_TYPES[fmt],
         headers={"Content-Disposition": _attachment(job.name, fmt)},
     )

@@ -13,7 +13,7 @@ import contextlib
 from pathlib import Path
 
 from broker.disk import Disk
-from whisperfarm.transcripts import Transcript, render
+from whisperfarm.transcripts import Transcript
 
 FLUSH_INTERVAL_S = 1.0
 """Longest a received packet waits in memory before it is spooled and forwarded (the
@@ -41,11 +41,6 @@ class JobFiles:
         if not path.exists():
             return None
         return Transcript.model_validate_json(path.read_bytes())
-
-    def render_transcript(self, fmt: str) -> str | None:
-        """The stored transcript in `fmt` (one of `FORMATS`), or None if there is none."""
-        transcript = self.read_transcript()
-        return render(transcript, fmt) if transcript is not None else None
 
     def spool_size(self) -> int:
         try:

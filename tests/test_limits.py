@@ -54,8 +54,8 @@ async def test_hostile_names_stay_data(strict: Broker, name: str) -> None:
     response = strict.get(f"/v1/jobs/{job['id']}/transcript", format="srt")
     disposition = response.headers["content-disposition"]
     assert "/" not in disposition and "\\" not in disposition and "\n" not in disposition
-    files = sorted(p.name for p in (strict.data_dir / "jobs" / job["id"]).iterdir())
-    assert "transcript.json" in files
+    stored = strict.data_dir / "jobs" / job["id"] / "transcript.json"
+    await asyncio.to_thread(wait_for, stored.exists, 10, "the transcript to be stored")
     assert not (strict.data_dir.parent / "etc").exists()
 
 
@@ -176,9 +176,13 @@ async def test_a_paused_upload_whose_agent_died_is_interrupted_by_the_flush_time
     assert broker.job(reply.messages[0]["job_id"])["status"] == "interrupted"
 
 
-async def test_a_transcript_whose_disk_agent_died_is_stored_by_the_next(tmp_path: Path) -> None:
-    """The upload is over and durable; the agent dies with the transcript's commit in its
-    pipe: the work is not thrown away, a new agent writes it and the client gets its final."""
+async def test_the_final_does_not_wait_for_the_disk_and_a_dead_agents_transcript_is_stored(
+    tmp_path: Path,
+) -> None:
+    """The upload is over and durable; the disk agent freezes. The worker's final reaches
+    the client all the same, and the transcript is served from memory while its commit
+    waits in the agent's pipe; the spool is kept. The agent dies: a new one writes the
+    transcript, and only then is the spool deleted."""
     broker = start_broker(tmp_path)
     worker = start_worker(tmp_path, broker.zmq, "--null-delay-per-second", "2.0", engine="null")
     try:
@@ -192,15 +196,22 @@ async def test_a_transcript_whose_disk_agent_died_is_stored_by_the_next(tmp_path
             await ws.send(json.dumps({"type": "end"}))
             wait_for(lambda: broker.job(job_id)["status"] == "transcribing", 10, "upload durable")
             agent = disk_agent_pid(broker)
-            os.kill(agent, signal.SIGSTOP)  # the worker's final (2 s on) waits in its pipe
-            await asyncio.sleep(4)
-            assert broker.job(job_id)["status"] == "transcribing"
-            os.kill(agent, signal.SIGKILL)
-            reply = await read_all(ws, reply)
+            os.kill(agent, signal.SIGSTOP)  # the transcript's commit (2 s on) waits in its pipe
+            reply = await asyncio.wait_for(read_all(ws, reply), 10)
         assert reply.last["type"] == "final" and "1.0 s of audio" in reply.last["text"]
+        assert broker.job(job_id)["status"] == "done"
+        from_memory = broker.get(f"/v1/jobs/{job_id}/transcript", format="srt")
+        assert from_memory.status_code == 200 and "1.0 s of audio" in from_memory.text
+        job_dir = broker.data_dir / "jobs" / job_id
+        assert {p.name for p in job_dir.iterdir()} == {"spool.pcm"}, "kept until it is durable"
+        os.kill(agent, signal.SIGKILL)
+        stored = lambda: (job_dir / "transcript.json").exists()  # noqa: E731
+        await asyncio.to_thread(wait_for, stored, 10, "the next agent to store the transcript")
+        gone = lambda: not (job_dir / "spool.pcm").exists()  # noqa: E731
+        await asyncio.to_thread(wait_for, gone, 10, "the spool to be deleted")
         assert "storing its transcript again" in broker.process.output()
         assert broker.job(job_id)["status"] == "done"
-        assert (broker.data_dir / "jobs" / job_id / "transcript.json").exists()
+        assert broker.get(f"/v1/jobs/{job_id}/transcript", format="srt").text == from_memory.text
     finally:
         worker.process.stop()
         broker.process.stop()

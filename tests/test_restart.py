@@ -10,7 +10,7 @@ from pathlib import Path
 
 import websockets
 
-from tests.farm import start_broker, start_worker
+from tests.farm import start_broker, start_worker, wait_for
 from tests.wsclient import Reply, packets, read_all, start_message, stream_pcm, tone
 
 
@@ -68,6 +68,40 @@ async def test_a_stored_transcript_counts_as_done_even_if_the_job_table_lost_it(
         text = broker.get(f"/v1/jobs/{final['job_id']}/transcript").text
         assert text.strip() == final["text"]
     finally:
+        broker.process.stop()
+
+
+async def test_a_done_job_whose_transcript_never_reached_the_disk_is_transcribed_again(
+    tmp_path: Path,
+) -> None:
+    """What a power cut right after a final can leave: the job table says `done`, but
+    the transcript, written behind the final, is not on disk. The spool (deleted only
+    once the transcript is durable) is: the restarted broker transcribes the job again.
+    Where the spool is gone too, the job is failed with the reason, not left `done`
+    without a transcript."""
+    broker = start_broker(tmp_path, "--spool-retention", "-1")  # keep spools: lose the file
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    try:
+        broker.wait_workers(1)
+        redo = (await stream_pcm(broker.ws, tone(1.5), name="redo.wav")).last
+        lost = (await stream_pcm(broker.ws, tone(0.5), name="lost.wav")).last
+        broker.process.stop()
+        for final in (redo, lost):
+            (broker.data_dir / "jobs" / final["job_id"] / "transcript.json").unlink()
+        (broker.data_dir / "jobs" / lost["job_id"] / "spool.pcm").unlink()
+        worker.process.stop()
+        broker = start_broker(tmp_path, data_dir=broker.data_dir)
+        worker = start_worker(tmp_path, broker.zmq, engine="null")
+        done = lambda: broker.job(redo["job_id"])["status"] == "done"  # noqa: E731
+        wait_for(done, 20, "the job to be transcribed again")
+        text = broker.get(f"/v1/jobs/{redo['job_id']}/transcript").text
+        assert text.strip() == redo["text"]
+        assert "did not reach the disk; transcribing again" in broker.process.output()
+        job = broker.job(lost["job_id"])
+        assert job["status"] == "failed" and "lost before it reached the disk" in job["error"]
+        assert broker.get(f"/v1/jobs/{lost['job_id']}/transcript").status_code == 409
+    finally:
+        worker.process.stop()
         broker.process.stop()
 
 

@@ -185,9 +185,12 @@ def streams_row(dash: db.Dashboard) -> None:
                q(f"sum({rate(B + 'upload_pauses_total')})", "uploads paused")]),
         graph("Disk backlog", "Received audio waiting to be written to the spools.", "bytes",
               [q(f"sum({sel(B + 'disk_backlog_bytes')})", "backlog")]),
-        graph("Disk agent exits", "Exits of the broker's disk agent, the process that writes "
-              "spools and transcripts (uploads open at the time were interrupted). Should stay 0.",
-              "short", [q(f"sum({increase(B + 'disk_agent_exits_total')})", "exits")]),
+        graph("Storage faults", "Exits of the broker's disk agent, the process that writes "
+              "spools and transcripts (uploads open at the time were interrupted), and transcripts "
+              "it could not write after their final went out (those jobs failed). Should stay 0.",
+              "short", [q(f"sum({increase(B + 'disk_agent_exits_total')})", "disk agent exits"),
+                        q(f"sum({increase(B + 'transcripts_not_stored_total')})",
+                          "transcripts not stored")]),
     ]  # fmt: skip
     for panel in panels:
         dash.with_panel(panel)

@@ -282,6 +282,21 @@ class Farm:
         finally:
             run.syncing = None
 
+    def mark_ended(self, run: StreamRun) -> None:
+        """The client sent `end`: the worker is told at once and the spool is closed in
+        the background (`end_stream` waits for that). Called from the WebSocket's packet
+        sink as `end` arrives, or by the endpoint when it reads it; the second call does
+        nothing. A spool error raises here, every time (it is kept by the spool)."""
+        if run.ended:
+            return
+        self.flush(run)
+        run.ended = True
+        run.ended_at = time.monotonic()
+        run.job.upload_ended_at = time.time()
+        run.job.duration = run.audio.seconds(run.job.frames)
+        self.dispatcher.end(run)
+        run.spool_closed = asyncio.ensure_future(self._end_upload(run))
+
     async def end_stream(self, run: StreamRun) -> None:
         """The client sent `end`: the worker finishes while the spool becomes durable.
 
@@ -291,13 +306,8 @@ class Farm:
         every frame is acked with it (the spool itself is kept until the broker's copy
         of the transcript is durable: `TranscriptStore`).
         """
-        self.flush(run)
-        run.ended = True
-        run.ended_at = time.monotonic()
-        run.job.upload_ended_at = time.time()
-        run.job.duration = run.audio.seconds(run.job.frames)
-        self.dispatcher.end(run)
-        run.spool_closed = asyncio.ensure_future(self._end_upload(run))
+        self.mark_ended(run)
+        assert run.spool_closed is not None
         await run.spool_closed
 
     async def _end_upload(self, run: StreamRun) -> None:

@@ -100,8 +100,9 @@ async def _open(ws: WebSocket, farm: Farm) -> StreamRun:
 
 async def _receive_upload(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
     """Packets until `end`; returns once the run is ended (the sender then finishes)."""
+    resumed_after_end = run.ended
     await _receive_packets(ws, farm, run)
-    if run.ended:
+    if resumed_after_end:
         farm.end_again(run)
     else:
         await farm.end_stream(run)
@@ -169,7 +170,9 @@ class _DirectPackets:
     It runs inside the protocol's `data_received` and must not raise: an error (a bad
     packet, a full disk) is kept, further packets are dropped, and the endpoint is
     woken to raise it, exactly as if it had read the packet itself. While the disk is
-    `congested` it holds the connection's reading until the disk has drained.
+    `congested` it holds the connection's reading until the disk has drained. An `end`
+    ends the upload here (`Farm.mark_ended`), a turn of the loop before the endpoint
+    reads it; packets after it are dropped, as once the endpoint has it.
     """
 
     control: PacketControl
@@ -179,6 +182,7 @@ class _DirectPackets:
         self.farm, self.run, self.idle = farm, run, idle
         self.error: WhisperfarmError | None = None
         self.held = False
+        self.ended = False
 
     @classmethod
     @contextlib.contextmanager
@@ -199,7 +203,7 @@ class _DirectPackets:
             direct.release()
 
     def __call__(self, data: bytes) -> None:
-        if self.error is not None:
+        if self.error is not None or self.ended:
             return
         try:
             _take_packet(self.farm, self.run, data)
@@ -216,6 +220,19 @@ class _DirectPackets:
                 self.control.hold()
                 self.farm.disk.call_when_drained(self.release)
 
+    def message(self, text: str) -> None:
+        if self.error is not None or self.run.ended or not _is_end(text):
+            return
+        try:
+            self.farm.mark_ended(self.run)
+        except WhisperfarmError:
+            return  # kept by the spool: the endpoint meets it when it reads `end`
+        except Exception:
+            log.error("unexpected error ending the upload of job %s", self.run.job_id,
+                      exc_info=True)  # fmt: skip
+            return  # the endpoint tries again when it reads `end`
+        self.ended = True
+
     def _keep(self, error: WhisperfarmError) -> None:
         """Drop further packets and wake the endpoint to raise `error`."""
         self.error = error
@@ -225,6 +242,13 @@ class _DirectPackets:
         if self.held:
             self.held = False
             self.control.release()
+
+
+def _is_end(text: str) -> bool:
+    try:
+        return isinstance(parse_client_message(text), End)
+    except (WhisperfarmError, ValueError):
+        return False  # the endpoint answers it
 
 
 def _count_pause(farm: Farm) -> None:

@@ -15,7 +15,11 @@ stops reading while its queue holds messages, but frames parsed from the same re
 text and then a packet, would let the packet overtake the text).
 Text messages (`end`), close and disconnect take the ASGI path as before, so the
 endpoint still sees the end of the upload in order: every packet before `end` has been
-handed over when `end` is received. A server without the extension (another ASGI
+handed over when `end` is received. The sink also sees each text message first
+(`PacketSink.message`), in order with the packets, just before it is queued for the
+endpoint: the endpoint task runs a turn of the loop later, which at a thousand streams
+was 4 ms at the median and 26 ms at the p99, and the farm can act on `end` (the worker
+told, the upload's end time taken) at once. A server without the extension (another ASGI
 server) simply leaves the endpoint on the ASGI path.
 
 Once a sink is set, `data_received` also takes complete, unfragmented binary frames
@@ -72,6 +76,9 @@ MASKED = 0x80
 class PacketSink(Protocol):
     def __call__(self, data: bytes) -> None:
         """One binary message; must not raise (keep the error, then `wake` the endpoint)."""
+
+    def message(self, text: str) -> None:
+        """A text message, just before it goes to the endpoint; must not raise."""
 
 
 class PacketControl(Protocol):
@@ -172,16 +179,21 @@ class PacketProtocol(WebSocketsSansIOProtocol):
 
     def send_receive_event_to_app(self) -> None:
         sink = self.packet_sink
-        if (
-            sink is None
-            or self.curr_msg_data_type != "bytes"
-            or self.close_sent
-            or not self.queue.empty()
-        ):
+        if sink is None or self.close_sent or not self.queue.empty():
             super().send_receive_event_to_app()
             return
-        frames, self.frames = self.frames, []
-        sink(frames[0] if len(frames) == 1 else b"".join(frames))
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        if self.curr_msg_data_type == "bytes":
+            self.frames = []
+            sink(data)
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            pass  # uvicorn's own path refuses it (1007)
+        else:
+            sink.message(text)
+        super().send_receive_event_to_app()
 
 
 def quiet_connection_lines(level: str) -> None:

@@ -19,6 +19,20 @@ from tests.farm import start_broker, start_worker
 from tests.wsclient import stream_pcm, tone
 
 
+class LoggingSink:
+    """A packet sink that logs packets as `sink` and the text messages it is shown as
+    `seen` (each then also reaches the app the ASGI way)."""
+
+    def __init__(self, log: list[tuple[str, Any]]) -> None:
+        self.log = log
+
+    def __call__(self, data: bytes) -> None:
+        self.log.append(("sink", bytes(data)))
+
+    def message(self, text: str) -> None:
+        self.log.append(("seen", text))
+
+
 class Recorder:
     """An ASGI WebSocket app that logs what came which way."""
 
@@ -36,7 +50,7 @@ class Recorder:
         self.log.append(("asgi", first.get("bytes") or first.get("text")))
         setter = packet_sink_setter(scope)
         assert setter is not None, "PacketProtocol offers the sink in the scope"
-        self.control = setter(lambda data: self.log.append(("sink", bytes(data))))
+        self.control = setter(LoggingSink(self.log))
         self.registered.set()
         while True:
             message = await receive()
@@ -80,7 +94,7 @@ async def test_packets_go_to_the_sink_in_order_and_text_through_asgi() -> None:
         await asyncio.sleep(0.2)
     assert app.log[0] == ("asgi", b"before")
     assert app.log[1:51] == [("sink", bytes([i]) * 100) for i in range(50)]
-    assert app.log[51:] == [("asgi", "stop"), ("asgi", b"after")]
+    assert app.log[51:] == [("seen", "stop"), ("asgi", "stop"), ("asgi", b"after")]
 
 
 async def test_wake_gives_the_endpoint_an_empty_message() -> None:
@@ -107,6 +121,7 @@ async def test_a_packet_never_overtakes_a_message_still_queued() -> None:
         await asyncio.sleep(0.2)
     assert app.log == [
         ("asgi", b"before"),
+        ("seen", "mark"),  # the sink sees a text first, then the app gets it
         ("asgi", "mark"),
         ("asgi", b"packet"),
         ("sink", b"later"),  # the queue was empty again
@@ -144,8 +159,8 @@ async def test_frames_in_one_read_and_frames_cut_across_reads_all_reach_the_sink
         assert await asyncio.wait_for(ws.recv(), 5) == "stopped"
         await ws.close()
     assert app.log[0] == ("asgi", b"before")
-    assert app.log[1:-1] == [("sink", p) for p in payloads] * 5
-    assert app.log[-1] == ("asgi", "stop")
+    assert app.log[1:-2] == [("sink", p) for p in payloads] * 5
+    assert app.log[-2:] == [("seen", "stop"), ("asgi", "stop")]
 
 
 async def test_text_control_and_fragmented_frames_keep_their_order() -> None:
@@ -174,6 +189,7 @@ async def test_text_control_and_fragmented_frames_keep_their_order() -> None:
         ("sink", b"one"),
         ("sink", b"two"),
         ("sink", b"fragments"),
+        ("seen", "mark"),
         ("asgi", "mark"),
         ("asgi", b"queued"),
         ("sink", b"later"),

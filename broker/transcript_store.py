@@ -44,7 +44,8 @@ class TranscriptStore:
     def store(self, transcript: Transcript, data: bytes, stored: Stored) -> None:
         """Hand `data` (the transcript as stored) to the disk agent; `stored` is called
         on the loop when it is durable or has failed. The request is in the agent's pipe
-        when this returns."""
+        when this returns (unless no agent runs: then it goes to the one being started,
+        and a broker that dies before that leaves the job to be transcribed again)."""
         self._unwritten[transcript.job_id] = transcript
         self._commit(transcript, data, stored, retried=False)
 
@@ -67,7 +68,7 @@ class TranscriptStore:
             )
             self._commit(transcript, data, stored, retried=True)
             return
-        del self._unwritten[transcript.job_id]
+        self._unwritten.pop(transcript.job_id, None)
         if error is not None and not isinstance(error, OSError):
             raise error  # a bug: the loop's exception handler logs it
         stored(error)

@@ -143,6 +143,11 @@ class BatchGate(Generic[In, Out]):
         self._parked = [p for p in self._parked if p not in batch]
         self._running += 1
         self._in_flight += len(batch)
+        # The input now at the head may lead the next batch beside this one; it went
+        # to sleep when it was not the head, with no deadline, and nothing else may
+        # wake it before this batch ends (with `wait_s` long, never: two batches that
+        # had to run together hung).
+        self._cond.notify_all()
         self._cond.release()
         try:
             outputs = self._forward.submit(self._run_batch, key, batch).result()

@@ -53,10 +53,8 @@ async def good_client(broker: Broker, tally: Counter[str]) -> None:
         tally["sent"] -= 1
         tally["overloaded"] += 1
         return
-    last = reply.last
-    while last.get("code") == "interrupted":  # the broker's disk agent restarted: resume
-        tally["interrupted"] += 1
-        last = await resume_upload(broker, reply.messages[0]["job_id"], packets(pcm))
+    job_id = reply.messages[0].get("job_id", "")  # none if refused at once: never resumed
+    last = await resumed_while_interrupted(broker, job_id, packets(pcm), reply.last, tally)
     tally_final(tally, last, seconds)
 
 
@@ -70,6 +68,17 @@ def tally_final(tally: Counter[str], last: dict[str, Any], seconds: float) -> No
     else:
         tally["lost"] += 1
         print("LOST or wrong:", seconds, str(last)[:300], flush=True)
+
+
+async def resumed_while_interrupted(
+    broker: Broker, job_id: str, sent: list[bytes], last: dict[str, Any], tally: Counter[str]
+) -> dict[str, Any]:
+    """While `last` says the broker's disk agent restarted (`interrupted`), resume the
+    upload; the last message of the last attempt."""
+    while last.get("code") == "interrupted":
+        tally["interrupted"] += 1
+        last = await resume_upload(broker, job_id, sent)
+    return last
 
 
 async def resume_upload(broker: Broker, job_id: str, sent: list[bytes]) -> dict[str, Any]:
@@ -105,9 +114,7 @@ async def resuming_client(broker: Broker, tally: Counter[str]) -> None:
     tally["sent"] += 1
     await asyncio.sleep(0.2)
     last = await resume_upload(broker, job_id, sent)
-    while last.get("code") == "interrupted":
-        tally["interrupted"] += 1
-        last = await resume_upload(broker, job_id, sent)
+    last = await resumed_while_interrupted(broker, job_id, sent, last, tally)
     if last.get("type") == "error" and last.get("code") == "not_found":
         tally["lost"] += 1
         print("resume refused:", last, flush=True)

@@ -120,7 +120,7 @@ class PacketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][SCOPE_KEY] = self._set_packet_sink
 
     def data_received(self, data: bytes) -> None:
-        if self._direct_path_open() and not self.conn.reader.buffer:
+        if not self.conn.reader.buffer:  # websockets holds no part of a frame
             data = self._take_packets(data)
             if not data:
                 return
@@ -139,8 +139,8 @@ class PacketProtocol(WebSocketsSansIOProtocol):
 
     def _take_packets(self, data: bytes) -> bytes:
         """Hand the complete binary frames at the front of `data` to the sink (RFC 6455
-        § 5.2); returns what is left for websockets' parser, from the first frame that
-        is anything else."""
+        § 5.2) while the direct path is open; returns what is left for websockets'
+        parser, from the first frame that is anything else."""
         limit = self.conn.max_message_size
         start, size = 0, len(data)
         while size - start >= 2 and self._direct_path_open():

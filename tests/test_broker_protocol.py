@@ -11,10 +11,19 @@ import json
 
 import pytest
 import websockets
-from websockets.frames import Frame, Opcode
+from websockets.frames import Opcode
 
 from tests.farm import Broker, Worker, sse_events, wait_for
-from tests.wsclient import Reply, packets, read_all, send_raw, start_message, stream_pcm, tone
+from tests.wsclient import (
+    Reply,
+    client_frame,
+    packets,
+    read_all,
+    send_raw,
+    start_message,
+    stream_pcm,
+    tone,
+)
 
 pytestmark = pytest.mark.usefixtures("null_worker")
 
@@ -114,7 +123,7 @@ async def test_a_transcript_that_cannot_be_stored_fails_the_job_and_nothing_else
     assert "could not store the transcript" in broker.job(job_id)["error"]
     response = broker.get(f"/v1/jobs/{job_id}/transcript")
     assert response.status_code == 409, "no copy is served that the broker does not have"
-    assert "whisperfarm_broker_transcripts_not_stored_total 1.0" in broker.get("/metrics").text
+    assert broker.metric("whisperfarm_broker_transcripts_not_stored_total") == 1
     other = (await good).last
     assert other["type"] == "final"
     assert broker.get(f"/v1/jobs/{other['job_id']}/transcript").status_code == 200
@@ -123,15 +132,14 @@ async def test_a_transcript_that_cannot_be_stored_fails_the_job_and_nothing_else
 async def test_packets_after_end_in_the_same_read_are_not_the_uploads(broker: Broker) -> None:
     """The broker acts on `end` as the WebSocket frames are parsed: packets that came in
     the same read after it are dropped, not appended to the ended upload."""
-    frame = lambda opcode, data: Frame(opcode, data).serialize(mask=True, extensions=[])  # noqa: E731
     async with websockets.connect(broker.ws, compression=None) as ws:
         await ws.send(start_message())
         job_id = json.loads(await ws.recv())["job_id"]
         before, after = packets(tone(1.0)), packets(tone(0.5))
         ws.transport.write(
-            b"".join(frame(Opcode.BINARY, p) for p in before)
-            + frame(Opcode.TEXT, json.dumps({"type": "end"}).encode())
-            + b"".join(frame(Opcode.BINARY, p) for p in after)
+            b"".join(client_frame(Opcode.BINARY, p) for p in before)
+            + client_frame(Opcode.TEXT, json.dumps({"type": "end"}).encode())
+            + b"".join(client_frame(Opcode.BINARY, p) for p in after)
         )
         reply = await read_all(ws, Reply())
     assert reply.last["type"] == "final" and reply.last["duration"] == 1.0, reply.messages

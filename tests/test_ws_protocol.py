@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import uvicorn
 import websockets
-from websockets.frames import Frame, Opcode
+from websockets.frames import Opcode
 
 from broker.ws_protocol import PacketProtocol, packet_sink_setter
 from tests.farm import start_broker, start_worker
-from tests.wsclient import stream_pcm, tone
+from tests.wsclient import client_frame, stream_pcm, tone
 
 
 class LoggingSink:
@@ -126,12 +126,6 @@ async def test_a_packet_never_overtakes_a_message_still_queued() -> None:
         ("asgi", b"packet"),
         ("sink", b"later"),  # the queue was empty again
     ]
-
-
-def client_frame(opcode: Opcode, payload: bytes, fin: bool = True, mask: bool = True) -> bytes:
-    """A frame as a client writes it (masked unless told), for writes the client's own
-    framing would never make: several frames in one write, a frame cut in two."""
-    return Frame(opcode, payload, fin=fin).serialize(mask=mask, extensions=[])
 
 
 async def registered_client(app: Recorder, url: str) -> websockets.ClientConnection:

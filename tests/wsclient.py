@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.frames import Frame, Opcode
 
 from whisperfarm.packets import FRAMES_PER_PACKET
 
@@ -38,6 +39,12 @@ def tone(seconds: float, rate: int = 16_000, channels: int = 1) -> bytes:
 def packets(pcm: bytes, channels: int = 1, sample_bytes: int = 2) -> list[bytes]:
     size = FRAMES_PER_PACKET * channels * sample_bytes
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+def client_frame(opcode: Opcode, payload: bytes, fin: bool = True, mask: bool = True) -> bytes:
+    """A frame as a client writes it (masked unless told), for writes the client's own
+    framing would never make: several frames in one write, a frame cut in two."""
+    return Frame(opcode, payload, fin=fin).serialize(mask=mask, extensions=[])
 
 
 def start_message(**overrides: Any) -> str:

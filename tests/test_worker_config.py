@@ -81,6 +81,19 @@ def test_null_engine_marks_its_output() -> None:
     assert result.language == "de" and empty.segments == []
 
 
+def test_null_engine_never_makes_the_float32_copy() -> None:
+    """A window arrives as the stream buffer's int16; only an engine that reads `audio`
+    pays for the float32 copy (in a load test, the workers share the broker's CPUs)."""
+    pcm = (np.arange(16_000 * 3) % 2000 - 1000).astype(np.int16)
+    request = DecodeRequest(pcm, "en")
+    [result] = load(WorkerSettings(engine="null")).transcribe([request])
+    assert [s.text for s in result.segments] == ["[null engine] 3.0 s of audio"]
+    assert "audio" not in vars(request)  # never converted
+    assert request.audio.dtype == np.float32
+    assert np.array_equal(request.audio, pcm.astype(np.float32) / 32768.0)
+    assert request.audio is request.audio  # converted once
+
+
 def test_device_and_compute_type() -> None:
     assert pick_device("cpu") == "cpu" and pick_device("auto") in ("cpu", "cuda")
     assert pick_compute_type("auto", "cpu") == "int8"

@@ -25,7 +25,7 @@ from whisperfarm.errors import ProtocolError
 from whisperfarm.packets import AudioFormat
 from whisperfarm.protocol import SegmentData
 from whisperfarm.transcripts import join_segments
-from workers.audio import SAMPLE_RATE, Pcm, Resampler, to_float32
+from workers.audio import SAMPLE_RATE, Pcm, Resampler
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult, Task
 from workers.pcm_buffer import PcmBuffer
 
@@ -72,9 +72,9 @@ class StreamSpec(BaseModel):
 class Window:
     """A decode to do: the stream's int16 audio and options, and whether it is the last.
 
-    The float32 request is built by `to_request()` in the decoding thread, when the
-    engine takes it: a window queued behind others holds only its int16 samples (a view
-    of the stream's buffer, no copy), and the float32 copy is freed with the decode.
+    A window queued behind others holds only its int16 samples (a view of the stream's
+    buffer, no copy); the float32 copy is made when the engine reads the request's
+    `audio`, in the decoding thread, and is freed with the decode.
     """
 
     pcm: Pcm
@@ -89,9 +89,8 @@ class Window:
         return len(self.pcm)
 
     def to_request(self) -> DecodeRequest:
-        """The engine's request; converts the audio to float32 (a new array every call)."""
-        audio = to_float32(self.pcm)
-        return DecodeRequest(audio, self.language, self.task, self.initial_prompt, self.context)
+        """The engine's request (its float32 audio is made when first read)."""
+        return DecodeRequest(self.pcm, self.language, self.task, self.initial_prompt, self.context)
 
 
 class StreamState:

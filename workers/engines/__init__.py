@@ -8,14 +8,15 @@ imported only when picked, so the null engine never pays for importing CTranslat
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 import numpy as np
-import numpy.typing as npt
 
 from whisperfarm.errors import EngineError
+from workers.audio import SAMPLE_RATE, Pcm, Samples, to_float32
 
 if TYPE_CHECKING:
     from workers.settings import WorkerSettings
@@ -34,8 +35,8 @@ ENGINES: dict[str, str] = {
 class DecodeRequest:
     """One window of one stream's audio to decode."""
 
-    audio: npt.NDArray[np.float32]
-    """16 kHz mono float32 in [-1, 1]."""
+    source: Samples | Pcm
+    """16 kHz mono: float32 in [-1, 1], or the stream buffer's int16 (see `audio`)."""
     language: str | None = None
     """Language code, or None to let the engine detect it."""
     task: Task = "transcribe"
@@ -48,9 +49,19 @@ class DecodeRequest:
     inside a single decode, timestamps included — a text-only prompt makes small models
     stop predicting timestamps. Engines without tokens leave this empty."""
 
+    @functools.cached_property
+    def audio(self) -> Samples:
+        """The float32 samples, made from int16 the first time an engine reads them (in
+        its decoding thread). The null engine never does: a load test's final windows
+        (up to two chunks, minutes of audio) cost its workers no copy and no CPU taken
+        from the broker they share a machine with."""
+        if self.source.dtype == np.float32:
+            return cast(Samples, self.source)
+        return to_float32(cast(Pcm, self.source))
+
     @property
     def seconds(self) -> float:
-        return len(self.audio) / 16_000
+        return len(self.source) / SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import zmq
 
 from broker.app import create_app
 from broker.farm import Farm
+from broker.http_protocol import UpgradingHttpProtocol
 from broker.settings import BrokerSettings
 from broker.ws_protocol import PacketProtocol, quiet_connection_lines
 from whisperfarm.errors import WhisperfarmError
@@ -60,6 +61,7 @@ async def serve(settings: BrokerSettings) -> None:
         create_app(farm),
         log_level=settings.log_level.lower(),
         access_log=False,
+        http=UpgradingHttpProtocol,  # no cycle left behind by an upgrade
         ws=PacketProtocol,  # packets skip the ASGI round trip: see broker.ws_protocol
         ws_max_size=16 * 1024 * 1024,
         ws_per_message_deflate=False,  # PCM barely compresses; deflate cost the broker CPU

@@ -119,6 +119,15 @@ class PacketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:  # the ASGI task starts later, on the next loop turn
             scope["extensions"][SCOPE_KEY] = self._set_packet_sink
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # The setter in the scope is a method of this protocol, and the scope is this
+        # protocol's: a reference cycle that kept every closed connection (transport,
+        # websockets' protocol, queues: ~60 objects) for the garbage collector.
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].pop(SCOPE_KEY, None)
+
     def data_received(self, data: bytes) -> None:
         if not self.conn.reader.buffer:  # websockets holds no part of a frame
             data = self._take_packets(data)

@@ -24,6 +24,7 @@ from broker.durability import GroupSync
 from broker.events import EventHub
 from broker.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
 from broker.jobstore import JobStore, SqliteJobStore
+from broker.loop_lag import watch_event_loop
 from broker.run import StreamRun
 from broker.settings import BrokerSettings
 from broker.spool import FLUSH_INTERVAL_S, JobFiles, SpoolWriter
@@ -85,6 +86,7 @@ class Farm:
         self._spawn(self.dispatcher.serve())
         self._spawn(self._sweep_loop())
         self._spawn(self._flush_loop())
+        self._spawn(watch_event_loop())
 
     async def stop(self) -> None:
         """Stop in order: no new work, close clients' streams, then sockets and store."""

@@ -41,6 +41,12 @@ JOB_LATENCY = Histogram(
     "From the client's end (or re-queue) to the final transcript",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
 )
+EVENT_LOOP_LAG = Histogram(
+    "whisperfarm_broker_event_loop_lag_seconds",
+    "How late a 100 ms timer of the broker's event loop fires: the wait every stream's "
+    "packets, acks and finals share",
+    buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 JOB_RTF = Histogram(
     "whisperfarm_broker_job_realtime_factor",
     "Job wall time (accepted to final) divided by its audio duration; < 1 is faster than real time",

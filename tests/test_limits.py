@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -215,3 +216,22 @@ async def test_the_final_does_not_wait_for_the_disk_and_a_dead_agents_transcript
     finally:
         worker.process.stop()
         broker.process.stop()
+
+
+def test_a_stalled_broker_shows_in_its_event_loop_lag(strict: Broker) -> None:
+    """The loop-lag histogram records what every stream would have waited: the broker
+    stopped for 0.8 s (what a starved CPU or a long callback does) wakes its 100 ms
+    timer 0.7–0.8 s late."""
+    name = "whisperfarm_broker_event_loop_lag_seconds_bucket"
+    wait_for(lambda: strict.metric(name, {"le": "+Inf"}) >= 5, 10, "loop-lag samples")
+    stalls_before = strict.metric(name, {"le": "1.0"}) - strict.metric(name, {"le": "0.5"})
+    os.kill(strict.process.popen.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.8)
+    finally:
+        os.kill(strict.process.popen.pid, signal.SIGCONT)
+    wait_for(
+        lambda: strict.metric(name, {"le": "1.0"}) - strict.metric(name, {"le": "0.5"})
+        > stalls_before,
+        10, "the late wake-up in the histogram",
+    )  # fmt: skip

@@ -175,6 +175,11 @@ def streams_row(dash: db.Dashboard) -> None:
               [q(f"sum by (status) ({rate(B + 'jobs_total')})", "{{status}}")]),
         graph("Job latency", "From the client's end (or a re-queue) to the final transcript.",
               "s", quantiles(B + "job_latency_seconds")),
+        graph("Broker event loop lag", "How late a 100 ms timer of the broker's event loop "
+              "fires: the wait that every stream's packets, acks and finals share (a busy "
+              "host, a slow callback). Above 100 ms at the p99 for 10 minutes: alert "
+              "WhisperfarmBrokerEventLoopLagging.",
+              "s", quantiles(B + "event_loop_lag_seconds")),
         graph("Errors sent to clients", "Error messages per second, by protocol error code.",
               "ops", [q(f"sum by (code) ({rate(B + 'stream_errors_total')})", "{{code}}")]),
         graph("Upload rate", "Audio bytes and packets received from clients per second, and "

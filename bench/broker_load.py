@@ -9,8 +9,8 @@ processes (asyncio, one connection per stream, one pacing timer per process that
 pre-built frames: see `Pacer`), starting evenly over `--ramp` seconds.
 The null workers answer instantly, so the time from `end` to `final` is what the broker
 (and the worker round trip) adds. Prints packets/s sustained, p50/p99 added latency and
-where it goes, broker CPU and peak RSS (its disk agent's included), how late clients fell
-behind their pacing, and errors.
+where it goes, the broker's own event-loop lag (its metric), broker CPU and peak RSS (its
+disk agent's included), how late clients fell behind their pacing, and errors.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import collections
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -266,6 +267,24 @@ def stage_latencies(results: list[dict[str, Any]], jobs: list[dict[str, Any]]) -
     return out
 
 
+LOOP_LAG_BUCKET = re.compile(
+    r'^whisperfarm_broker_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.MULTILINE
+)
+
+
+def loop_lag_bounds(metrics_text: str) -> dict[str, float]:
+    """From the broker's own event-loop lag histogram (a 100 ms timer, over its whole
+    run): the bucket bounds (ms) that its p50, its p99 and its worst sample fall under."""
+    buckets = [(float(le), float(count)) for le, count in LOOP_LAG_BUCKET.findall(metrics_text)]
+    total = buckets[-1][1] if buckets else 0.0
+
+    def bound(share: float) -> float:
+        return next((le * 1000 for le, count in buckets if count >= share * total), float("nan"))
+
+    return {"loop_lag_p50_ms": bound(0.5), "loop_lag_p99_ms": bound(0.99),
+            "loop_lag_max_ms": bound(1.0), "loop_lag_samples": total}  # fmt: skip
+
+
 def summarize(results: list[dict[str, Any]], cpu: dict[str, float], rss: float) -> dict[str, Any]:
     ok = [r for r in results if r["error"] is None]
     latencies = sorted(r["latency"] for r in ok)
@@ -322,7 +341,7 @@ def main() -> int:
         pids = [w.process.popen.pid for w in ws]
         results, cpu, rss = run_load(args, broker, pids)
         jobs = broker.get("/v1/jobs", limit=args.streams).json()["jobs"]
-        stages = stage_latencies(results, jobs)
+        stages = stage_latencies(results, jobs) | loop_lag_bounds(broker.get("/metrics").text)
     if args.data_dir:
         shutil.rmtree(args.data_dir / Path(tmp_name).name, ignore_errors=True)
     summary = summarize(results, cpu, rss) | stages
@@ -350,6 +369,10 @@ def main() -> int:
     ):
         print(f"  {label:34} {stages[f'{name}_p50_ms']:6.1f} / {stages[f'{name}_p99_ms']:6.1f}"
               f" / {stages[f'{name}_slowest_ms']:6.1f}")  # fmt: skip
+    lag = [stages[f"loop_lag_{key}_ms"] for key in ("p50", "p99", "max")]
+    print(f"the broker's event loop woke late (its own metric, {stages['loop_lag_samples']:.0f} "
+          f"samples of a 100 ms timer): p50 ≤ {lag[0]:g} ms, p99 ≤ {lag[1]:g} ms, "
+          f"worst ≤ {lag[2]:g} ms")  # fmt: skip
     if "slowest_ended_after_s" in stages:
         first, last = stages["slowest_ended_after_s"]
         print(f"the slowest 1 % sent `end` {first:.2f}–{last:.2f} s after the first stream did "

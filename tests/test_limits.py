@@ -161,6 +161,43 @@ async def test_a_killed_disk_agent_interrupts_the_open_upload_and_a_resume_finis
 
 
 @pytest.mark.usefixtures("null_worker")
+async def test_a_resume_whose_disk_barrier_meets_a_dying_agent_goes_on_with_the_next(
+    broker: Broker,
+) -> None:
+    """A resume first waits for the disk agent to finish what it was handed (the cut
+    upload's last packets); an agent that dies meanwhile has finished all it ever will.
+    The resume goes on with a new agent: it used to be refused with `internal` (found by
+    the soak with agent kills)."""
+    sent = packets(tone(2.0))
+    async with websockets.connect(broker.ws) as ws:
+        await ws.send(start_message())
+        job_id = json.loads(await ws.recv())["job_id"]
+        for packet in sent[:20]:
+            await ws.send(packet)
+        assert json.loads(await ws.recv()) == {"type": "ack", "frames": 16_000}
+    wait_for(lambda: broker.job(job_id)["status"] == "interrupted", 10, "the cut upload")
+    agent = disk_agent_pid(broker)
+    os.kill(agent, signal.SIGSTOP)
+    try:
+        async with websockets.connect(broker.ws) as ws:
+            await ws.send(json.dumps({"type": "resume", "job_id": job_id}))
+            await asyncio.sleep(0.3)  # the resume waits for the frozen agent's barrier
+            os.kill(agent, signal.SIGKILL)
+            accepted = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert accepted["type"] == "accepted", accepted
+            assert accepted["resume_from_frame"] >= 16_000, "what was acked is there"
+            for packet in sent[accepted["resume_from_frame"] // 1000 :]:
+                await ws.send(packet)
+            await ws.send(json.dumps({"type": "end"}))
+            final = (await read_all(ws, Reply([accepted]))).last
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(agent, signal.SIGKILL)
+    assert final["type"] == "final" and "2.0 s of audio" in final["text"], final
+    assert disk_agent_pid(broker) != agent, "a new agent took over"
+
+
+@pytest.mark.usefixtures("null_worker")
 async def test_a_paused_upload_whose_agent_died_is_interrupted_by_the_flush_timer(
     broker: Broker,
 ) -> None:

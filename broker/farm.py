@@ -238,9 +238,13 @@ class Farm:
             self.flush(run)  # each stream on its own clock: flushes spread over time
 
     def flush(self, run: StreamRun) -> None:
-        """Spool the run's pending packets in one write and forward them in one message."""
+        """Spool the run's pending packets in one write and forward them in one message.
+
+        A spool that failed raises here every time, pending packets or not: a failed
+        flush drops its packets, and a second `end` (the packet sink's, then the
+        endpoint's) would otherwise find nothing pending and end the upload without them."""
         spool = run.spool
-        if spool is None or not spool.pending:
+        if spool is None or not (spool.pending or spool.error):
             return
         packets = spool.pending_packets
         try:

@@ -18,13 +18,17 @@ from broker.disk import Disk
 from broker.disk_agent import LOCK_NAME
 from broker.disk_wire import FrameReader, Op, frame
 from broker.durability import GroupSync
+from broker.farm import Farm
 from broker.jobs import Job
 from broker.run import StreamRun
+from broker.settings import BrokerSettings
 from broker.spool import FLUSH_INTERVAL_S, JobFiles, SpoolWriter
 from tests.disk_support import agent_stopped
 from tests.farm import Broker, wait_for
 from tests.wsclient import packets, start_message, tone
+from whisperfarm.errors import Interrupted
 from whisperfarm.packets import PacketValidator
+from whisperfarm.protocol import Start
 
 
 @pytest.fixture
@@ -241,3 +245,27 @@ async def test_an_agent_waits_until_its_predecessor_on_the_data_dir_is_done(
         await asyncio.wait_for(starting, 10)
     finally:
         await disk.close()
+
+
+async def test_an_end_after_a_flush_the_exiting_agent_refused_is_interrupted_every_time(
+    tmp_path: Path,
+) -> None:
+    """`end` is acted on twice: as the packet sink sees it, and when the endpoint reads it.
+    When the first one's flush was refused (the agent exiting) its packets were dropped;
+    the second found nothing pending and ended the upload, and the worker transcribed it
+    without them (the soak: "3.0 s of audio" for a 4.8 s stream, the job `done`)."""
+    farm = Farm(BrokerSettings(data_dir=tmp_path / "data", zmq="tcp://127.0.0.1:*"))
+    await farm.start()
+    try:
+        run = await farm.open_stream(Start(sample_rate=16_000))
+        for packet in packets(tone(0.25)):  # pending: under an ack's worth, before the timer
+            farm.receive_packet(run, packet)
+        agent = farm.disk._agent
+        assert agent is not None
+        agent.stdin.close()  # the agent's cue to exit: appends are refused from now on
+        for _ in range(2):
+            with pytest.raises(Interrupted):
+                farm.mark_ended(run)
+        assert not run.ended
+    finally:
+        await farm.stop()

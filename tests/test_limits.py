@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
@@ -120,6 +121,20 @@ def disk_agent_pid(broker: Broker) -> int:
     return children[0]
 
 
+async def finish_resumed_upload(
+    ws: websockets.ClientConnection, sent: list[bytes]
+) -> dict[str, Any]:
+    """After a `resume` (at least the first ack's 16 000 frames durable): send what the
+    broker lacks and `end`; the last message."""
+    accepted = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert accepted["type"] == "accepted", accepted
+    assert accepted["resume_from_frame"] >= 16_000, "what was acked is there"
+    for packet in sent[accepted["resume_from_frame"] // 1000 :]:
+        await ws.send(packet)
+    await ws.send(json.dumps({"type": "end"}))
+    return (await read_all(ws, Reply([accepted]))).last
+
+
 @pytest.mark.usefixtures("null_worker")
 async def test_a_killed_disk_agent_interrupts_the_open_upload_and_a_resume_finishes_it(
     broker: Broker,
@@ -148,13 +163,7 @@ async def test_a_killed_disk_agent_interrupts_the_open_upload_and_a_resume_finis
     assert broker.farm()["streams"]["active"] == 0, "the slot was given back"
     async with websockets.connect(broker.ws) as ws:
         await ws.send(json.dumps({"type": "resume", "job_id": job_id}))
-        accepted = json.loads(await ws.recv())
-        assert accepted["type"] == "accepted", accepted
-        assert accepted["resume_from_frame"] >= 16_000, "what was acked is there"
-        for packet in sent[accepted["resume_from_frame"] // 1000 :]:
-            await ws.send(packet)
-        await ws.send(json.dumps({"type": "end"}))
-        final = (await read_all(ws, Reply([accepted]))).last
+        final = await finish_resumed_upload(ws, sent)
     assert final["type"] == "final" and "3.0 s of audio" in final["text"], final
     assert disk_agent_pid(broker) != agent, "a new agent took over"
     assert broker.metric("whisperfarm_broker_disk_agent_exits_total") == 1
@@ -183,13 +192,7 @@ async def test_a_resume_whose_disk_barrier_meets_a_dying_agent_goes_on_with_the_
             await ws.send(json.dumps({"type": "resume", "job_id": job_id}))
             await asyncio.sleep(0.3)  # the resume waits for the frozen agent's barrier
             os.kill(agent, signal.SIGKILL)
-            accepted = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            assert accepted["type"] == "accepted", accepted
-            assert accepted["resume_from_frame"] >= 16_000, "what was acked is there"
-            for packet in sent[accepted["resume_from_frame"] // 1000 :]:
-                await ws.send(packet)
-            await ws.send(json.dumps({"type": "end"}))
-            final = (await read_all(ws, Reply([accepted]))).last
+            final = await finish_resumed_upload(ws, sent)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(agent, signal.SIGKILL)

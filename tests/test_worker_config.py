@@ -88,7 +88,7 @@ def test_null_engine_never_makes_the_float32_copy() -> None:
     request = DecodeRequest(pcm, "en")
     [result] = load(WorkerSettings(engine="null")).transcribe([request])
     assert [s.text for s in result.segments] == ["[null engine] 3.0 s of audio"]
-    assert "audio" not in vars(request)  # never converted
+    assert "_audio" not in vars(request)  # never converted
     assert request.audio.dtype == np.float32
     assert np.array_equal(request.audio, pcm.astype(np.float32) / 32768.0)
     assert request.audio is request.audio  # converted once

@@ -8,7 +8,6 @@ imported only when picked, so the null engine never pays for importing CTranslat
 
 from __future__ import annotations
 
-import functools
 import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, cast
@@ -49,15 +48,22 @@ class DecodeRequest:
     inside a single decode, timestamps included — a text-only prompt makes small models
     stop predicting timestamps. Engines without tokens leave this empty."""
 
-    @functools.cached_property
+    @property
     def audio(self) -> Samples:
         """The float32 samples, made from int16 the first time an engine reads them (in
         its decoding thread). The null engine never does: a load test's final windows
         (up to two chunks, minutes of audio) cost its workers no copy and no CPU taken
-        from the broker they share a machine with."""
-        if self.source.dtype == np.float32:
-            return cast(Samples, self.source)
-        return to_float32(cast(Pcm, self.source))
+        from the broker they share a machine with. (Not `functools.cached_property`:
+        before Python 3.12 it holds one lock for all instances, and the forward passes'
+        threads would convert their windows one at a time.)"""
+        converted: Samples | None = self.__dict__.get("_audio")
+        if converted is None:
+            if self.source.dtype == np.float32:
+                converted = cast(Samples, self.source)
+            else:
+                converted = to_float32(cast(Pcm, self.source))
+            object.__setattr__(self, "_audio", converted)  # frozen: a cache, not a field
+        return converted
 
     @property
     def seconds(self) -> float:

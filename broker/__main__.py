@@ -74,7 +74,7 @@ async def serve(settings: BrokerSettings) -> None:
     shown = f"[{host}]" if ":" in host else host
     # One machine-readable line: `whisperfarm up` and the tests read the ports from it.
     print(
-        f"whisperfarm-broker listening http=http://{shown}:{port} zmq={farm.dispatcher.endpoint}",
+        f"whisperfarm-broker listening http=http://{shown}:{port} zmq={farm.zmq_endpoint}",
         flush=True,
     )
     await server.serve(sockets=[sock])

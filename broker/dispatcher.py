@@ -39,15 +39,25 @@ RECEIVE_BATCH = 256
 
 
 class DispatchListener(Protocol):
-    """What the dispatcher tells the job side (the `Farm`)."""
+    """What the dispatcher tells the job side (`broker.results.WorkerResults`)."""
 
     def run_for(self, job_id: str) -> StreamRun | None: ...
-    def on_assigned(self, run: StreamRun, worker: WorkerInfo) -> None: ...
+    def on_assigned(self, run: StreamRun, worker: WorkerInfo, attempt: int) -> None: ...
     def on_requeued(self, run: StreamRun) -> None: ...
     def on_segment(self, run: StreamRun, body: dict[str, Any]) -> None: ...
     def on_final(self, run: StreamRun, body: dict[str, Any]) -> None: ...
     def on_failed(self, run: StreamRun, error: str) -> None: ...
     def on_farm_changed(self) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class Assignment:
+    """Which worker holds a run's current attempt, and whether the spool's replay to it
+    has caught up, so that new audio goes straight to it. The dispatcher's alone."""
+
+    worker: bytes
+    attempt: int
+    caught_up: bool = False
 
 
 @dataclass(eq=False)
@@ -91,14 +101,15 @@ class Dispatcher:
     def __init__(
         self,
         endpoint: str,
-        listener: DispatchListener,
         disk: Disk,
         heartbeat_interval: float = wire.HEARTBEAT_INTERVAL_S,
         liveness: int = wire.HEARTBEAT_LIVENESS,
         curve: CurveServer | None = None,
     ) -> None:
-        self._listener = listener
+        self._listener: DispatchListener | None = None
         self._disk = disk
+        self._held: dict[str, Assignment] = {}
+        """The runs a worker holds, by job id."""
         self._interval = heartbeat_interval
         self._liveness = liveness
         # The context is asyncio's (the CURVE ZAP handler runs on the loop), the ROUTER a
@@ -119,38 +130,56 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_scheduled = False
 
+    def listen(self, listener: DispatchListener) -> None:
+        """Who hears of workers' results (set before `serve`)."""
+        self._listener = listener
+
+    @property
+    def listener(self) -> DispatchListener:
+        assert self._listener is not None, "Dispatcher.listen first"
+        return self._listener
+
     @property
     def bound(self) -> bool:
         return not self._socket.closed
 
     # ---- the job side calls these ----------------------------------------------------
 
+    def holds(self, run: StreamRun) -> bool:
+        """Whether a worker holds the run now."""
+        return run.job_id in self._held
+
     def submit(self, run: StreamRun, front: bool = False) -> None:
         """Queue a run for the next free worker slot."""
-        run.worker, run.live = None, False
+        self._held.pop(run.job_id, None)
         run.queued_at = time.monotonic()
         (self.queue.appendleft if front else self.queue.append)(run)
         self._assign_pending()
 
     def forward(self, run: StreamRun, packet: bytes) -> None:
-        if run.worker is not None and run.live:
-            self._send(run.worker, wire.audio(run.job_id, run.attempt, packet))
+        """New audio to the worker, once its replay has caught up (until then the
+        replay reads it from the spool)."""
+        held = self._held.get(run.job_id)
+        if held is not None and held.caught_up:
+            self._send(held.worker, wire.audio(run.job_id, held.attempt, packet))
 
     def end(self, run: StreamRun) -> None:
-        if run.worker is not None and run.live:
-            self._send(run.worker, Message(Command.END, run.job_id, {"attempt": run.attempt}))
+        """No more audio: the worker finishes (or the replay tells it when it catches up)."""
+        held = self._held.get(run.job_id)
+        if held is not None and held.caught_up:
+            self._send(held.worker, Message(Command.END, run.job_id, {"attempt": held.attempt}))
 
     def cancel(self, run: StreamRun) -> None:
         """Forget a run: out of the queue, or tell its worker to drop it."""
         with contextlib.suppress(ValueError):
             self.queue.remove(run)
-        worker = self.workers.get(run.worker) if run.worker else None
-        if worker is not None:
+        held = self._held.pop(run.job_id, None)
+        worker = self.workers.get(held.worker) if held is not None else None
+        if held is not None and worker is not None:
             self._send(
-                worker.identity, Message(Command.CANCEL, run.job_id, {"attempt": run.attempt})
+                worker.identity, Message(Command.CANCEL, run.job_id, {"attempt": held.attempt})
             )
-            self._release(worker, run)
-        run.worker, run.live = None, False
+            worker.streams.discard(run.job_id)
         self._update_gauges()
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -262,7 +291,7 @@ class Dispatcher:
             worker.draining = True
             log.info("worker %s is draining: no new streams", worker.name)
             self._update_gauges()
-            self._listener.on_farm_changed()
+            self.listener.on_farm_changed()
 
     def _register(self, identity: bytes, body: dict[str, Any]) -> None:
         old = self.workers.get(identity)
@@ -293,13 +322,19 @@ class Dispatcher:
             worker.slots,
         )
         self._update_gauges()
-        self._listener.on_farm_changed()
+        self.listener.on_farm_changed()
         self._assign_pending()
 
     def _current_run(self, worker: WorkerInfo, message: Message) -> StreamRun | None:
         """The run a result belongs to, or None when it is from a superseded attempt."""
-        run = self._listener.run_for(message.job_id)
-        if run is None or run.worker != worker.identity or run.attempt != message.attempt:
+        run = self.listener.run_for(message.job_id)
+        held = self._held.get(message.job_id)
+        if (
+            run is None
+            or held is None
+            or held.worker != worker.identity
+            or held.attempt != message.attempt
+        ):
             metrics.STALE_RESULTS.inc()
             log.info("dropping a stale %s for job %s", message.command, message.job_id)
             return None
@@ -308,13 +343,13 @@ class Dispatcher:
     def _on_segment(self, worker: WorkerInfo, message: Message) -> None:
         run = self._current_run(worker, message)
         if run is not None:
-            self._listener.on_segment(run, message.body)
+            self.listener.on_segment(run, message.body)
 
     def _on_final(self, worker: WorkerInfo, message: Message) -> None:
         run = self._current_run(worker, message)
         if run is not None:
             self._release(worker, run)
-            self._listener.on_final(run, message.body)
+            self.listener.on_final(run, message.body)
             self._assign_pending()
 
     def _on_failed(self, worker: WorkerInfo, message: Message) -> None:
@@ -326,7 +361,7 @@ class Dispatcher:
         if message.body.get("refused") is True:
             self._requeue_refused(worker, run, error)
         else:
-            self._listener.on_failed(run, error)
+            self.listener.on_failed(run, error)
         self._assign_pending()
 
     def _requeue_refused(self, worker: WorkerInfo, run: StreamRun, error: str) -> None:
@@ -341,7 +376,7 @@ class Dispatcher:
         """Back to the head of the queue, marked queued before `submit` (which may assign
         it again at once: marked after, its new assignment was overwritten)."""
         metrics.REDISPATCHES.inc()
-        self._listener.on_requeued(run)
+        self.listener.on_requeued(run)
         self.submit(run, front=True)
 
     _result_handlers: ClassVar[dict[Command, Callable[[Dispatcher, WorkerInfo, Message], None]]] = {
@@ -365,12 +400,12 @@ class Dispatcher:
         return min(candidates, key=lambda w: (len(w.streams), w.connected_at), default=None)
 
     def _assign(self, run: StreamRun, worker: WorkerInfo) -> None:
-        run.job.attempt += 1
-        run.worker, run.live = worker.identity, False
+        held = Assignment(worker.identity, run.job.attempt + 1)
+        self._held[run.job_id] = held
         worker.streams.add(run.job_id)
         audio = run.audio
         body = {
-            "attempt": run.attempt,
+            "attempt": held.attempt,
             "sample_rate": audio.sample_rate,
             "channels": audio.channels,
             "format": audio.format,
@@ -378,13 +413,13 @@ class Dispatcher:
             "task": run.job.task,
         }
         self._send(worker.identity, Message(Command.ASSIGN, run.job_id, body))
-        self._listener.on_assigned(run, worker)
-        task = asyncio.create_task(self._replay(run, worker.identity, run.attempt))
+        self.listener.on_assigned(run, worker, held.attempt)
+        task = asyncio.create_task(self._replay(run, held))
         self._replays.add(task)
         task.add_done_callback(self._replays.discard)
 
-    async def _replay(self, run: StreamRun, identity: bytes, attempt: int) -> None:
-        """Send what the spool holds, then switch the run to live forwarding."""
+    async def _replay(self, run: StreamRun, held: Assignment) -> None:
+        """Send what the spool holds, then forward new audio as it comes."""
         sent = 0
         chunk = REPLAY_CHUNK_FRAMES * run.audio.bytes_per_frame
         agents_lost = 0
@@ -398,30 +433,32 @@ class Dispatcher:
                 if agents_lost > REPLAY_AGENT_RETRIES:
                     raise
                 continue
-            if run.worker != identity or run.attempt != attempt or not data:
+            if self._held.get(run.job_id) is not held or not data:
                 return  # superseded while reading
-            self._send(identity, wire.audio(run.job_id, attempt, data))
+            self._send(held.worker, wire.audio(run.job_id, held.attempt, data))
             sent += len(data)
-        # No await between the size check above and going live: no packet can slip by
+        # No await between the size check above and catching up: no packet can slip by
         # (what is still pending in the spool writer is forwarded by its next flush).
-        run.live = True
+        held.caught_up = True
         if run.ended:
             self.end(run)
 
     def _release(self, worker: WorkerInfo, run: StreamRun) -> None:
         worker.streams.discard(run.job_id)
+        self._held.pop(run.job_id, None)
 
     def _drop_worker(self, worker: WorkerInfo, reason: str) -> None:
         self.workers.pop(worker.identity, None)
         metrics.WORKERS_LOST.labels(reason=reason).inc()
         for job_id in sorted(worker.streams):
-            run = self._listener.run_for(job_id)
-            if run is not None and run.worker == worker.identity:
+            run = self.listener.run_for(job_id)
+            held = self._held.get(job_id)
+            if run is not None and held is not None and held.worker == worker.identity:
                 log.warning("re-dispatching job %s from lost worker %s", job_id, worker.name)
                 self._redispatch(run)
         worker.streams.clear()
         self._update_gauges()
-        self._listener.on_farm_changed()
+        self.listener.on_farm_changed()
         self._assign_pending()
 
     # ---- plumbing --------------------------------------------------------------------

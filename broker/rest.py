@@ -29,7 +29,7 @@ def _problem(status: int, detail: str) -> JSONResponse:
 
 
 def _owner(request: Request) -> str | None:
-    return _farm(request).auth.owner(request.headers, request.query_params)
+    return _farm(request).owner(request.headers, request.query_params)
 
 
 def _public(job: Job) -> dict[str, Any]:
@@ -44,12 +44,12 @@ async def list_jobs(request: Request) -> Response:
         return _problem(400, f"bad query: {exc}")
     farm = _farm(request)
     owner = _owner(request)
-    jobs = farm.store.list(limit=limit, statuses=statuses, owner=owner)
+    jobs = farm.jobs(limit=limit, statuses=statuses, owner=owner)
     return JSONResponse({"jobs": [_public(j) for j in jobs]})
 
 
 async def get_job(request: Request) -> Response:
-    job = _farm(request).job_for(request.path_params["job_id"], _owner(request))
+    job = _farm(request).job(request.path_params["job_id"], _owner(request))
     if job is None:
         return _problem(404, "no such job")
     return JSONResponse(_public(job))
@@ -61,12 +61,12 @@ async def get_transcript(request: Request) -> Response:
     fmt = request.query_params.get("format", "txt")
     if fmt not in FORMATS:
         return _problem(400, f"format must be one of {', '.join(FORMATS)}")
-    job = farm.job_for(job_id, _owner(request))
+    job = farm.job(job_id, _owner(request))
     if job is None:
         return _problem(404, "no such job")
     if job.status is not JobStatus.DONE:
         return _problem(409, f"job is {job.status.value}, no transcript yet")
-    transcript = farm.transcripts.get(job_id)
+    transcript = farm.transcript(job)
     if transcript is None:
         return _problem(404, "transcript file missing")
     return Response(
@@ -92,15 +92,13 @@ def _attachment(name: str, fmt: str) -> str:
 
 async def farm_view(request: Request) -> Response:
     _owner(request)
-    return JSONResponse(_farm(request).farm_info())
+    return JSONResponse(_farm(request).view())
 
 
 async def events(request: Request) -> Response:
     farm = _farm(request)
-    owner = _owner(request)
-    snapshot = lambda: [farm.events.format("farm", farm.farm_info())]  # noqa: E731
     return StreamingResponse(
-        farm.events.stream(snapshot, owner if farm.auth.enabled else None),
+        farm.events(_owner(request)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -111,14 +109,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    farm = _farm(request)
-    checks = {
-        "job_store": bool(getattr(farm.store, "is_open", True)),
-        "zmq_bound": farm.dispatcher.bound,
-        "workers": len(farm.dispatcher.workers),
-    }
-    ready = checks["job_store"] and checks["zmq_bound"] and checks["workers"] >= 1
-    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+    checks = _farm(request).readiness()
+    return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
 
 
 async def metrics_view(request: Request) -> Response:

@@ -1,8 +1,9 @@
-"""A job while the broker works on it: spool, worker assignment, client outbox.
+"""A job while the broker works on it: its spool, its upload's progress, its client.
 
 A `StreamRun` exists from admission (or from re-queueing after a restart) until the job
 is done, failed or interrupted. Headless runs (re-queued after a restart, or whose
 client went away after `end`) have no outbox: their results only reach the job store.
+Which worker holds a run is the dispatcher's to know (`Dispatcher.holds`), not the run's.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from whisperfarm.errors import CloseCode
 from whisperfarm.packets import AudioFormat, PacketValidator
 from whisperfarm.protocol import Accepted, Ack, Error, Final, Segment, SegmentData
 
-ClientMessage = Accepted | Ack | Segment | Final | Error
-Outgoing = tuple[ClientMessage, CloseCode | None]
+ServerMessage = Accepted | Ack | Segment | Final | Error
+Outgoing = tuple[ServerMessage, CloseCode | None]
 """A message for the client and, for the last one, the close code to follow it."""
 
 
@@ -32,11 +33,8 @@ class StreamRun:
     closed_spool_bytes: int | None = None
     """What the spool had been handed when it was detached (`take_spool`)."""
     outbox: asyncio.Queue[Outgoing] | None = None
-    worker: bytes | None = None
-    """Identity of the worker holding the current attempt."""
-    live: bool = False
-    """Packets go straight to the worker (its replay of the spool has caught up)."""
     ended: bool = False
+    """The client sent `end`: no more audio comes."""
     admitted: bool = False
     """Holds an admission slot, released when the run finishes."""
     segments: list[SegmentData] = field(default_factory=list)
@@ -69,7 +67,7 @@ class StreamRun:
 
     def written_bytes(self) -> int:
         """Audio bytes handed to the spool file: what a replay (a read queued on the disk
-        thread after those writes) can read."""
+        agent after those writes) can read."""
         if self.spool is not None:
             return self.spool.written
         if self.closed_spool_bytes is not None:
@@ -78,15 +76,14 @@ class StreamRun:
 
     def take_spool(self) -> SpoolWriter | None:
         """Detach the spool (to close it), keeping its size: its last writes may still
-        be queued for the disk, and until they land the file on disk is shorter. A
-        replay that went by the file's size ended short and the worker decoded an upload
-        without its tail (a resumed upload whose `end` came during the replay)."""
+        be queued for the disk, and until they land the file on disk is shorter, so a
+        replay that went by the file's size would end short of the upload's tail."""
         spool, self.spool = self.spool, None
         if spool is not None:
             self.closed_spool_bytes = spool.written
         return spool
 
-    def emit(self, message: ClientMessage, close: CloseCode | None = None) -> None:
+    def emit(self, message: ServerMessage, close: CloseCode | None = None) -> None:
         """Queue a message for the attached client, if any (headless runs drop it)."""
         if self.outbox is not None:
             self.outbox.put_nowait((message, close))

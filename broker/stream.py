@@ -2,7 +2,7 @@
 
 One connection is one stream. The handler reads `start`/`resume`, then packets until
 `end`; a separate sender task writes everything the client gets (accepted, acks,
-segments, the final or error) from the run's outbox, so replies never interleave.
+segments, the final or error) from the upload's replies, so they never interleave.
 Any `WhisperfarmError` becomes an `error` message and its close code; anything else is
 logged and becomes `internal` — never a crash, the broker keeps serving everyone else.
 """
@@ -19,24 +19,18 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from broker import metrics
 from broker.farm import Farm
-from broker.run import StreamRun
+from broker.upload import Upload
 from broker.ws_protocol import PacketControl, packet_sink_setter
 from whisperfarm.errors import (
     BadPacket,
     CloseCode,
-    Interrupted,
     ProtocolError,
     Timeout,
-    TooLarge,
     WhisperfarmError,
 )
 from whisperfarm.protocol import Accepted, End, Error, Final, Resume, Start, parse_client_message
 
 log = logging.getLogger(__name__)
-MAX_BINARY_BYTES = 1024 * 1024
-"""The largest valid packet is 1000 frames × 8 channels × 4 bytes = 32 000 bytes."""
-
-
 SEND_GRACE_S = 5.0
 """After an error: how long the sender may take to deliver what is queued and the error."""
 
@@ -49,7 +43,7 @@ async def stream_endpoint(ws: WebSocket) -> None:
     farm: Farm = ws.app.state.farm
     await ws.accept()
     try:
-        run = await _open(ws, farm)
+        upload = await _open(ws, farm)
     except _ClientGone:
         return
     except WhisperfarmError as exc:
@@ -57,69 +51,60 @@ async def stream_endpoint(ws: WebSocket) -> None:
         return
     except Exception:
         log.error("unexpected error opening a stream", exc_info=True)
-        await _reply_error(ws, _Internal("internal error; the stream was not opened"))
+        await _reply_error(ws, WhisperfarmError("internal error; the stream was not opened"))
         return
-    sender = asyncio.create_task(_send_outbox(ws, run))
+    sender = asyncio.create_task(_send_replies(ws, upload))
     try:
-        await _receive_upload(ws, farm, run)
-        await _await_result(ws, run, sender)
+        await _receive_upload(ws, farm, upload)
+        await _await_result(ws, upload, sender)
     except _ClientGone:
-        await farm.interrupt(run, "the client disconnected before end")
-    except (Timeout, Interrupted) as exc:  # the job is kept for a `resume`
-        _count_error(exc)
-        run.emit(Error.from_exception(exc), exc.close_code)
-        await _finish_sending(sender)
-        await farm.interrupt(run, exc.detail)
+        closing = upload.disconnected()
+        if closing is not None:
+            await closing
     except WhisperfarmError as exc:
         log.info("stream error %s: %s", exc.code.value, exc.detail)
-        farm.fail(run, exc)  # counts it; the error follows what the client has not got yet
+        closing = upload.abort(exc)  # the error follows what the client has not got yet
         await _finish_sending(sender)
+        if closing is not None:
+            await closing
     except Exception:
         log.error("unexpected error on a stream", exc_info=True)
-        farm.fail(run, _Internal("internal error; the job was not finished"))
+        upload.abort(WhisperfarmError("internal error; the job was not finished"))
         await _finish_sending(sender)
     finally:
         sender.cancel()
 
 
-async def _open(ws: WebSocket, farm: Farm) -> StreamRun:
+async def _open(ws: WebSocket, farm: Farm) -> Upload:
     first = await _receive_text(ws, farm.settings.idle_timeout)
     # Checked once the client has spoken, so the refusal answers its `start`.
-    owner = farm.auth.owner(ws.headers, ws.query_params)
+    owner = farm.owner(ws.headers, ws.query_params)
     message = parse_client_message(first)
     if isinstance(message, End):
         raise ProtocolError("end before start")
     if isinstance(message, Resume):
-        run = await farm.resume_stream(message.job_id, owner)
+        upload = await farm.resume(message.job_id, owner)
     else:
         assert isinstance(message, Start)
-        run = await farm.open_stream(message, owner)
-    run.emit(Accepted(job_id=run.job_id, resume_from_frame=run.validator.frames))
-    return run
+        upload = await farm.open(message, owner)
+    accepted = Accepted(job_id=upload.job_id, resume_from_frame=upload.frames)
+    upload.replies.put_nowait((accepted, None))
+    return upload
 
 
-async def _receive_upload(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
-    """Packets until `end`; returns once the run is ended (the sender then finishes)."""
-    resumed_after_end = run.ended
-    await _receive_packets(ws, farm, run)
-    if resumed_after_end:
-        farm.end_again(run)
-    else:
-        await farm.end_stream(run)
-
-
-async def _receive_packets(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
-    """Hand packets to the farm until `end` arrives; any other text is a protocol error.
-
-    Packets come straight from the WebSocket protocol where the server offers that
-    (`broker.ws_protocol`), else as ASGI messages; `end` always comes as a message.
-    """
+async def _receive_upload(ws: WebSocket, farm: Farm, upload: Upload) -> None:
+    """Packets until `end`, which is acted on once: by the packet sink if it saw it
+    (`_DirectPackets.message`), else here. Returns once the upload is durable."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(farm.settings.idle_timeout) as deadline:
             idle = _IdleDeadline(deadline, farm.settings.idle_timeout, loop)
-            with _DirectPackets.attached(ws, farm, run, idle) as direct:
+            with _DirectPackets.attached(ws, upload, idle) as direct:
+                gate = _ReadGate()
+                if direct is None:
+                    upload.read_with(gate)
                 while True:
+                    await gate.open.wait()
                     event = await _receive(ws)
                     idle.touch()
                     if direct is not None and direct.error is not None:
@@ -127,28 +112,36 @@ async def _receive_packets(ws: WebSocket, farm: Farm, run: StreamRun) -> None:
                     data: bytes | None = event.get("bytes")
                     if data is None:
                         break
-                    _take_packet(farm, run, data)
-                    if farm.disk.congested():  # the ASGI way's backpressure: read later
-                        _count_pause(farm)
-                        await farm.disk.drained()
+                    upload.feed(data)
     except TimeoutError:
         raise Timeout(f"nothing received for {farm.settings.idle_timeout:g} s") from None
     message = parse_client_message(event.get("text") or "")
     if not isinstance(message, End):
         raise ProtocolError(f"unexpected {message.type} during the upload")
+    if direct is None or not direct.saw_end:
+        upload.end()
+    await upload.ended()
 
 
-def _take_packet(farm: Farm, run: StreamRun, data: bytes) -> None:
-    if len(data) > MAX_BINARY_BYTES:
-        raise TooLarge(f"packet of {len(data)} bytes is far above 1000 frames")
-    farm.receive_packet(run, data)
+class _ReadGate:
+    """The ASGI path's `Reader`: the endpoint reads its next message only while open."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+
+    def hold(self) -> None:
+        self.open.clear()
+
+    def release(self) -> None:
+        self.open.set()
 
 
 class _IdleDeadline:
     """The upload's idle timeout: one `asyncio.timeout` over the whole upload, pushed
-    back at most ten times per period, not a `wait_for` per packet (that cost a task
-    and a timer for each of 16 000 packets a second at a thousand streams). It fires
-    between `timeout` and 1.1 × `timeout` after the last message."""
+    back at most ten times per period, not a `wait_for` per packet (a task and a timer
+    for each packet, at thousands of packets a second). It fires between `timeout` and
+    1.1 × `timeout` after the last message."""
 
     def __init__(
         self, deadline: asyncio.Timeout, timeout: float, loop: asyncio.AbstractEventLoop
@@ -169,79 +162,70 @@ class _DirectPackets:
 
     It runs inside the protocol's `data_received` and must not raise: an error (a bad
     packet, a full disk) is kept, further packets are dropped, and the endpoint is
-    woken to raise it, exactly as if it had read the packet itself. While the disk is
-    `congested` it holds the connection's reading until the disk has drained. An `end`
-    ends the upload here (`Farm.mark_ended`), a turn of the loop before the endpoint
-    reads it; packets after it are dropped, as once the endpoint has it.
+    woken to raise it, exactly as if it had read the packet itself. The connection is
+    the upload's `Reader` (backpressure). It sees every text message a turn of the loop
+    before the endpoint does, and acts on `end` then (`saw_end`: the endpoint does
+    not); packets after it are not the upload's.
     """
 
-    control: PacketControl
-    """The connection's, set by `attached` as it hands the sink over."""
-
-    def __init__(self, farm: Farm, run: StreamRun, idle: _IdleDeadline) -> None:
-        self.farm, self.run, self.idle = farm, run, idle
+    def __init__(self, upload: Upload, idle: _IdleDeadline) -> None:
+        self.upload, self.idle = upload, idle
         self.error: WhisperfarmError | None = None
-        self.held = False
-        self.ended = False
+        self.saw_end = False
+        self.control: PacketControl | None = None
 
     @classmethod
     @contextlib.contextmanager
     def attached(
-        cls, ws: WebSocket, farm: Farm, run: StreamRun, idle: _IdleDeadline
+        cls, ws: WebSocket, upload: Upload, idle: _IdleDeadline
     ) -> Iterator[_DirectPackets | None]:
         """The sink, set for the `with` block (None where the server has no direct path)."""
         setter = packet_sink_setter(ws.scope)
         if setter is None:
             yield None
             return
-        direct = cls(farm, run, idle)
+        direct = cls(upload, idle)
         direct.control = setter(direct)
+        upload.read_with(direct.control)
         try:
             yield direct
         finally:
             setter(None)  # packets after `end` are not the upload's
-            direct.release()
+            upload.release_reader()
 
     def __call__(self, data: bytes) -> None:
-        if self.error is not None or self.ended:
+        if self.error is not None or self.saw_end:
             return
         try:
-            _take_packet(self.farm, self.run, data)
+            self.upload.feed(data)
             self.idle.touch()
         except WhisperfarmError as exc:
             self._keep(exc)
         except Exception:
-            log.error("unexpected error taking a packet of job %s", self.run.job_id, exc_info=True)
-            self._keep(_Internal("internal error; the job was not finished"))
-        else:
-            if not self.held and self.farm.disk.congested():
-                self.held = True
-                _count_pause(self.farm)
-                self.control.hold()
-                self.farm.disk.call_when_drained(self.release)
+            log.error("unexpected error taking a packet of job %s", self.upload.job_id,
+                      exc_info=True)  # fmt: skip
+            self._keep(WhisperfarmError("internal error; the job was not finished"))
 
     def message(self, text: str) -> None:
-        if self.error is not None or self.run.ended or not _is_end(text):
+        if self.saw_end or not _is_end(text):
             return
+        self.saw_end = True
+        if self.error is not None:
+            return  # the endpoint raises it as it reads `end`
         try:
-            self.farm.mark_ended(self.run)
-        except WhisperfarmError:
-            return  # kept by the spool: the endpoint meets it when it reads `end`
+            self.upload.end()
+        except WhisperfarmError as exc:
+            self._keep(exc)
         except Exception:
-            log.error("unexpected error ending the upload of job %s", self.run.job_id,
+            log.error("unexpected error ending the upload of job %s", self.upload.job_id,
                       exc_info=True)  # fmt: skip
-            return  # the endpoint tries again when it reads `end`
-        self.ended = True
+            self._keep(WhisperfarmError("internal error; the job was not finished"))
 
     def _keep(self, error: WhisperfarmError) -> None:
         """Drop further packets and wake the endpoint to raise `error`."""
         self.error = error
+        assert self.control is not None
         self.control.wake()
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            self.control.release()
 
 
 def _is_end(text: str) -> bool:
@@ -251,12 +235,7 @@ def _is_end(text: str) -> bool:
         return False  # the endpoint answers it
 
 
-def _count_pause(farm: Farm) -> None:
-    metrics.UPLOAD_PAUSES.inc()
-    log.debug("disk backlog %d bytes: an upload waits for the disk", farm.disk.backlog)
-
-
-async def _await_result(ws: WebSocket, run: StreamRun, sender: asyncio.Task[None]) -> None:
+async def _await_result(ws: WebSocket, upload: Upload, sender: asyncio.Task[None]) -> None:
     """After `end`: wait for the sender to deliver the final, or for the client to leave.
 
     A client that leaves now is detached at once, so that it can `resume` and get the
@@ -269,7 +248,7 @@ async def _await_result(ws: WebSocket, run: StreamRun, sender: asyncio.Task[None
             listener.cancel()
             break
         if listener.exception() or listener.result()["type"] == "websocket.disconnect":
-            run.detach()
+            upload.detach()
             break
 
 
@@ -293,22 +272,19 @@ async def _receive(ws: WebSocket) -> Mapping[str, Any]:
     return event
 
 
-async def _send_outbox(ws: WebSocket, run: StreamRun) -> None:
-    """Write the run's messages in order; close after the final or error."""
-    assert run.outbox is not None
-    outbox = run.outbox
+async def _send_replies(ws: WebSocket, upload: Upload) -> None:
+    """Write the upload's replies in order; close after the final or error."""
     try:
         while True:
-            message, close = await outbox.get()
+            message, close = await upload.replies.get()
             await ws.send_text(message.dumps())
             if isinstance(message, Final | Error):
                 await ws.close(int(close or CloseCode.NORMAL))
                 return
     except (WebSocketDisconnect, RuntimeError, OSError):
-        log.info("client of job %s went away before its result; the job goes on", run.job_id)
+        log.info("client of job %s went away before its result; the job goes on", upload.job_id)
     finally:
-        if run.outbox is outbox:  # not one a resumed connection has attached since
-            run.detach()
+        upload.detach()  # unless a resumed connection has attached since
 
 
 async def _reply_error(ws: WebSocket, exc: WhisperfarmError) -> None:
@@ -329,7 +305,3 @@ async def _finish_sending(sender: asyncio.Task[None]) -> None:
     does not read gets `SEND_GRACE_S`."""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(sender, SEND_GRACE_S)
-
-
-class _Internal(WhisperfarmError):
-    pass

@@ -250,22 +250,24 @@ async def test_an_agent_waits_until_its_predecessor_on_the_data_dir_is_done(
 async def test_an_end_after_a_flush_the_exiting_agent_refused_is_interrupted_every_time(
     tmp_path: Path,
 ) -> None:
-    """`end` is acted on twice: as the packet sink sees it, and when the endpoint reads it.
-    When the first one's flush was refused (the agent exiting) its packets were dropped;
-    the second found nothing pending and ended the upload, and the worker transcribed it
-    without them (the soak: "3.0 s of audio" for a 4.8 s stream, the job `done`)."""
+    """A flush the exiting agent refused drops its packets: the spool keeps the error, so
+    anything that flushes after it (an `end`, the flush timer) is interrupted too, and
+    never ends the upload without them (the worker would transcribe it short)."""
     farm = Farm(BrokerSettings(data_dir=tmp_path / "data", zmq="tcp://127.0.0.1:*"))
     await farm.start()
     try:
-        run = await farm.open_stream(Start(sample_rate=16_000))
+        upload = await farm.open(Start(sample_rate=16_000))
         for packet in packets(tone(0.25)):  # pending: under an ack's worth, before the timer
-            farm.receive_packet(run, packet)
-        agent = farm.disk._agent
+            upload.feed(packet)
+        agent = farm._disk._agent
         assert agent is not None
         agent.stdin.close()  # the agent's cue to exit: appends are refused from now on
-        for _ in range(2):
-            with pytest.raises(Interrupted):
-                farm.mark_ended(run)
+        with pytest.raises(Interrupted):
+            upload.end()
+        intake = farm._lifecycle.intake
+        run = farm._lifecycle.runs[upload.job_id]
+        with pytest.raises(Interrupted):
+            intake.pass_on(run)
         assert not run.ended
     finally:
         await farm.stop()

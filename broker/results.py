@@ -1,0 +1,126 @@
+"""What workers report about the runs they hold, turned into jobs' progress.
+
+The dispatcher decides which worker holds which attempt and drops results of attempts
+it has superseded; what reaches `WorkerResults` is current. Segments go to the run's
+client as they come; the final becomes the job's transcript (handed to the disk agent)
+and goes to the client at once, without waiting for the file (`TranscriptStore` says
+why that loses nothing); the job's spool goes once the file is durable.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any
+
+from broker import metrics
+from broker.dispatcher import WorkerInfo
+from broker.jobs import Job, JobStatus
+from broker.lifecycle import JobLifecycle
+from broker.run import StreamRun
+from broker.transcript_store import TranscriptStore
+from whisperfarm.errors import CloseCode, EngineError
+from whisperfarm.protocol import Ack, Final, Segment, SegmentData
+from whisperfarm.transcripts import Transcript, join_segments, render
+
+log = logging.getLogger(__name__)
+
+
+class WorkerResults:
+    """The dispatcher's listener (`broker.dispatcher.DispatchListener`)."""
+
+    def __init__(self, lifecycle: JobLifecycle, transcripts: TranscriptStore) -> None:
+        self._lifecycle = lifecycle
+        self._transcripts = transcripts
+
+    def run_for(self, job_id: str) -> StreamRun | None:
+        return self._lifecycle.runs.get(job_id)
+
+    def on_assigned(self, run: StreamRun, worker: WorkerInfo, attempt: int) -> None:
+        job = run.job
+        job.attempt = attempt
+        job.worker = worker.name
+        job.started_at = job.started_at or time.time()
+        run.segments.clear()
+        self._lifecycle.set_status(
+            job, JobStatus.TRANSCRIBING if run.ended else JobStatus.STREAMING
+        )
+
+    def on_requeued(self, run: StreamRun) -> None:
+        run.job.worker = None
+        self._lifecycle.set_status(run.job, JobStatus.QUEUED)
+
+    def on_segment(self, run: StreamRun, body: dict[str, Any]) -> None:
+        segment = SegmentData.model_validate(body)
+        run.segments.append(segment)
+        if segment.id >= run.segments_sent:  # a re-dispatched attempt repeats what was sent
+            run.segments_sent = segment.id + 1
+            run.emit(
+                Segment(id=segment.id, start=segment.start, end=segment.end, text=segment.text)
+            )
+
+    def on_final(self, run: StreamRun, body: dict[str, Any]) -> None:
+        job = run.job
+        try:
+            transcript = _transcript(job, body)
+            stored = render(transcript, "json")
+        except ValueError as exc:  # a worker's malformed result
+            log.error("job %s: the worker's result is not a transcript: %s", run.job_id, exc)
+            self._lifecycle.fail(
+                run, EngineError(f"the worker's result is not a transcript: {exc}")
+            )
+            return
+        # The JSON is the one stored form (txt, srt and vtt are rendered from it when
+        # asked for); written only once the job is complete, so its presence after a
+        # restart means the job is done, whatever the job table says.
+        self._transcripts.store(
+            transcript, stored.encode(), functools.partial(self._transcript_stored, job)
+        )
+        job.language = transcript.language
+        job.decode_started = body.get("decode_started")
+        job.decode_ended = body.get("decode_ended")
+        if run.spool_closed is None or not run.spool_closed.done():
+            # The upload's own ack is still waiting for its sync round; with the final
+            # the client holds the result: nothing is to be resent.
+            run.emit(Ack(frames=job.frames))
+        final = Final(
+            job_id=job.id,
+            text=transcript.text,
+            segments=transcript.segments,
+            language=transcript.language,
+            duration=transcript.duration,
+        )
+        self._lifecycle.done(run)
+        run.emit(final, CloseCode.NORMAL)
+
+    def _transcript_stored(self, job: Job, error: OSError | None) -> None:
+        """The job's transcript is durable: its audio may go. Or it could not be
+        written: the client has its final, but the farm has no copy, so the job is
+        failed with the reason (and counted)."""
+        if error is None:
+            self._lifecycle.expire_spool(job)
+            return
+        log.error("could not store the transcript of job %s: %s", job.id, error)
+        metrics.TRANSCRIPTS_NOT_STORED.inc()
+        job.error = f"could not store the transcript: {error}"
+        self._lifecycle.set_status(job, JobStatus.FAILED)
+
+    def on_failed(self, run: StreamRun, error: str) -> None:
+        self._lifecycle.fail(run, EngineError(error))
+
+    def on_farm_changed(self) -> None:
+        self._lifecycle.farm_changed()
+
+
+def _transcript(job: Job, body: dict[str, Any]) -> Transcript:
+    """The worker's FINAL body as the job's transcript (raises ValueError if it is not one)."""
+    segments = [SegmentData.model_validate(s) for s in body.get("segments", [])]
+    return Transcript(
+        job_id=job.id,
+        name=job.name,
+        text=str(body.get("text") or join_segments(segments)).strip(),
+        segments=segments,
+        language=body.get("language") or job.language,
+        duration=job.duration,
+    )

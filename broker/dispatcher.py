@@ -163,7 +163,7 @@ class Dispatcher:
         if held is not None and held.caught_up:
             self._send(held.worker, wire.audio(run.job_id, held.attempt, packet))
 
-    def end(self, run: StreamRun) -> None:
+    def end_audio(self, run: StreamRun) -> None:
         """No more audio: the worker finishes (or the replay tells it when it catches up)."""
         held = self._held.get(run.job_id)
         if held is not None and held.caught_up:
@@ -441,7 +441,7 @@ class Dispatcher:
         # (what is still pending in the spool writer is forwarded by its next flush).
         held.caught_up = True
         if run.ended:
-            self.end(run)
+            self.end_audio(run)
 
     def _release(self, worker: WorkerInfo, run: StreamRun) -> None:
         worker.streams.discard(run.job_id)

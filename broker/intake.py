@@ -122,7 +122,7 @@ class Intake:
         finally:
             run.syncing = None
 
-    def end(self, run: StreamRun) -> None:
+    def seal(self, run: StreamRun) -> None:
         """No more packets: the last ones are spooled and forwarded, the worker is told.
         Raises the spool's error (and then nothing has changed)."""
         self.pass_on(run)
@@ -130,7 +130,7 @@ class Intake:
         run.ended_at = time.monotonic()
         run.job.upload_ended_at = time.time()
         run.job.duration = run.audio.seconds(run.job.frames)
-        self._dispatcher.end(run)
+        self._dispatcher.end_audio(run)
 
     async def close_spool(self, run: StreamRun) -> None:
         """Spool what is pending, make the file durable and close it (no more packets

@@ -83,7 +83,7 @@ class JobLifecycle:
         need not wait for that: it goes out with the worker's result, and from then on
         the client holds the transcript and has nothing to resend. Raises the spool's
         error, and then the upload has not ended."""
-        self.intake.end(run)
+        self.intake.seal(run)
         run.spool_closed = asyncio.ensure_future(self._upload_ended(run))
 
     async def _upload_ended(self, run: StreamRun) -> None:

@@ -120,7 +120,7 @@ async def _receive_upload(ws: WebSocket, farm: Farm, upload: Upload) -> None:
         raise ProtocolError(f"unexpected {message.type} during the upload")
     if direct is None or not direct.saw_end:
         upload.end()
-    await upload.ended()
+    await upload.settled()
 
 
 class _ReadGate:

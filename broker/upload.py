@@ -105,8 +105,8 @@ class Upload:
         else:
             self._lifecycle.end_upload(self._run)
 
-    async def ended(self) -> None:
-        """Wait until the ended upload is durable (raises the spool's error)."""
+    async def settled(self) -> None:
+        """Wait until the ended upload's audio is durable (raises the spool's error)."""
         if self._run.spool_closed is not None:
             await self._run.spool_closed
 

@@ -1,4 +1,4 @@
-"""The broker's ASGI app: REST + WebSocket routes around one `Farm`."""
+"""The broker's ASGI app: its edges (REST, WebSocket, OpenAI) around one `Farm`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import WebSocketRoute
 
-from broker import rest
+from broker import openai_api, rest
 from broker.farm import Farm
 from broker.stream import stream_endpoint
 from whisperfarm.protocol import STREAM_PATH
@@ -23,8 +25,19 @@ def create_app(farm: Farm) -> Starlette:
         finally:
             await farm.stop()
 
+    origins = [o.strip() for o in farm.settings.cors_origins.split(",") if o.strip()]
+    middleware = (
+        [
+            Middleware(
+                CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"]
+            )
+        ]
+        if origins
+        else []
+    )
     app = Starlette(
-        routes=[*rest.routes, WebSocketRoute(STREAM_PATH, stream_endpoint)],
+        routes=[*rest.routes, *openai_api.routes, WebSocketRoute(STREAM_PATH, stream_endpoint)],
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers=rest.exception_handlers,  # type: ignore[arg-type]
     )

@@ -388,16 +388,26 @@ class Dispatcher:
     # ---- assignment ------------------------------------------------------------------
 
     def _assign_pending(self) -> None:
-        while self.queue:
-            worker = self._pick_worker()
+        """Queued runs in order, each to the least busy worker serving its model; a run
+        whose model has no free worker waits without holding up the others."""
+        waiting: list[StreamRun] = []
+        while self.queue and any(w.free > 0 for w in self.workers.values()):
+            run = self.queue.popleft()
+            worker = self._pick_worker(run.job.model)
             if worker is None:
-                break
-            self._assign(self.queue.popleft(), worker)
+                waiting.append(run)
+            else:
+                self._assign(run, worker)
+        self.queue.extendleft(reversed(waiting))
         self._update_gauges()
 
-    def _pick_worker(self) -> WorkerInfo | None:
-        candidates = [w for w in self.workers.values() if w.free > 0]
+    def _pick_worker(self, model: str | None) -> WorkerInfo | None:
+        candidates = [w for w in self.workers.values() if w.free > 0 and model in (None, w.model)]
         return min(candidates, key=lambda w: (len(w.streams), w.connected_at), default=None)
+
+    def models(self) -> collections.Counter[str]:
+        """The models the connected workers serve, with how many workers serve each."""
+        return collections.Counter(w.model for w in self.workers.values())
 
     def _assign(self, run: StreamRun, worker: WorkerInfo) -> None:
         held = Assignment(worker.identity, run.job.attempt + 1)

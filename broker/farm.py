@@ -41,12 +41,15 @@ from broker.spool import JobFiles, SpoolWriter
 from broker.transcript_store import TranscriptStore
 from broker.upload import Upload
 from whisperfarm.curve import CurveServer
-from whisperfarm.errors import NotFound, WhisperfarmError
+from whisperfarm.errors import NotFound, UnknownModel, WhisperfarmError
 from whisperfarm.packets import PacketValidator
 from whisperfarm.protocol import Start
 from whisperfarm.transcripts import Transcript
 
 log = logging.getLogger(__name__)
+
+OPENAI_MODEL_ALIASES = frozenset({"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"})
+"""The model names OpenAI's clients send: each stands for the farm's default model."""
 
 
 class Farm:
@@ -129,6 +132,7 @@ class Farm:
     async def open(self, start: Start, owner: str | None = None) -> Upload:
         """Admit a new stream (or raise `Overloaded`) and queue it for a worker."""
         audio = start.audio_format()
+        model = self.resolve_model(start.model)
         self._admission.acquire("start", owner)
         now = time.time()
         job = Job(
@@ -141,6 +145,7 @@ class Farm:
             format=audio.format,
             language=start.language,
             task=start.task,
+            model=model,
             duration_hint=start.duration,
             owner=owner,
         )
@@ -212,6 +217,31 @@ class Farm:
 
     def _upload(self, run: StreamRun) -> Upload:
         return Upload(run, self._lifecycle, self._transcripts, self._disk)
+
+    # ---- models -------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        """The models streams may ask for: what connected workers serve, and the default."""
+        served = set(self._dispatcher.models())
+        default = self.default_model()
+        return sorted(served | ({default} if default else set()))
+
+    def default_model(self) -> str | None:
+        """`--default-model`, else the model most connected workers serve (None: none)."""
+        if self.settings.default_model:
+            return self.settings.default_model
+        most = self._dispatcher.models().most_common(1)
+        return most[0][0] if most else None
+
+    def resolve_model(self, name: str | None) -> str | None:
+        """The model a stream asking for `name` gets (None: any worker's); OpenAI's model
+        names stand for the default. Raises `UnknownModel` for one nobody serves."""
+        if name is None or name in OPENAI_MODEL_ALIASES:
+            return self.default_model()
+        if name not in self.models():
+            raise UnknownModel(f"model {name!r} is not served here (models: "
+                               f"{', '.join(self.models()) or 'none yet'})")  # fmt: skip
+        return name
 
     # ---- views --------------------------------------------------------------------------
 

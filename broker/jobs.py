@@ -45,6 +45,8 @@ class Job(BaseModel):
     language: str | None = None
     """Asked for in `start` until the job is done, then the detected one."""
     task: str = "transcribe"
+    model: str | None = None
+    """The model its worker must serve (None: any)."""
     duration_hint: float | None = None
     frames: int = 0
     """Frames received (durable in the spool)."""

@@ -63,6 +63,18 @@ class BrokerSettings(ComponentSettings):
         description="ZeroMQ CURVE: directory of worker public certificates allowed to "
         "connect (unset: any worker that knows the broker's public key)",
     )
+    default_model: str = Field(
+        "",
+        description="model for streams and requests that name none, and what OpenAI's model "
+        "names (whisper-1, gpt-4o-transcribe, gpt-4o-mini-transcribe) stand for; empty: the "
+        "model most connected workers serve",
+    )
+    max_upload_mb: float = Field(
+        25, gt=0, description="largest file the OpenAI edge takes, in MiB (OpenAI's own limit)"
+    )
+    cors_origins: str = Field(
+        "", description="comma-separated origins allowed to call the API from a browser ('*': any)"
+    )
     heartbeat_interval: float = Field(1.0, gt=0, description="seconds between worker heartbeats")
     heartbeat_liveness: int = Field(
         3, ge=1, description="missed heartbeats before a worker is dead"

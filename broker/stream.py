@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from broker import metrics
 from broker.farm import Farm
-from broker.upload import Upload
+from broker.upload import ReadGate, Upload
 from broker.ws_protocol import PacketControl, packet_sink_setter
 from whisperfarm.errors import (
     BadPacket,
@@ -100,7 +100,7 @@ async def _receive_upload(ws: WebSocket, farm: Farm, upload: Upload) -> None:
         async with asyncio.timeout(farm.settings.idle_timeout) as deadline:
             idle = _IdleDeadline(deadline, farm.settings.idle_timeout, loop)
             with _DirectPackets.attached(ws, upload, idle) as direct:
-                gate = _ReadGate()
+                gate = ReadGate()
                 if direct is None:
                     upload.read_with(gate)
                 while True:
@@ -121,20 +121,6 @@ async def _receive_upload(ws: WebSocket, farm: Farm, upload: Upload) -> None:
     if direct is None or not direct.saw_end:
         upload.end()
     await upload.settled()
-
-
-class _ReadGate:
-    """The ASGI path's `Reader`: the endpoint reads its next message only while open."""
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-        self.open.set()
-
-    def hold(self) -> None:
-        self.open.clear()
-
-    def release(self) -> None:
-        self.open.set()
 
 
 class _IdleDeadline:

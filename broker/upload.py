@@ -39,6 +39,21 @@ class Reader(Protocol):
     def release(self) -> None: ...
 
 
+class ReadGate:
+    """A `Reader` for an edge that pulls its audio: it takes its next packet only while
+    the gate is open (`await gate.open.wait()`)."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+
+    def hold(self) -> None:
+        self.open.clear()
+
+    def release(self) -> None:
+        self.open.set()
+
+
 class Upload:
     def __init__(
         self,

@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     NO_WORKER = "no_worker"
     NOT_FOUND = "not_found"
+    UNKNOWN_MODEL = "unknown_model"
     INTERNAL = "internal"
     INTERRUPTED = "interrupted"
 
@@ -112,6 +113,13 @@ class NotFound(WhisperfarmError):
     """A job id that does not exist (or is not resumable)."""
 
     code = ErrorCode.NOT_FOUND
+    close_code = CloseCode.BAD_DATA
+
+
+class UnknownModel(WhisperfarmError):
+    """No connected worker serves the model the stream asked for."""
+
+    code = ErrorCode.UNKNOWN_MODEL
     close_code = CloseCode.BAD_DATA
 
 

@@ -40,6 +40,8 @@ class Start(_Message):
     language: str | None = Field(default=None, min_length=2, max_length=16)
     task: Literal["transcribe", "translate"] = "transcribe"
     duration: float | None = Field(default=None, ge=0)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    """A logical model name (`tiny.en`, `base`…); None: the broker's default."""
 
     def audio_format(self) -> AudioFormat:
         return AudioFormat(self.sample_rate, self.channels, self.format)

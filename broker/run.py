@@ -16,9 +16,8 @@ from broker.jobs import Job
 from broker.spool import JobFiles, SpoolWriter
 from whisperfarm.errors import CloseCode
 from whisperfarm.packets import AudioFormat, PacketValidator
-from whisperfarm.protocol import Accepted, Ack, Error, Final, Segment, SegmentData
+from whisperfarm.protocol import SegmentData, ServerMessage
 
-ServerMessage = Accepted | Ack | Segment | Final | Error
 Outgoing = tuple[ServerMessage, CloseCode | None]
 """A message for the client and, for the last one, the close code to follow it."""
 

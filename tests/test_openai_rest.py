@@ -204,3 +204,42 @@ def test_a_worker_failure_is_500_with_the_job_id_and_a_failed_job(tmp_path: Path
     finally:
         worker.close()
         broker.process.stop()
+
+
+def test_fields_in_any_order_and_unknown_ones_are_accepted(null_farm: Broker) -> None:
+    """OpenAI's clients send fields this farm has no use for, and some put the file first."""
+    boundary = "b0undary"
+
+    def part(name: str, value: bytes, filename: str | None = None) -> bytes:
+        where = f'; filename="{filename}"' if filename else ""
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{where}\r\n\r\n'
+        return head.encode() + value + b"\r\n"
+
+    body = (
+        part("file", JFK.read_bytes(), "jfk.wav")
+        + part("include[]", b"logprobs")
+        + part("chunking_strategy", b"auto")
+        + part("model", b"whisper-1")
+        + part("response_format", b"text")
+        + f"--{boundary}--\r\n".encode()
+    )
+    response = httpx.post(
+        null_farm.http + "/v1/audio/transcriptions", content=body, timeout=30,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.text.startswith("[null engine] 11.0 s")
+
+
+def test_browser_callers_get_cors_headers_for_the_configured_origins(tmp_path: Path) -> None:
+    broker = start_broker(tmp_path, "--cors-origins", "https://app.example")
+    try:
+        preflight = httpx.options(
+            broker.http + "/v1/audio/transcriptions", timeout=10,
+            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+        )  # fmt: skip
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        other = httpx.get(broker.http + "/v1/models", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+    finally:
+        broker.process.stop()

@@ -61,7 +61,7 @@ def test_each_response_format_carries_the_words_and_sane_times(model_farm: Broke
         model="tiny.en", file=JFK, response_format="verbose_json",
         timestamp_granularities=["segment"],
     )  # fmt: skip
-    assert verbose.text == plain.text and verbose.language == "en"
+    assert verbose.text == plain.text and verbose.language == "english"
     assert verbose.duration == pytest.approx(11.0, abs=0.1)
     segments = verbose.segments or []
     assert segments and all(0 <= s.start < s.end <= 11.1 for s in segments)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from whisperfarm.languages import NAMES
 from whisperfarm.transcripts import MEDIA_TYPES, Transcript, render
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
@@ -33,7 +34,7 @@ def respond(
 def verbose(transcript: Transcript, task: str, granularities: Sequence[str]) -> dict[str, Any]:
     body: dict[str, Any] = {
         "task": task,
-        "language": transcript.language or "",
+        "language": _language_name(transcript.language),
         "duration": transcript.duration,
         "text": transcript.text,
     }
@@ -46,6 +47,11 @@ def verbose(transcript: Transcript, task: str, granularities: Sequence[str]) -> 
             for w in (s.model_dump().get("words") or [])
         ]
     return body
+
+
+def _language_name(code: str | None) -> str:
+    """OpenAI names the language in English, lower case ("english"), not by its code."""
+    return NAMES.get(code or "", code or "").lower()
 
 
 def _segment(data: dict[str, Any]) -> dict[str, Any]:

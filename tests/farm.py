@@ -113,10 +113,19 @@ class Broker:
         return scrape(self.get("/metrics").text, name, labels)
 
     def disk_agent_pids(self) -> list[int]:
-        """The broker's child processes (Linux): its disk agent, which the loop's thread
-        starts (one, or none while a dead one is being replaced)."""
+        """The broker's disk agents (Linux): its children running `python -m broker.disk`,
+        which the loop's thread starts (one, or none while a dead one is being replaced)."""
         pid = self.process.popen.pid
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(c) for c in children if _command_line(int(c))[1:3] == ["-m", "broker.disk"]]
+
+
+def _command_line(pid: int) -> list[str]:
+    """A process's arguments (empty once it has exited)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except FileNotFoundError:
+        return []
 
 
 def scrape(text: str, name: str, labels: dict[str, str] | None = None) -> float:

@@ -15,8 +15,8 @@ import pytest
 import websockets
 
 from broker.disk import Disk
-from broker.disk_agent import LOCK_NAME
-from broker.disk_wire import FrameReader, Op, frame
+from broker.disk.agent import LOCK_NAME
+from broker.disk.wire import FrameReader, Op, frame
 from broker.durability import GroupSync
 from broker.farm import Farm
 from broker.jobs import Job

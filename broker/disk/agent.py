@@ -1,18 +1,16 @@
 """The broker's disk agent: a child process that does all of the broker's file writes.
 
-    python -m broker.disk_agent [SYNC_ROOT]
+    python -m broker.disk [SYNC_ROOT]
 
-Requests come on stdin and answers go to stdout (`broker.disk_wire`); the broker
+Requests come on stdin and answers go to stdout (`broker.disk.wire`); the broker
 starts one agent and talks to it through `broker.disk.Disk`. Why a process and not
 threads in the broker: a thread that writes a spool or a transcript needs the GIL
 between its system calls, and every time it takes it the broker's event loop waits
 (the switch interval, then the thread's Python). At a thousand streams that was the
-largest part of the broker's p99 latency: with the same writes made on the loop itself
-(a tmpfs data dir, where writes never block) the p99 fell from 86–334 ms to 27–47 ms.
-Made by the agent, the writes cost the loop one pipe write each, and block only the
-agent.
+largest part of the broker's p99 latency (bench/RESULTS.md). Made by the agent, the
+writes cost the loop one pipe write each, and block only the agent.
 
-Inside, the threads the broker used to have, with the same contract:
+Inside, threads, each with its part of the contract:
 - one **ordered** thread: appends, closes, reads and barriers run in the order asked
   (a read after a write sees it, a close comes after the spool's last append);
 - a **sync** thread: `SYNC` waits for everything ordered before it, then `syncfs` of
@@ -41,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from broker.disk_wire import (
+from broker.disk.wire import (
     TWO_U64,
     U64,
     FrameReader,
@@ -291,7 +289,3 @@ def main(argv: list[str]) -> int:
     finally:
         agent.finish()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -6,7 +6,7 @@ milliseconds. Made on the event loop, every such wait stopped every stream at on
 Made from threads of the broker, each thread took the GIL back after every system call
 and the loop waited for it each time: at a thousand streams that was most of the
 broker's p99 latency. So the broker hands the work to its disk agent
-(`broker.disk_agent`), a process of its own, and goes on: a request is one write to a
+(`broker.disk.agent`), a process of its own, and goes on: a request is one write to a
 pipe, an answer one read.
 
 Order is the contract, as it was with the threads: a read after an append sees it, a
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import cast
 
 from broker import metrics
-from broker.disk_wire import (
+from broker.disk.wire import (
     HEADER,
     TWO_U64,
     U64,
@@ -93,7 +93,7 @@ class Disk:
     async def start(self) -> None:
         """Start the agent (requests made before this fail), and wait until it serves:
         an agent of a broker that was killed may still be writing what it was handed,
-        and the new one waits for it (`disk_agent.wait_for_predecessor`)."""
+        and the new one waits for it (`agent.wait_for_predecessor`)."""
         await self.barrier()
 
     @property
@@ -131,7 +131,7 @@ class Disk:
 
     async def _spawn(self) -> _AgentPipe:
         loop = asyncio.get_running_loop()
-        args = [sys.executable, "-m", "broker.disk_agent", str(self._root or "")]
+        args = [sys.executable, "-m", "broker.disk", str(self._root or "")]
         transport, pipe = await loop.subprocess_exec(
             lambda: _AgentPipe(self, loop), *args, stdin=-1, stdout=-1, stderr=None
         )
@@ -230,8 +230,7 @@ class Disk:
         """Wait until everything queued so far is done (e.g. before reading a file's size).
 
         An agent that dies first has done all it ever will, which is what a barrier waits
-        for: that counts as passed (a resume's barrier used to fail the resume with an
-        internal error instead)."""
+        for: that counts as passed (a resume waiting on it must not fail for it)."""
         agent = await self._ensure_agent()
         with contextlib.suppress(DiskAgentGone):
             await self._request(agent, Op.BARRIER, b"", "barrier")

@@ -17,6 +17,8 @@ Inside, threads, each with its part of the contract:
   the data dir runs there, so appends never queue behind a sync;
 - **commit** threads: opens (a create waits for the journal on a busy disk) and
   transcripts (write, fsync, rename, directory fsync), outside the ordered queue;
+- **reader** threads: whole-file reads (a transcript asked for over REST), outside the
+  ordered queue and beside the commits, so a download waits for neither;
 - a **janitor**: unlinks of expired spools.
 
 The agent exits once stdin closes (the broker stopped, or died) and everything asked
@@ -55,6 +57,8 @@ one journal commit); at a hundred jobs finishing a second one thread fell behind
 LANDED_EVERY_S = 0.02
 """How often, at most, the agent reports the bytes its appends have landed (the broker's
 backlog goes by it): a notice per append would be a thousand a second."""
+READ_THREADS = 2
+"""Whole-file reads at once: a slow read (a cold file on a busy disk) holds up only one."""
 READ_SIZE = 1 << 20
 
 
@@ -77,6 +81,7 @@ class Agent:
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="sync")
         self._committer = ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="commit")
         self._janitor = ThreadPoolExecutor(1, thread_name_prefix="janitor")
+        self._reader = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="reader")
 
     # ---- requests (the reader thread) ----------------------------------------------
 
@@ -97,6 +102,10 @@ class Agent:
             self._committer.submit(self._answered, tag, _commit, body)
         elif op is Op.DISCARD:
             self._janitor.submit(_remove_quietly, Path(os.fsdecode(body)))
+        elif op is Op.SIZE:
+            self._ordered.put(lambda: self._answered(tag, _size, body))
+        elif op is Op.READ_FILE:
+            self._reader.submit(self._answered, tag, _read_file, body)
         else:
             raise ValueError(f"not a request: {op!r}")
 
@@ -107,7 +116,7 @@ class Agent:
         """Do everything asked so far, then stop the threads and close the files."""
         self._ordered.put(None)
         self._ordered_thread.join()
-        for pool in (self._committer, self._syncer, self._janitor):
+        for pool in (self._committer, self._syncer, self._janitor, self._reader):
             pool.shutdown(wait=True)
         for file in self._files.values():
             file.close()
@@ -216,6 +225,15 @@ def _commit(body: bytes) -> bytes:  # commit thread
 
 def _nothing(body: bytes) -> bytes:
     return b""
+
+
+def _size(body: bytes) -> bytes:  # ordered thread
+    return U64.pack(os.stat(os.fsdecode(body)).st_size)
+
+
+def _read_file(body: bytes) -> bytes:  # reader thread
+    with open(os.fsdecode(body), "rb") as file:
+        return file.read()
 
 
 def _remove_quietly(path: Path) -> None:

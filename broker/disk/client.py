@@ -9,7 +9,7 @@ broker's p99 latency. So the broker hands the work to its disk agent
 (`broker.disk.agent`), a process of its own, and goes on: a request is one write to a
 pipe, an answer one read.
 
-Order is the contract, as it was with the threads: a read after an append sees it, a
+Order is the contract: a read after an append sees it, a
 close comes after the spool's last append, and `sync()` first waits for everything
 queued before it, so it covers those appends. Callers that need a result await it;
 appends and discards are fire-and-forget, and an append's error is kept for its spool
@@ -17,11 +17,13 @@ appends and discards are fire-and-forget, and an append's error is kept for its 
 the ordered work, so appends never queue behind it. Transcripts (`commit`) and opens
 have threads of their own in the agent: an upload waits for its spool's open, and
 behind the ordered queue a transcript (and the spool kept until it is durable) would
-wait for every spool's appends.
+wait for every spool's appends. A whole-file read (`read_file`) has threads of its own
+too; a file's `size` is ordered, like a barrier.
 
-If the agent dies, everything waiting on it fails with `DiskAgentGone` (an OSError),
-every open spool counts as failed (the farm interrupts their uploads: the clients resume
-from what the dead agent had written), and the next request starts a new agent.
+If the agent dies, everything waiting on it fails with `DiskAgentGone` (an OSError;
+`size` and `read_file` ask the next agent instead), every open spool counts as failed
+(the farm interrupts their uploads: the clients resume from what the dead agent had
+written), and the next request starts a new agent.
 """
 
 from __future__ import annotations
@@ -225,6 +227,31 @@ class Disk:
         agent = await self._ensure_agent()
         body = TWO_U64.pack(offset, length) + path_body(path)
         return await self._request(agent, Op.READ, body, str(path))
+
+    async def size(self, path: Path) -> int | None:
+        """A file's size once everything queued before is done (None: there is no such
+        file): a `barrier()` and a `stat` that does not block the loop on a busy disk."""
+        body = await self._ask(Op.SIZE, path)
+        return None if body is None else U64.unpack(body)[0]
+
+    async def read_file(self, path: Path) -> bytes | None:
+        """A whole file (None: there is none), read beside the ordered queue: for a file
+        that queued work does not write (a durable transcript), so the read waits neither
+        for the spools' appends nor for the transcripts' fsyncs."""
+        return await self._ask(Op.READ_FILE, path)
+
+    async def _ask(self, op: Op, path: Path) -> bytes | None:
+        """A question about a file that any agent can answer: asked once more if the
+        agent dies first (it has done all it ever will: the next sees the same file).
+        None if there is no such file."""
+        body, what = path_body(path), str(path)
+        try:
+            try:
+                return await self._request(await self._ensure_agent(), op, body, what)
+            except DiskAgentGone:
+                return await self._request(await self._ensure_agent(), op, body, what)
+        except FileNotFoundError:
+            return None
 
     async def barrier(self) -> None:
         """Wait until everything queued so far is done (e.g. before reading a file's size).

@@ -44,6 +44,12 @@ class Op(IntEnum):
     """tag: request; body: path length (u64), path, data. OK once written durably."""
     DISCARD = 8
     """tag: 0; body: path. Not answered."""
+    SIZE = 9
+    """tag: request; body: path. OK once everything queued before it is done: the
+    file's size (u64). FAILED (ENOENT) if there is no such file."""
+    READ_FILE = 10
+    """tag: request; body: path. OK: the whole file, read outside the ordered queue.
+    FAILED (ENOENT) if there is no such file."""
     # agent → broker
     OK = 64
     FAILED = 65

@@ -210,9 +210,10 @@ async def test_many_waiters_share_a_few_file_system_syncs(
 
 def test_frames_are_split_however_the_pipe_cuts_them() -> None:
     stream = frame(Op.OK, 7, b"abc") + frame(Op.LANDED, 2**40) + frame(Op.APPEND, 1, b"x" * 5000)
-    reader = FrameReader()
-    got = [f for i in range(0, len(stream), 3) for f in reader.feed(stream[i : i + 3])]
-    assert got == [(Op.OK, 7, b"abc"), (Op.LANDED, 2**40, b""), (Op.APPEND, 1, b"x" * 5000)]
+    for cut in (3, 4096, len(stream)):  # inside headers; whole frames and a part; all
+        reader = FrameReader()
+        got = [f for i in range(0, len(stream), cut) for f in reader.feed(stream[i : i + cut])]
+        assert got == [(Op.OK, 7, b"abc"), (Op.LANDED, 2**40, b""), (Op.APPEND, 1, b"x" * 5000)]
 
 
 async def test_a_paused_stream_is_spooled_within_the_flush_interval(broker: Broker) -> None:

@@ -85,17 +85,25 @@ class FrameReader:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[tuple[Op, int, bytes]]:
-        """The frames completed by `data`, in order: (op, tag, body)."""
+        """The frames completed by `data`, in order: (op, tag, body). A body is copied
+        once, out of a view of the read (a whole file read back is one large body, and
+        each fresh buffer of that size costs page faults)."""
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+        source = buffer or data
         frames = []
         start = 0
-        while len(buffer) - start >= HEADER.size:
-            length, op, tag = HEADER.unpack_from(buffer, start)
-            end = start + HEADER.size + length
-            if len(buffer) < end:
-                break
-            frames.append((Op(op), tag, bytes(buffer[start + HEADER.size : end])))
-            start = end
-        del buffer[:start]
+        with memoryview(source) as view:
+            while len(source) - start >= HEADER.size:
+                length, op, tag = HEADER.unpack_from(source, start)
+                end = start + HEADER.size + length
+                if len(source) < end:
+                    break
+                frames.append((Op(op), tag, view[start + HEADER.size : end].tobytes()))
+                start = end
+            if source is data:
+                buffer += view[start:]
+        if source is buffer:
+            del buffer[:start]
         return frames

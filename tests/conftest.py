@@ -1,12 +1,13 @@
-"""Fixtures: a broker with a `null`-engine worker for fast protocol tests."""
+"""Fixtures: a broker with a `null`-engine worker for fast protocol tests; a disk agent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from broker.disk import Disk
 from tests.farm import Broker, Worker, start_broker, start_worker
 
 
@@ -23,3 +24,12 @@ def null_worker(tmp_path: Path, broker: Broker) -> Iterator[Worker]:
     broker.wait_workers(1)
     yield w
     w.process.stop()
+
+
+@pytest.fixture
+async def disk() -> AsyncIterator[Disk]:
+    """A disk agent of the test's own, as the broker has one."""
+    disk = Disk()
+    await disk.start()
+    yield disk
+    await disk.close()

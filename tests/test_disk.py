@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from broker.transcript_store import TranscriptStore
 from tests.disk_support import agent_stopped
 from whisperfarm.protocol import SegmentData
 from whisperfarm.transcripts import Transcript
-
-
-@pytest.fixture
-async def disk() -> AsyncIterator[Disk]:
-    disk = Disk()
-    await disk.start()
-    yield disk
-    await disk.close()
 
 
 async def test_a_files_size_counts_the_appends_queued_before_it(tmp_path: Path, disk: Disk) -> None:

@@ -8,7 +8,6 @@ import fcntl
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,14 +28,6 @@ from tests.wsclient import packets, start_message, tone
 from whisperfarm.errors import Interrupted
 from whisperfarm.packets import PacketValidator
 from whisperfarm.protocol import Start
-
-
-@pytest.fixture
-async def disk() -> AsyncIterator[Disk]:
-    disk = Disk()
-    await disk.start()
-    yield disk
-    await disk.close()
 
 
 async def test_packets_wait_in_memory_until_a_flush_writes_them_in_one_go(

@@ -162,9 +162,9 @@ class Farm:
         upload that had ended (the job goes on, or is done) is re-attached so the client
         gets its final after sending `end` again.
         """
-        # The cut upload's last packets may still be queued for the disk: let them land
-        # so the spool's size is final.
-        await self._disk.barrier()
+        # The cut upload's last packets may still be queued for the disk: the size is
+        # asked of the agent behind them, so it is the final one.
+        spooled = await self._disk.size(JobFiles(self.settings.data_dir, job_id).spool_path)
         job = self.job(job_id, owner)
         run = self._lifecycle.runs.get(job_id) if job is not None else None
         if run is not None and run.ended and run.outbox is None:
@@ -180,12 +180,13 @@ class Farm:
         ):
             state = "unknown" if job is None else job.status.value
             raise NotFound(f"job {job_id} cannot be resumed (it is {state})")
-        return self._upload(await self._readmit(job, owner))
+        return self._upload(await self._readmit(job, owner, spooled or 0))
 
-    async def _readmit(self, job: Job, owner: str | None) -> StreamRun:
+    async def _readmit(self, job: Job, owner: str | None, spooled: int) -> StreamRun:
+        """An interrupted job admitted again, its spool cut to its last whole packet."""
         audio = job.audio_format()
         files = JobFiles(self.settings.data_dir, job.id)
-        whole = files.spool_size() // audio.packet_bytes * audio.packet_bytes
+        whole = spooled // audio.packet_bytes * audio.packet_bytes
         self._admission.acquire("resume", owner)
         validator = PacketValidator(audio, audio.frames_in(whole))
         self._resuming.add(job.id)
@@ -256,9 +257,9 @@ class Farm:
         """The newest jobs `owner` may see."""
         return self._store.list(limit=limit, statuses=statuses, owner=owner)
 
-    def transcript(self, job: Job) -> Transcript | None:
-        """A done job's transcript (None if its file is gone)."""
-        return self._transcripts.get(job.id)
+    async def transcript(self, job: Job) -> Transcript | None:
+        """A done job's transcript (None if its file is gone; read by the disk agent)."""
+        return await self._transcripts.load(job.id)
 
     def view(self) -> dict[str, Any]:
         """Workers, streams active and their limit, the queue: `/v1/farm`."""

@@ -68,6 +68,7 @@ class JobLifecycle:
         audio = job.audio_format()
         files = JobFiles(self._settings.data_dir, job.id)
         run = StreamRun(job, files, audio, PacketValidator(audio, job.frames), ended=True)
+        run.closed_spool_bytes = files.spool_size()  # complete: its upload had ended
         run.ended_at = time.monotonic()
         job.worker = None
         self.runs[job.id] = run

@@ -66,7 +66,7 @@ async def get_transcript(request: Request) -> Response:
         return _problem(404, "no such job")
     if job.status is not JobStatus.DONE:
         return _problem(409, f"job is {job.status.value}, no transcript yet")
-    transcript = farm.transcript(job)
+    transcript = await farm.transcript(job)
     if transcript is None:
         return _problem(404, "transcript file missing")
     return Response(

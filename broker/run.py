@@ -29,8 +29,9 @@ class StreamRun:
     audio: AudioFormat
     validator: PacketValidator
     spool: SpoolWriter | None = None
-    closed_spool_bytes: int | None = None
-    """What the spool had been handed when it was detached (`take_spool`)."""
+    closed_spool_bytes: int = 0
+    """What the spool had been handed when it was detached (`take_spool`), or the
+    complete spool's size for a run re-queued after a restart."""
     outbox: asyncio.Queue[Outgoing] | None = None
     ended: bool = False
     """The client sent `end`: no more audio comes."""
@@ -69,9 +70,7 @@ class StreamRun:
         agent after those writes) can read."""
         if self.spool is not None:
             return self.spool.written
-        if self.closed_spool_bytes is not None:
-            return self.closed_spool_bytes
-        return self.files.spool_size()  # re-queued after a restart: the file is complete
+        return self.closed_spool_bytes
 
     def take_spool(self) -> SpoolWriter | None:
         """Detach the spool (to close it), keeping its size: its last writes may still

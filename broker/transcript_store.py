@@ -86,11 +86,3 @@ class TranscriptStore:
             return unwritten
         data = await self._disk.read_file(JobFiles(self._data_dir, job_id).transcript_path)
         return None if data is None else Transcript.model_validate_json(data)
-
-    def get(self, job_id: str) -> Transcript | None:
-        """The job's transcript: from memory while it is being written, else from its
-        file (None if there is none; ValueError if the file is not a transcript)."""
-        unwritten = self._unwritten.get(job_id)
-        if unwritten is not None:
-            return unwritten
-        return JobFiles(self._data_dir, job_id).read_transcript()

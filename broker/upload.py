@@ -69,6 +69,8 @@ class Upload:
         self._after_end = run.ended
         """Re-attached to an upload that had ended: `end` asks for the final again."""
         self._end_called = False
+        self._answering: asyncio.Future[None] | None = None
+        """A repeated `end`'s final being read back (`_final_again`)."""
         self._reader: Reader | None = None
         self._held = False
         assert run.outbox is not None
@@ -116,7 +118,7 @@ class Upload:
         assert not self._end_called, "end is acted on once"
         self._end_called = True
         if self._after_end:
-            self._final_again()
+            self._answering = asyncio.ensure_future(self._final_again())
         else:
             self._lifecycle.end_upload(self._run)
 
@@ -124,12 +126,17 @@ class Upload:
         """Wait until the ended upload's audio is durable (raises the spool's error)."""
         if self._run.spool_closed is not None:
             await self._run.spool_closed
+        if self._answering is not None:
+            await self._answering
 
-    def _final_again(self) -> None:
+    async def _final_again(self) -> None:
         run = self._run
         if run.job.status is not JobStatus.DONE:
             return  # the worker is still at it; its final reaches this client
-        transcript = self._transcripts.get(run.job_id)
+        try:
+            transcript = await self._transcripts.load(run.job_id)
+        except ValueError:
+            transcript = None
         if transcript is None:
             self._lifecycle.fail(run, EngineError("the transcript of this job is missing"))
             return

@@ -149,6 +149,17 @@ def test_model_loaded_once_and_metrics_served(tiny: WorkerRig, speech: dict[str,
     assert (done or 0) >= 1
     assert "whisperfarm_worker_real_time_factor_bucket" in text
     assert "whisperfarm_worker_decode_batch_size_bucket" in text
+    assert metric_value(text, "whisperfarm_worker_gpu_memory_bytes") == 0  # a CPU holds none
+
+
+def test_faster_whisper_window_lines_stay_out_of_the_default_log(
+    tiny: WorkerRig, speech: dict[str, Stream]
+) -> None:
+    tiny.broker.stream("quiet", *speech["mono-s16"])
+    tiny.broker.expect(Command.FINAL, "quiet", timeout=120)
+    log = tiny.worker.output()
+    assert "loaded faster-whisper model" in log  # the worker's own INFO lines are there
+    assert "Processing audio with duration" not in log
 
 
 def test_heartbeats_arrive(tiny: WorkerRig) -> None:

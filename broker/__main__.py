@@ -98,13 +98,13 @@ default is 700, 10, 10)."""
 def tune_gc() -> None:
     """Keep the garbage collector from stalling a busy event loop.
 
-    At a thousand streams the broker makes objects fast (ASGI messages, frames) and
-    holds many for seconds (each stream's protocol, tasks, queues). With CPython's
-    default thresholds these were promoted constantly, and the full collections they
-    triggered walked every stream's objects: 75–180 ms pauses, during which nobody's
-    packets were read. A larger young generation lets short-lived objects die before
-    a collection sees them, so full collections become rare; `freeze` takes the
-    import-time objects (modules, classes) out of every collection.
+    At a thousand streams the broker makes objects fast (ASGI messages, frames) and holds
+    many for seconds (each stream's protocol, tasks, queues). With CPython's default
+    thresholds these are promoted constantly, and the full collections they trigger walk
+    every stream's objects: pauses of tens to hundreds of milliseconds, during which
+    nobody's packets are read. A larger young generation lets short-lived objects die before
+    a collection sees them, so full collections become rare; `freeze` takes the import-time
+    objects (modules, classes) out of every collection.
     """
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -55,10 +55,9 @@ log = logging.getLogger(__name__)
 Item = tuple[TorchFeatures, list[int]]
 """What a thread parks at the gate: a window (mel or encoder output) and its prompt."""
 ENCODE_BATCH = 1
-"""Windows per encoder pass. The encoder is compute-bound and no faster batched (tiny.en,
-8 windows: 1.9 s one by one, 2.1 s at once), while a pass holds every window's
-activations (8 at once: +194 MB of peak RSS, one by one: +33 MB); the decoder, which
-does gain from batching (8 windows: 6.4 s batched, 34 s one by one), still gets all."""
+"""Windows per encoder pass. The encoder is compute-bound and no faster batched, while a
+pass holds every window's activations; the decoder, which does gain from batching, still
+gets all (`bench/RESULTS.md`, design measurements)."""
 
 
 def pick_device(setting: str) -> torch.device:

@@ -98,33 +98,16 @@ default is 700, 10, 10)."""
 def tune_gc() -> None:
     """Keep the garbage collector from stalling a busy event loop.
 
-    At a thousand streams the broker makes objects fast (ASGI messages, frames) and
-    holds many for seconds (each stream's protocol, tasks, queues). With CPython's
-    default thresholds these were promoted constantly, and the full collections they
-    triggered walked every stream's objects: 75–180 ms pauses, during which nobody's
-    packets were read. A larger young generation lets short-lived objects die before
-    a collection sees them, so full collections become rare; `freeze` takes the
-    import-time objects (modules, classes) out of every collection.
+    At a thousand streams the broker makes objects fast (ASGI messages, frames) and holds
+    many for seconds (each stream's protocol, tasks, queues). With CPython's default
+    thresholds these are promoted constantly, and the full collections they trigger walk
+    every stream's objects: pauses of tens to hundreds of milliseconds, during which
+    nobody's packets are read. A larger young generation lets short-lived objects die before
+    a collection sees them, so full collections become rare; `freeze` takes the import-time
+    objects (modules, classes) out of every collection.
     """
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-GIL_SWITCH_INTERVAL_S = 0.0005
-"""How long a thread waiting for the GIL lets the event loop run on (CPython: 5 ms)."""
-
-
-def tune_threads() -> None:
-    """Let a thread of the broker have the GIL back soon after each system call.
-
-    The loop holds the GIL most of the time under load; a thread that returns from a
-    system call waits up to the switch interval for it. When transcripts were written
-    from threads of the broker, a commit took ~10 ms next to a busy loop at CPython's
-    5 ms, ~4 ms at 0.5 ms. The file writes are the disk agent's now (`broker.disk`);
-    the job store's checkpoint thread is what is left. The loop gives up the GIL more
-    often only while a thread asks.
-    """
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 class StartupError(Exception):
@@ -137,7 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_connection_lines(settings.log_level)
     log.info("open-file limit %d", raise_open_file_limit())
     tune_gc()
-    tune_threads()
     try:
         with (
             contextlib.suppress(KeyboardInterrupt),

@@ -15,8 +15,6 @@ from pathlib import Path
 
 from whisperfarm.errors import Unauthorized
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
 
 def owner_of(token: str) -> str:
     """A stable, non-reversible owner id for a token."""

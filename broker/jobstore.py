@@ -51,18 +51,17 @@ class JobStore(Protocol):
 class SqliteJobStore:
     """SQLite in WAL mode: one writer (the broker's event loop), readers see every save.
 
-    Two things kept the event loop waiting on the disk, and the loop is every stream's
-    (a job is saved four or five times in its life: 9 % of the loop's time in a stream's
-    life, profiled with many streams starting and ending at once):
+    The event loop is every stream's, and a job is saved four or five times in its life,
+    so two things are kept from making the loop wait on the disk:
 
-    - a transaction per save, each a write to the log; now the saves of one turn of
-      the loop are written together, in one transaction, at the end of the turn
-      (`save` returns at once; every read writes what is pending first, so a read
-      never misses a save);
-    - SQLite's automatic checkpoint, which every thousand pages of log copied them
-      into the database and fsynced both, inside whichever save crossed the line;
-      now a thread of its own does it with its own connection, once a second
-      (`PASSIVE`: it never blocks the writer).
+    - a transaction per save, each a write to the log: the saves of one turn of the
+      loop are written together, in one transaction, at the end of the turn (`save`
+      returns at once; every read writes what is pending first, so a read never misses
+      a save);
+    - SQLite's automatic checkpoint, which every thousand pages of log copies them into
+      the database and fsyncs both, inside whichever save crossed the line: a thread of
+      its own does it with its own connection, once a second (`PASSIVE`: it never
+      blocks the writer).
 
     Commits are not fsynced (`synchronous=NORMAL`): a power cut may lose the last
     saves, never corrupt the file; a finished job's durable record is its transcript.

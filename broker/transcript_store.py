@@ -2,10 +2,11 @@
 
 A job's final goes to its client as soon as the worker's result is in hand; the
 transcript's file (`transcript.json`, temp file + fsync + rename + directory fsync) is
-written by the disk agent right behind it. Waiting for that fsync before the final was
-most of the time from `end` to `final` at a thousand streams: the fsync waits for the
+written by the disk agent right behind it. Waiting for that fsync before the final would
+be most of the time from `end` to `final` at a thousand streams: the fsync waits for the
 file system's journal behind every spool's writes, and the request and its answer each
-wait for a CPU on their way through the agent's pipe (bench/RESULTS.md, seventh session).
+wait for a CPU on their way through the agent's pipe (`bench/RESULTS.md`, 2026-11-26,
+`0c67404`→`fc0eb4d`).
 
 Nothing is lost by not waiting:
 - the request is in the agent's pipe before the final goes out, and an agent finishes

@@ -5,7 +5,7 @@ wake-up and a queue get, and it pauses reading the socket until the application 
 taken the message and resumes it after (an `epoll_ctl` each way). For `/v1/stream` at
 a thousand real-time streams that is 16 000 round trips a second through the event
 loop, for packets that the farm handles in a few microseconds without awaiting
-anything, and the loop fell tens of milliseconds behind.
+anything: enough to make the loop fall behind.
 
 `PacketProtocol` is uvicorn's sans-I/O protocol plus one extension in the connection's
 ASGI scope (`SCOPE_KEY`): a function with which the stream endpoint hands over a
@@ -17,20 +17,20 @@ Text messages (`end`), close and disconnect take the ASGI path as before, so the
 endpoint still sees the end of the upload in order: every packet before `end` has been
 handed over when `end` is received. The sink also sees each text message first
 (`PacketSink.message`), in order with the packets, just before it is queued for the
-endpoint: the endpoint task runs a turn of the loop later, which at a thousand streams
-was 4 ms at the median and 26 ms at the p99, and the farm can act on `end` (the worker
-told, the upload's end time taken) at once. A server without the extension (another ASGI
+endpoint: the endpoint task runs a turn of the loop later (milliseconds at a thousand
+streams), and the farm can act on `end` (the worker told, the upload's end time taken)
+at once. A server without the extension (another ASGI
 server) simply leaves the endpoint on the ASGI path.
 
-Once a sink is set, `data_received` also takes complete, unfragmented binary frames
-off the front of each read itself (`_take_packets`: a header check and websockets' C
-unmasking) and hands only the rest to websockets' parser. websockets parses every
-frame in a generator, through a stream reader's buffer, into a `Frame` object and an
-event list: per packet that was a tenth of the broker's event loop at a thousand
-streams. Anything else — a text, control or fragmented frame, a frame over the size
-limit, a frame cut by the end of the read, a read while websockets still holds part
-of a frame — goes to websockets as before, with everything after it, so order, limits
-and errors stay websockets' own.
+Once a sink is set, `data_received` also takes complete, unfragmented binary frames off the
+front of each read itself (`_take_packets`: a header check and websockets' C unmasking) and
+hands only the rest to websockets' parser. websockets parses every frame in a generator,
+through a stream reader's buffer, into a `Frame` object and an event list: per packet, a
+large share of the broker's event loop at a thousand streams (`bench/RESULTS.md`, design
+measurements). Anything else — a text, control or fragmented frame, a frame over the size
+limit, a frame cut by the end of the read, a read while websockets still holds part of a
+frame — goes to websockets as before, with everything after it, so order, limits and errors
+stay websockets' own.
 
 Setting a sink returns the connection's `PacketControl`: `wake` the endpoint, and
 `hold`/`release` reading the socket (backpressure: the packets then wait in the
@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
 CONNECTION_LOG = logging.getLogger("broker.connections")
 """Where uvicorn's and websockets' lines about each connection go (`"WebSocket
 /v1/stream" [accepted]`, `connection open`, `connection closed`): three INFO lines per
-stream were 7 % of the event loop's time in a stream's life, and what the broker runs
+stream cost the event loop a measurable share of a stream's life, what the broker runs
 with `access_log=False` to avoid. `quiet_connection_lines` keeps them for DEBUG; errors
 (an exception in the app, a refused handshake) still show."""
 

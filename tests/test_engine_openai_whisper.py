@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.speech import SENTENCES, fixture_clips, synthesize, word_error_rate
-from tests.worker_support import Farm, farm, final_body, metric_value, read_wav
+from tests.worker_support import WorkerRig, final_body, metric_value, read_wav, worker_rig
 from whisperfarm.wire import Command
 from workers import engines
 from workers.engines import DecodeRequest, DecodeResult, Engine
@@ -104,24 +104,24 @@ def test_context_tokens_are_the_prompt(
 
 
 @pytest.fixture(scope="module")
-def openai_farm(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Iterator[Farm]:
-    yield from farm(
+def openai_rig(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Iterator[WorkerRig]:
+    yield from worker_rig(
         tmp_path_factory.mktemp("worker"),
         "--engine", "openai-whisper", "--model", "tiny.en", "--model-cache-dir", str(cache),
         "--slots", "2", "--chunk-seconds", "10",
     )  # fmt: skip
 
 
-def test_worker_process_serves_the_engine(openai_farm: Farm) -> None:
+def test_worker_process_serves_the_engine(openai_rig: WorkerRig) -> None:
     clip, reference = fixture_clips()[0]
     pcm, audio = read_wav(clip)
-    assert openai_farm.ready.body["engine"] == "openai-whisper"
-    assert openai_farm.ready.body["device"] == "cpu"
-    openai_farm.broker.stream("jfk", pcm, audio)
-    final = final_body(openai_farm.broker.expect(Command.FINAL, "jfk", timeout=180)[1])
+    assert openai_rig.ready.body["engine"] == "openai-whisper"
+    assert openai_rig.ready.body["device"] == "cpu"
+    openai_rig.broker.stream("jfk", pcm, audio)
+    final = final_body(openai_rig.broker.expect(Command.FINAL, "jfk", timeout=180)[1])
     assert word_error_rate(reference, final["text"]) <= 0.15, final["text"]
     assert final["language"] == "en"
-    text = openai_farm.metrics()
+    text = openai_rig.metrics()
     loads = metric_value(
         text, "whisperfarm_worker_model_loads_total", engine="openai-whisper", model="tiny.en"
     )

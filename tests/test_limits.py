@@ -175,8 +175,7 @@ async def test_a_resume_whose_disk_barrier_meets_a_dying_agent_goes_on_with_the_
 ) -> None:
     """A resume first waits for the disk agent to finish what it was handed (the cut
     upload's last packets); an agent that dies meanwhile has finished all it ever will.
-    The resume goes on with a new agent: it used to be refused with `internal` (found by
-    the soak with agent kills)."""
+    The resume goes on with a new agent, not refused with `internal`."""
     sent = packets(tone(2.0))
     async with websockets.connect(broker.ws) as ws:
         await ws.send(start_message())

@@ -17,12 +17,12 @@ import pytest
 
 from tests.speech import FIXTURE_DIR, SENTENCES, fixture_clips, synthesize, word_error_rate
 from tests.worker_support import (
-    Farm,
-    farm,
+    WorkerRig,
     final_body,
     interleave_streams,
     metric_value,
     read_wav,
+    worker_rig,
     write_wav,
 )
 from whisperfarm import wire
@@ -72,15 +72,15 @@ def reference(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
-    yield from farm(
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerRig]:
+    yield from worker_rig(
         tmp_path_factory.mktemp("worker"),
         "--engine", "faster-whisper", "--model", "tiny.en", "--slots", "4",
         "--chunk-seconds", str(CHUNK_SECONDS),
     )  # fmt: skip
 
 
-def test_streams_at_once_in_every_layout(tiny: Farm, speech: dict[str, Stream]) -> None:
+def test_streams_at_once_in_every_layout(tiny: WorkerRig, speech: dict[str, Stream]) -> None:
     broker = tiny.broker
     interleave_streams(broker, speech)
     broker.send(wire.audio("mono-s16", 7, b"\x7f" * 2000))  # another attempt's audio: dropped
@@ -99,7 +99,7 @@ def test_streams_at_once_in_every_layout(tiny: Farm, speech: dict[str, Stream]) 
 
 
 def test_matches_faster_whisper_on_the_same_file(
-    tiny: Farm, speech: dict[str, Stream], tmp_path: Path
+    tiny: WorkerRig, speech: dict[str, Stream], tmp_path: Path
 ) -> None:
     """Shorter than a chunk: one engine call over the whole audio, as a user would make."""
     from faster_whisper import WhisperModel
@@ -117,7 +117,7 @@ def test_matches_faster_whisper_on_the_same_file(
     assert [(s["start"], s["end"], s["text"]) for s in final["segments"]] == expected
 
 
-def test_long_stream_is_decoded_while_it_uploads(tiny: Farm, story: Stream) -> None:
+def test_long_stream_is_decoded_while_it_uploads(tiny: WorkerRig, story: Stream) -> None:
     broker = tiny.broker
     pcm, audio = story
     tail = 2 * audio.sample_rate * audio.bytes_per_frame  # sent after the first SEGMENT
@@ -135,7 +135,7 @@ def test_long_stream_is_decoded_while_it_uploads(tiny: Farm, story: Stream) -> N
     assert word_error_rate(" ".join(SENTENCES), final["text"]) <= MAX_WER, final["text"]
 
 
-def test_model_loaded_once_and_metrics_served(tiny: Farm, speech: dict[str, Stream]) -> None:
+def test_model_loaded_once_and_metrics_served(tiny: WorkerRig, speech: dict[str, Stream]) -> None:
     tiny.broker.stream("metrics", *speech["mono-s16"])
     tiny.broker.expect(Command.FINAL, "metrics", timeout=120)
     text = tiny.metrics()
@@ -149,9 +149,20 @@ def test_model_loaded_once_and_metrics_served(tiny: Farm, speech: dict[str, Stre
     assert (done or 0) >= 1
     assert "whisperfarm_worker_real_time_factor_bucket" in text
     assert "whisperfarm_worker_decode_batch_size_bucket" in text
+    assert metric_value(text, "whisperfarm_worker_gpu_memory_bytes") == 0  # a CPU holds none
 
 
-def test_heartbeats_arrive(tiny: Farm) -> None:
+def test_faster_whisper_window_lines_stay_out_of_the_default_log(
+    tiny: WorkerRig, speech: dict[str, Stream]
+) -> None:
+    tiny.broker.stream("quiet", *speech["mono-s16"])
+    tiny.broker.expect(Command.FINAL, "quiet", timeout=120)
+    log = tiny.worker.output()
+    assert "loaded faster-whisper model" in log  # the worker's own INFO lines are there
+    assert "Processing audio with duration" not in log
+
+
+def test_heartbeats_arrive(tiny: WorkerRig) -> None:
     peer = tiny.broker.peer
     tiny.broker.unread.clear()
     for _ in range(2):

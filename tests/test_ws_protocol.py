@@ -172,12 +172,12 @@ async def server_objects_left_to_the_collector(http: type[asyncio.Protocol]) -> 
 
 
 async def test_closed_connections_leave_no_cycles_for_the_garbage_collector() -> None:
-    """Each closed connection used to leave ~90 objects in reference cycles (uvicorn's
-    HTTP protocol and its parser after the upgrade; the packet-sink setter in the
-    WebSocket protocol's own scope): with streams starting and ending all the time,
-    young collections of tens of milliseconds, the event loop stopped. Now reference counting
-    frees a connection as it closes. uvicorn's own HTTP protocol still leaves its cycle
-    (if this first check fails, uvicorn fixed it: `UpgradingHttpProtocol` can go)."""
+    """A closed connection must be freed by reference counting as it closes, not left
+    in reference cycles (uvicorn's HTTP protocol and its parser after the upgrade; the
+    packet-sink setter in the WebSocket protocol's own scope) for young collections
+    that stop the event loop while streams start and end all the time. uvicorn's own
+    HTTP protocol leaves its cycle (if this first check fails, uvicorn fixed it:
+    `UpgradingHttpProtocol` can go)."""
     assert await server_objects_left_to_the_collector(HttpToolsProtocol) >= 5
     assert await server_objects_left_to_the_collector(UpgradingHttpProtocol) == 0
 

@@ -195,7 +195,7 @@ def start_worker(tmp: Path, endpoint: str, *args: str) -> WorkerProcess:
 
 
 @dataclass
-class Farm:
+class WorkerRig:
     """A fake broker with one worker process connected to it (READY already received)."""
 
     broker: FakeBroker
@@ -209,7 +209,7 @@ class Farm:
         return text
 
 
-def farm(tmp: Path, *args: str, ready_timeout: float = 120.0) -> Iterator[Farm]:
+def worker_rig(tmp: Path, *args: str, ready_timeout: float = 120.0) -> Iterator[WorkerRig]:
     """Generator for fixtures: start, wait for READY, yield, tear everything down."""
     broker = FakeBroker()
     worker = start_worker(tmp, broker.endpoint, *args)
@@ -218,7 +218,7 @@ def farm(tmp: Path, *args: str, ready_timeout: float = 120.0) -> Iterator[Farm]:
             _, ready = broker.expect(Command.READY, timeout=ready_timeout)
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n--- worker log ---\n{worker.output()[-4000:]}") from None
-        yield Farm(broker, worker, ready)
+        yield WorkerRig(broker, worker, ready)
     finally:
         worker.stop()
         broker.close()

@@ -83,7 +83,7 @@ def convert_model(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
-class Farm:
+class UpProcesses:
     """The child processes of one `whisperfarm up`."""
 
     def __init__(self) -> None:
@@ -154,7 +154,7 @@ def _echo(stream: object) -> None:
         print(line, end="", flush=True)
 
 
-def wait_ready(url: str, farm: Farm, timeout: float) -> bool:
+def wait_ready(url: str, farm: UpProcesses, timeout: float) -> bool:
     """Poll a probe URL (a child process, so there is no event to wait on) until it answers 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and farm.alive():
@@ -169,7 +169,7 @@ def wait_ready(url: str, farm: Farm, timeout: float) -> bool:
 
 
 def up(args: argparse.Namespace) -> int:
-    farm = Farm()
+    farm = UpProcesses()
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

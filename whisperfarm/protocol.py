@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from whisperfarm.errors import ErrorCode, ProtocolError, UnsupportedFormat, WhisperfarmError
 from whisperfarm.packets import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioFormat
 
-PROTOCOL_VERSION = 1
 STREAM_PATH = "/v1/stream"
 MAX_TEXT_MESSAGE_BYTES = 64 * 1024
 """A control message is a few hundred bytes; anything this big is abuse."""
@@ -56,8 +55,11 @@ class End(_Message):
     type: Literal["end"] = "end"
 
 
-ClientMessage = Annotated[Start | Resume | End, Field(discriminator="type")]
-_client_adapter: TypeAdapter[Start | Resume | End] = TypeAdapter(ClientMessage)
+ClientMessage = Start | Resume | End
+"""A text message from a client to the broker."""
+_client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(
+    Annotated[ClientMessage, Field(discriminator="type")]
+)
 
 
 # ---- broker → client -------------------------------------------------------------------
@@ -114,8 +116,11 @@ class Error(_Message):
         return self.model_dump_json(exclude_none=True)
 
 
-ServerMessage = Annotated[Accepted | Ack | Segment | Final | Error, Field(discriminator="type")]
-_server_adapter: TypeAdapter[Accepted | Ack | Segment | Final | Error] = TypeAdapter(ServerMessage)
+ServerMessage = Accepted | Ack | Segment | Final | Error
+"""A text message from the broker to a client."""
+_server_adapter: TypeAdapter[ServerMessage] = TypeAdapter(
+    Annotated[ServerMessage, Field(discriminator="type")]
+)
 
 
 def _load_json_object(text: str | bytes) -> dict[str, Any]:
@@ -134,7 +139,7 @@ def _describe(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def parse_client_message(text: str | bytes) -> Start | Resume | End:
+def parse_client_message(text: str | bytes) -> ClientMessage:
     """Parse one text frame from a client, or raise `ProtocolError` saying what is wrong."""
     if len(text) > MAX_TEXT_MESSAGE_BYTES:
         raise ProtocolError(f"text message larger than {MAX_TEXT_MESSAGE_BYTES} bytes")
@@ -164,7 +169,7 @@ def _start_error(data: dict[str, Any], exc: ValidationError) -> ProtocolError:
     return ProtocolError(_describe(exc))
 
 
-def parse_server_message(text: str | bytes) -> Accepted | Ack | Segment | Final | Error:
+def parse_server_message(text: str | bytes) -> ServerMessage:
     """Parse one text frame from the broker (used by clients: source CLI, GUI, tests)."""
     data = _load_json_object(text)
     try:

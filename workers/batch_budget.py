@@ -20,14 +20,12 @@ A worker may run several forward passes at once (`--parallel-batches`, see
 the effective batch is `min(--max-batch, max(1, budget // parallel // per_window))`. The
 budget (`--batch-memory-mb`, 0 = auto):
 - CPU: `CPU_BUDGET_MB` (96). Each of a CPU worker's 2 parallel passes gets 48 MiB: one
-  tiny.en window (25.7 MiB with faster-whisper, 29.7 with openai-whisper), which keeps a
-  worker's 10 streams within 100 MB of its 1 stream (issue #4: faster-whisper +73–89 MB,
-  openai-whisper +58–95 in `bench/memory.py`) at 1.36–1.56× / 1.58–1.77× the raw engine's
-  throughput (`bench/throughput.py`). Two windows per pass (112 MiB) gave faster-whisper
-  1.49–1.63× for +86–98 MB: too close to the target. With one pass at a time
-  (`--parallel-batches 1`) the same 96 MiB take 3 windows: faster-whisper 1.09–1.29×
-  (1.01 / 1.16 / 1.27 / 1.29 at batch 1 / 2 / 3 / 8) for +36–49 MB, openai-whisper
-  1.6–1.8× for +83–119 MB. base gets 1 window per pass.
+  tiny.en window (25.7 MiB with faster-whisper, 29.7 with openai-whisper). That keeps a
+  worker's 10 streams within 100 MB of its 1 stream (`bench/memory.py`) while the farm
+  still beats the raw engine by the 1.3× it is for (`bench/throughput.py`); two windows
+  per pass came too close to the 100 MB, and with one pass at a time
+  (`--parallel-batches 1`) the same 96 MiB take 3 windows (the runs behind this choice:
+  `bench/RESULTS.md`). base gets 1 window per pass.
 - CUDA, torch (openai-whisper): `GPU_SHARE` of the free GPU memory after the model is
   loaded — the GPU is the worker's own, and batches are what it is for.
 - CUDA, CTranslate2 (faster-whisper): `GPU_FALLBACK_MB`; CTranslate2 reports no free

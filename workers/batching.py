@@ -18,12 +18,10 @@ full, or `wait_s` has passed (threads inside a running batch cannot arrive, so n
 waits for them).
 
 The call itself always runs on one of the gate's `parallel` forward threads, not in the
-leader's: the leader changes from batch to batch, and every thread that runs a forward
-pass keeps its own native per-thread state for good — an OpenMP thread team (libgomp
-gives each calling thread its own), oneDNN/MKL scratch buffers — so with 10 streams
-there were ten of each. A fixed thread per share keeps one each (`bench/memory.py`,
-openai-whisper, `--max-batch 1`: 10 streams cost +117 MB over 1 stream with leaders
-running batches, +81 MB with one forward thread).
+leader's: the leader changes from batch to batch, and every thread that runs a forward pass
+keeps its own native per-thread state for good — an OpenMP thread team (libgomp gives each
+calling thread its own), oneDNN/MKL scratch buffers — so with 10 streams there would be ten of
+each. A fixed thread per share keeps one each (`bench/RESULTS.md`, design measurements).
 
 Inputs carry a key; only inputs with equal keys (same decoding options) share a batch.
 """
@@ -145,8 +143,7 @@ class BatchGate(Generic[In, Out]):
         self._in_flight += len(batch)
         # The input now at the head may lead the next batch beside this one; it went
         # to sleep when it was not the head, with no deadline, and nothing else may
-        # wake it before this batch ends (with `wait_s` long, never: two batches that
-        # had to run together hung).
+        # wake it before this batch ends (with `wait_s` long, never).
         self._cond.notify_all()
         self._cond.release()
         try:
@@ -181,12 +178,10 @@ def useful_concurrency(max_batch: int, *, next_batch: bool, parallel: int = 1) -
     more window (whose features are computed while the batches run).
 
     More requests only park more windows — each holding its float32 audio and features —
-    in front of a forward pass that cannot take them, so the engines choose by measure
-    (tiny.en, `bench/memory.py` and a 6-stream `throughput.py` farm at batches of 3):
-    faster-whisper with one more window ran the windows that came during a batch one by
-    one (mean batch 1.9, 8 of 20 passes with a single window; 19 audio s/s) and with the
-    next batch 22 audio s/s for +12 MB at 10 streams; openai-whisper's parked windows
-    cost more (+110 instead of +83 MB) and it keeps 1.8× the raw engine with one.
+    in front of a forward pass that cannot take them. faster-whisper takes a whole next
+    round: with one more window, the windows that came during a batch ran one by one. An
+    openai-whisper window parked at the gate costs more memory and one more is enough
+    for its throughput (`bench/RESULTS.md`, design measurements).
     """
     running = parallel * max_batch
     return running + (running if next_batch else 1)

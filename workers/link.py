@@ -6,9 +6,8 @@ cannot mix up streams of the old connection with the new one.
 
 The DEALER is a plain socket read when the event loop sees its file descriptor become
 readable (`add_reader`), as the broker reads its ROUTER: pyzmq's asyncio sockets make a
-future, register a poller and translate event flags for every receive, which was most
-of what a message cost a worker (0.3–0.4 ms of CPU per audio message with the `null`
-engine, whose four workers took 30–50 % of a core at a thousand streams).
+future, register a poller and translate event flags for every receive, most of what an
+audio message costs a worker that decodes nothing (`bench/RESULTS.md`, design measurements).
 """
 
 from __future__ import annotations

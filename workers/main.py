@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {_describe(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    quiet_libraries(settings.log_level)
     tune_malloc()  # before any decoding thread exists
     try:
         if settings.curve_server_key is not None:  # fail before the slow model load
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.start()
     gpu_memory = getattr(engine, "gpu_memory_bytes", None)
     if gpu_memory is not None:
-        metrics.GPU_MEMORY_BYTES.set_function(gpu_memory)
+        metrics.GPU_MEMORY_BYTES.set_function(lambda: _known_or_nan(gpu_memory()))
     try:
         forced = asyncio.run(serve(settings, engine, server.port))
     finally:
@@ -65,6 +67,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.shutdown()
         os._exit(1)
     return 0
+
+
+CHATTY_LIBRARIES = ("faster_whisper",)
+"""Loggers that write a line per decode at INFO (faster-whisper: "Processing audio with
+duration …" for every window), which would bury the worker's own lines."""
+
+
+def quiet_libraries(level: str) -> None:
+    """Keep the chatty libraries to warnings, unless the worker logs at DEBUG."""
+    if level.upper() != "DEBUG":
+        for name in CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _known_or_nan(value: int | None) -> float:
+    """A gauge's sample: NaN, Prometheus' "no figure", when the engine cannot measure."""
+    return math.nan if value is None else value
 
 
 def _describe(exc: ValidationError) -> str:

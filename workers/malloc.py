@@ -3,15 +3,13 @@
 glibc's malloc gives each thread that allocates under contention its own arena (up to
 8 × cores of them) and rarely hands their freed memory back. In a worker, the thread that
 runs a batched forward pass changes from batch to batch, so over time every decoding
-thread's arena grows to the size of a forward pass's scratch memory: with 10 streams that
-was ~115 MB of RSS for nothing (measured by bench/memory.py: +167 MB for 10 streams
-against +53 MB with two arenas). Two arenas keep the cost flat without serializing
-allocations.
+thread's arena grows to the size of a forward pass's scratch memory, RSS held for
+nothing. Two arenas keep the cost flat without serializing allocations.
 
 Second, glibc raises its mmap threshold each time a large mmap'd block is freed, so later
 large tensors (mel spectrograms, encoder activations) come from the heap, where freed
 space fragments instead of going back to the system. A fixed 1 MB threshold keeps every
-large block mmap'd and returned on free (openai-whisper, 10 streams: +216 MB → +136 MB).
+large block mmap'd and returned on free. (What each saves: `bench/RESULTS.md`, design measurements.)
 Both must be set before the threads start; a no-op where malloc is not glibc's.
 """
 

@@ -83,7 +83,8 @@ FORWARD_SECONDS = Histogram(
 )
 GPU_MEMORY_BYTES = Gauge(
     "whisperfarm_worker_gpu_memory_bytes",
-    "GPU memory this process holds through torch (reserved by its allocator); 0 on CPU.",
+    "GPU memory this process holds (openai-whisper: reserved by torch's allocator; "
+    "faster-whisper: as the driver counts it, NaN when it cannot say); 0 on CPU.",
     registry=REGISTRY,
 )
 DRAINING = Gauge(

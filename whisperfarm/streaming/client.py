@@ -30,6 +30,7 @@ from whisperfarm.protocol import (
     Final,
     Resume,
     Segment,
+    ServerMessage,
     Start,
     parse_server_message,
 )
@@ -51,8 +52,6 @@ past websockets' 1 MiB default."""
 MAX_BACKOFF = 30.0
 FATAL_CLOSE_CODES = {CloseCode.BAD_DATA, CloseCode.POLICY, CloseCode.TOO_LARGE, CloseCode.INTERNAL}
 """Close codes by which the broker says why it hung up; any other close is a mere drop."""
-
-ServerMessage = Accepted | Ack | Segment | Final | Error
 
 
 class StreamEvents(Protocol):

@@ -92,8 +92,9 @@ class Engine(Protocol):
     """A loaded model. `transcribe` is called from several threads at once: the model
     engines batch those calls' windows across threads (`workers.batching`).
 
-    An engine may also have `gpu_memory_bytes() -> int`, read by the
-    `whisperfarm_worker_gpu_memory_bytes` gauge (absent: the gauge stays 0), and
+    An engine may also have `gpu_memory_bytes() -> int | None`, read by the
+    `whisperfarm_worker_gpu_memory_bytes` gauge (None: unknown, the gauge reads NaN;
+    absent: the gauge stays 0), and
     `concurrency: int`, how many requests are worth having inside `transcribe` at once
     (absent: one per slot). The worker queues the others' windows before they become
     requests: a queued window holds its int16 audio, not float32 audio, features and

@@ -1,20 +1,18 @@
 """Cross-stream batching for faster-whisper: its CTranslate2 calls, gathered in a gate.
 
 faster-whisper's own per-file loop (`WhisperModel.transcribe`) stays untouched, so each
-stream is decoded by exactly the code a user runs; only its `self.model` — the
-CTranslate2 `Whisper` — is replaced by `GatedCt2Model`, which sends `encode` and
-`generate` through a `BatchGate`. Encoder calls meet in the gate like the others (so the
-threads stay in step for `generate`) but run `ENCODE_BATCH` windows at a time: the
-encoder is compute-bound and gains nothing from a batch, while its self-attention holds
-heads × 1500 × 1500 floats per window (tiny.en, 8 windows at once: +550 MB of peak RSS
-against +80 MB one by one, and no slower). CTranslate2's `generate`
-needs `<|startoftranscript|>` at the same position in every row (it cannot pad
-prompts), so generate calls batch with others whose prompt has the same length and
-options; cutting prompts to fit would change the words. Encoder outputs travel as numpy
+stream is decoded by exactly the code a user runs; only its `self.model` — the CTranslate2
+`Whisper` — is replaced by `GatedCt2Model`, which sends `encode` and `generate` through a
+`BatchGate`. Encoder calls meet in the gate like the others (so the threads stay in step for
+`generate`) but run `ENCODE_BATCH` windows at a time: the encoder is compute-bound and gains
+nothing from a batch, while its self-attention holds heads × 1500 × 1500 floats per window,
+so a batch of them costs memory and saves no time (`bench/RESULTS.md`, design measurements).
+CTranslate2's `generate` needs `<|startoftranscript|>` at the same position in every row (it
+cannot pad prompts), so generate calls batch with others whose prompt has the same length
+and options; cutting prompts to fit would change the words. Encoder outputs travel as numpy
 arrays between the two calls (faster-whisper only hands them back to the model). With
 `parallel` batches at once, each call goes to one of the model's CTranslate2 replicas
-(`num_workers`), which share one copy of the weights (tiny.en, int8: 69.5 MB loaded with
-1 replica, 69.6 with 4).
+(`num_workers`), which share one copy of the weights: a replica costs next to no memory.
 """
 
 from __future__ import annotations

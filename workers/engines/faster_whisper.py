@@ -21,7 +21,7 @@ import ctranslate2
 from faster_whisper import WhisperModel
 
 from whisperfarm.errors import EngineError
-from workers import metrics
+from workers import gpu_memory, metrics
 from workers.batch_budget import (
     FASTER_WHISPER_OVERHEAD,
     DecoderShape,
@@ -100,9 +100,10 @@ class FasterWhisperEngine:
             return [self._one(requests[0])]
         return list(self._pool.map(self._one, requests))
 
-    def gpu_memory_bytes(self) -> int:
-        """CTranslate2 exposes no allocator statistics: not measured."""
-        return 0
+    def gpu_memory_bytes(self) -> int | None:
+        """0 on a CPU; on CUDA what the driver counts for this process (CTranslate2 keeps
+        no allocator statistics), or None when the driver cannot say (`gpu_memory`)."""
+        return gpu_memory.held_by_this_process() if self.device == "cuda" else 0
 
     def _one(self, request: DecodeRequest) -> DecodeResult:
         if not len(request.audio):

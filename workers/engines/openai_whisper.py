@@ -42,7 +42,7 @@ from workers.cpus import usable_cpus
 from workers.engines import DecodeRequest, DecodeResult
 from workers.engines.torch_decode import BatchedDecodingTask
 from workers.engines.whisper_loop import (
-    Window,
+    TorchFeatures,
     content_frames,
     initial_tokens,
     mel_of,
@@ -52,13 +52,12 @@ from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-Item = tuple[Window, list[int]]
+Item = tuple[TorchFeatures, list[int]]
 """What a thread parks at the gate: a window (mel or encoder output) and its prompt."""
 ENCODE_BATCH = 1
-"""Windows per encoder pass. The encoder is compute-bound and no faster batched (tiny.en,
-8 windows: 1.9 s one by one, 2.1 s at once), while a pass holds every window's
-activations (8 at once: +194 MB of peak RSS, one by one: +33 MB); the decoder, which
-does gain from batching (8 windows: 6.4 s batched, 34 s one by one), still gets all."""
+"""Windows per encoder pass. The encoder is compute-bound and no faster batched, while a
+pass holds every window's activations; the decoder, which does gain from batching, still
+gets all (`bench/RESULTS.md`, design measurements)."""
 
 
 def pick_device(setting: str) -> torch.device:
@@ -174,7 +173,7 @@ class OpenAIWhisperEngine:
             task_ = BatchedDecodingTask(self.whisper, options, [p for _, p in items])
             return task_.run(features)
 
-    def _encode(self, windows: list[Window], dtype: torch.dtype) -> torch.Tensor:
+    def _encode(self, windows: list[TorchFeatures], dtype: torch.dtype) -> torch.Tensor:
         """Encoder output for every window; retries arrive already encoded."""
         dims = self.whisper.dims
         is_mel = [w.shape[-2:] != (dims.n_audio_ctx, dims.n_audio_state) for w in windows]
@@ -187,7 +186,7 @@ class OpenAIWhisperEngine:
             encoded = [e if e is not None else next(fresh) for e in encoded]
         return torch.stack([e for e in encoded if e is not None])
 
-    def _encoder(self, mels: list[Window], dtype: torch.dtype) -> list[torch.Tensor]:
+    def _encoder(self, mels: list[TorchFeatures], dtype: torch.dtype) -> list[torch.Tensor]:
         """Encoder outputs, `ENCODE_BATCH` windows per pass (see `ENCODE_BATCH`)."""
         outputs: list[torch.Tensor] = []
         for start in range(0, len(mels), ENCODE_BATCH):

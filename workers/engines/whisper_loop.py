@@ -31,9 +31,10 @@ FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH
 INPUT_STRIDE = 2  # mel frames per output token
 TIME_PRECISION = INPUT_STRIDE / FRAMES_PER_SECOND  # 0.02 s per timestamp token
 
-Window = torch.Tensor
-"""One 30 s mel window (n_mels, 3000), or its encoder output (ctx, state) for a retry."""
-DecodeFn = Callable[[Window, list[int], float], DecodingResult]
+TorchFeatures = torch.Tensor
+"""What the model decodes for one 30 s window: its log-mel (n_mels, 3000), or for a retry
+its encoder output (ctx, state)."""
+DecodeFn = Callable[[TorchFeatures, list[int], float], DecodingResult]
 """`decode(window, prompt_tokens, temperature)`: one window, through the batch gate."""
 
 
@@ -53,7 +54,7 @@ def content_frames(mel: torch.Tensor) -> int:
 
 
 def decode_with_fallback(
-    decode: DecodeFn, window: Window, prompt: list[int]
+    decode: DecodeFn, window: TorchFeatures, prompt: list[int]
 ) -> tuple[DecodingResult, float]:
     """Decode at temperature 0, retrying hotter while the text looks wrong.
 

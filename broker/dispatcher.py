@@ -113,8 +113,8 @@ class Dispatcher:
         self._interval = heartbeat_interval
         self._liveness = liveness
         # The context is asyncio's (the CURVE ZAP handler runs on the loop), the ROUTER a
-        # plain socket driven by `add_reader`: pyzmq's asyncio future per send was a
-        # third of the cost of forwarding audio.
+        # plain socket driven by `add_reader`: pyzmq's asyncio future per send would be
+        # a third of the cost of forwarding audio.
         self._ctx = zmq.asyncio.Context()
         self._socket: zmq.Socket[bytes] = zmq.Socket(self._ctx, zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)

@@ -53,10 +53,10 @@ class SpoolWriter:
     """Gathers a job's packets and appends them to its spool a flush at a time.
 
     A real-time stream sends a 2000-byte packet every 62.5 ms; a thousand of them are
-    16 000 packets a second, and a write plus a ZeroMQ send for each was most of the
-    broker's core. So packets wait in memory until `flush()` (the farm flushes at every
-    ack, at `end`, when a flush's worth has gathered, and on a short timer), which hands
-    them to the disk agent in one append and back to the farm for one forward.
+    16 000 packets a second, and a write plus a ZeroMQ send for each would take most of
+    the broker's core. So packets wait in memory until `flush()` (`Intake.pass_on`: at
+    every ack, at `end`, when a flush's worth has gathered, and on a short timer), which
+    hands them to the disk agent in one append and back to the intake for one forward.
 
     `size` counts every byte received, `written` what has been handed to the disk
     agent: anything queued there later (a replay's read, a sync, the close) sees it.

@@ -6,7 +6,7 @@ Requests come on stdin and answers go to stdout (`broker.disk.wire`); the broker
 starts one agent and talks to it through `broker.disk.Disk`. Why a process and not
 threads in the broker: a thread that writes a spool or a transcript needs the GIL
 between its system calls, and every time it takes it the broker's event loop waits
-(the switch interval, then the thread's Python). At a thousand streams that was the
+(the switch interval, then the thread's Python), which at a thousand streams is the
 largest part of the broker's p99 latency (bench/RESULTS.md). Made by the agent, the
 writes cost the loop one pipe write each, and block only the agent.
 

@@ -2,10 +2,10 @@
 
 On a busy disk, file-system calls block: an append that grows a file, an unlink or a
 create waits for the journal while a sync commits it, for tens to hundreds of
-milliseconds. Made on the event loop, every such wait stopped every stream at once.
-Made from threads of the broker, each thread took the GIL back after every system call
-and the loop waited for it each time: at a thousand streams that was most of the
-broker's p99 latency. So the broker hands the work to its disk agent
+milliseconds. Made on the event loop, every such wait stops every stream at once;
+made from threads of the broker, each thread takes the GIL back after every system call
+and the loop waits for it each time, which at a thousand streams dominates the broker's
+p99 latency (`bench/RESULTS.md`). So the broker hands the work to its disk agent
 (`broker.disk.agent`), a process of its own, and goes on: a request is one write to a
 pipe, an answer one read.
 

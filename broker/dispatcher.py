@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import zmq
 import zmq.asyncio
@@ -28,7 +28,19 @@ from broker.run import StreamRun
 from whisperfarm import wire
 from whisperfarm.curve import CurveServer
 from whisperfarm.errors import ProtocolError
+from whisperfarm.farm_view import WorkerView
 from whisperfarm.wire import Command, Message
+from whisperfarm.wire_bodies import (
+    AssignBody,
+    CancelBody,
+    DisconnectBody,
+    EndBody,
+    FailedBody,
+    FinalBody,
+    HeartbeatBody,
+    ReadyBody,
+    SegmentBody,
+)
 
 log = logging.getLogger(__name__)
 REPLAY_CHUNK_FRAMES = 16_000
@@ -44,8 +56,8 @@ class DispatchListener(Protocol):
     def run_for(self, job_id: str) -> StreamRun | None: ...
     def on_assigned(self, run: StreamRun, worker: WorkerInfo, attempt: int) -> None: ...
     def on_requeued(self, run: StreamRun) -> None: ...
-    def on_segment(self, run: StreamRun, body: dict[str, Any]) -> None: ...
-    def on_final(self, run: StreamRun, body: dict[str, Any]) -> None: ...
+    def on_segment(self, run: StreamRun, body: SegmentBody) -> None: ...
+    def on_final(self, run: StreamRun, body: FinalBody) -> None: ...
     def on_failed(self, run: StreamRun, error: str) -> None: ...
     def on_farm_changed(self) -> None: ...
 
@@ -82,19 +94,19 @@ class WorkerInfo:
     def free(self) -> int:
         return 0 if self.draining or self.refusing else self.slots - len(self.streams)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.identity.hex(),
-            "name": self.name,
-            "engine": self.engine,
-            "model": self.model,
-            "device": self.device,
-            "slots": self.slots,
-            "busy": len(self.streams),
-            "metrics_port": self.metrics_port,
-            "connected_at": self.connected_at,
-            "draining": self.draining,
-        }
+    def describe(self) -> WorkerView:
+        return WorkerView(
+            id=self.identity.hex(),
+            name=self.name,
+            engine=self.engine,
+            model=self.model,
+            device=self.device,
+            slots=self.slots,
+            busy=len(self.streams),
+            metrics_port=self.metrics_port,
+            connected_at=self.connected_at,
+            draining=self.draining,
+        )
 
 
 class Dispatcher:
@@ -167,7 +179,7 @@ class Dispatcher:
         """No more audio: the worker finishes (or the replay tells it when it catches up)."""
         held = self._held.get(run.job_id)
         if held is not None and held.caught_up:
-            self._send(held.worker, Message(Command.END, run.job_id, {"attempt": held.attempt}))
+            self._send(held.worker, EndBody(attempt=held.attempt).message(run.job_id))
 
     def cancel(self, run: StreamRun) -> None:
         """Forget a run: out of the queue, or tell its worker to drop it."""
@@ -176,13 +188,11 @@ class Dispatcher:
         held = self._held.pop(run.job_id, None)
         worker = self.workers.get(held.worker) if held is not None else None
         if held is not None and worker is not None:
-            self._send(
-                worker.identity, Message(Command.CANCEL, run.job_id, {"attempt": held.attempt})
-            )
+            self._send(worker.identity, CancelBody(attempt=held.attempt).message(run.job_id))
             worker.streams.discard(run.job_id)
         self._update_gauges()
 
-    def snapshot(self) -> list[dict[str, Any]]:
+    def snapshot(self) -> list[WorkerView]:
         return [w.describe() for w in self.workers.values()]
 
     # ---- loops -----------------------------------------------------------------------
@@ -237,6 +247,9 @@ class Dispatcher:
             return
         try:
             self._handle(identity, message)
+        except ProtocolError as exc:
+            metrics.BAD_WORKER_MESSAGES.inc()
+            log.info("dropping a worker's %s: %s", message.command, exc.detail)
         except Exception:
             log.error("error handling %s from a worker", message.command, exc_info=True)
 
@@ -249,11 +262,11 @@ class Dispatcher:
                     log.warning("worker %s missed %d heartbeats: dead", worker.name, self._liveness)
                     self._drop_worker(worker, "heartbeat")
                 else:
-                    self._send(worker.identity, Message(Command.HEARTBEAT))
+                    self._send(worker.identity, HeartbeatBody().message())
 
     def close(self) -> None:
         for worker in self.workers.values():
-            self._send(worker.identity, Message(Command.DISCONNECT))
+            self._send(worker.identity, DisconnectBody().message())
         for task in self._replays:
             task.cancel()
         self._socket.close(linger=0)
@@ -265,16 +278,16 @@ class Dispatcher:
 
     def _handle(self, identity: bytes, message: Message) -> None:
         if message.command is Command.READY:
-            self._register(identity, message.body)
+            self._register(identity, ReadyBody.read(message))
             return
         worker = self.workers.get(identity)
         if worker is None:
             # A worker we do not know (we restarted, or declared it dead): make it re-register.
-            self._send(identity, Message(Command.DISCONNECT))
+            self._send(identity, DisconnectBody().message())
             return
         worker.expiry = self._expiry()
         if message.command is Command.HEARTBEAT:
-            if message.body.get("draining"):
+            if HeartbeatBody.read(message).draining:
                 self._mark_draining(worker)
             if worker.refusing:
                 worker.refusing = False
@@ -293,25 +306,20 @@ class Dispatcher:
             self._update_gauges()
             self.listener.on_farm_changed()
 
-    def _register(self, identity: bytes, body: dict[str, Any]) -> None:
+    def _register(self, identity: bytes, body: ReadyBody) -> None:
         old = self.workers.get(identity)
         if old is not None:
             self._drop_worker(old, "re-registered")
-        try:
-            worker = WorkerInfo(
-                identity=identity,
-                name=str(body.get("name") or identity.hex()[:8]),
-                engine=str(body["engine"]),
-                model=str(body["model"]),
-                device=str(body.get("device", "cpu")),
-                slots=max(0, int(body["slots"])),
-                metrics_port=int(body["metrics_port"]) if body.get("metrics_port") else None,
-                expiry=self._expiry(),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            metrics.BAD_WORKER_MESSAGES.inc()
-            log.info("ignoring a READY without %s", exc)
-            return
+        worker = WorkerInfo(
+            identity=identity,
+            name=body.name or identity.hex()[:8],
+            engine=body.engine,
+            model=body.model,
+            device=body.device,
+            slots=max(0, body.slots),
+            metrics_port=body.metrics_port or None,
+            expiry=self._expiry(),
+        )
         self.workers[identity] = worker
         log.info(
             "worker %s ready: %s %s on %s, %d slots",
@@ -343,22 +351,34 @@ class Dispatcher:
     def _on_segment(self, worker: WorkerInfo, message: Message) -> None:
         run = self._current_run(worker, message)
         if run is not None:
-            self.listener.on_segment(run, message.body)
+            self.listener.on_segment(run, SegmentBody.read(message))
 
     def _on_final(self, worker: WorkerInfo, message: Message) -> None:
         run = self._current_run(worker, message)
-        if run is not None:
-            self._release(worker, run)
-            self.listener.on_final(run, message.body)
-            self._assign_pending()
+        if run is None:
+            return
+        self._release(worker, run)
+        try:
+            final = FinalBody.read(message)
+        except ProtocolError as exc:  # the stream is over either way: fail it, say why
+            reason = f"the worker's result is not a transcript: {exc.detail}"
+            log.error("job %s: %s", run.job_id, reason)
+            self.listener.on_failed(run, reason)
+        else:
+            self.listener.on_final(run, final)
+        self._assign_pending()
 
     def _on_failed(self, worker: WorkerInfo, message: Message) -> None:
         run = self._current_run(worker, message)
         if run is None:
             return
         self._release(worker, run)
-        error = str(message.body.get("error") or "worker failed")
-        if message.body.get("refused") is True:
+        try:
+            failed = FailedBody.read(message)
+        except ProtocolError as exc:  # a failure all the same
+            failed = FailedBody(attempt=message.attempt, error=f"worker failed ({exc.detail})")
+        error = failed.error or "worker failed"
+        if failed.refused:
             self._requeue_refused(worker, run, error)
         else:
             self.listener.on_failed(run, error)
@@ -414,15 +434,15 @@ class Dispatcher:
         self._held[run.job_id] = held
         worker.streams.add(run.job_id)
         audio = run.audio
-        body = {
-            "attempt": held.attempt,
-            "sample_rate": audio.sample_rate,
-            "channels": audio.channels,
-            "format": audio.format,
-            "language": run.job.language,
-            "task": run.job.task,
-        }
-        self._send(worker.identity, Message(Command.ASSIGN, run.job_id, body))
+        body = AssignBody(
+            attempt=held.attempt,
+            sample_rate=audio.sample_rate,
+            channels=audio.channels,
+            format=audio.format,
+            language=run.job.language,
+            task=run.job.task,
+        )
+        self._send(worker.identity, body.message(run.job_id))
         self.listener.on_assigned(run, worker, held.attempt)
         task = asyncio.create_task(self._replay(run, held))
         self._replays.add(task)

@@ -29,7 +29,6 @@ from broker.auth import Authenticator, load_tokens
 from broker.disk import Disk
 from broker.dispatcher import Dispatcher
 from broker.events import EventHub
-from broker.jobs import Job, JobStatus
 from broker.jobstore import JobStore, SqliteJobStore
 from broker.lifecycle import JobLifecycle
 from broker.loop_lag import watch_event_loop
@@ -42,6 +41,8 @@ from broker.transcript_store import TranscriptStore
 from broker.upload import Upload
 from whisperfarm.curve import CurveServer
 from whisperfarm.errors import NotFound, UnknownModel, WhisperfarmError
+from whisperfarm.farm_view import FarmView
+from whisperfarm.jobs import Job, JobStatus
 from whisperfarm.packets import PacketValidator
 from whisperfarm.protocol import Start
 from whisperfarm.transcripts import Transcript
@@ -261,13 +262,16 @@ class Farm:
         """A done job's transcript (None if its file is gone; read by the disk agent)."""
         return await self._transcripts.load(job.id)
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> FarmView:
         """Workers, streams active and their limit, the queue: `/v1/farm`."""
         return self._lifecycle.farm_info()
 
     def events(self, owner: str | None) -> AsyncIterator[str]:
         """Server-sent events of job and farm changes `owner` may see, the farm first."""
-        snapshot = lambda: [self._events.format("farm", self.view())]  # noqa: E731
+
+        def snapshot() -> list[str]:
+            return [self._events.format("farm", self.view().model_dump(mode="json"))]
+
         return self._events.stream(snapshot, owner if self._auth.enabled else None)
 
     def readiness(self) -> dict[str, Any]:

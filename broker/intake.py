@@ -22,11 +22,11 @@ from broker import metrics
 from broker.disk import Disk, DiskAgentGone
 from broker.dispatcher import Dispatcher
 from broker.durability import GroupSync
-from broker.jobs import Job
 from broker.run import StreamRun
 from broker.settings import BrokerSettings
 from broker.spool import JobFiles, SpoolWriter
 from whisperfarm.errors import BadPacket, Interrupted, TooLarge, WhisperfarmError
+from whisperfarm.jobs import Job
 from whisperfarm.protocol import Ack
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from broker.jobs import Job, JobStatus
+from whisperfarm.jobs import Job, JobStatus
 
 log = logging.getLogger(__name__)
 

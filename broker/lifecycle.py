@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from broker import metrics
 from broker.admission import Admission
@@ -19,13 +18,14 @@ from broker.disk import Disk
 from broker.dispatcher import Dispatcher
 from broker.events import EventHub
 from broker.intake import Intake
-from broker.jobs import Job, JobStatus
 from broker.jobstore import JobStore
 from broker.run import StreamRun
 from broker.settings import BrokerSettings
 from broker.spool import FLUSH_INTERVAL_S, JobFiles
 from broker.transcript_store import TranscriptStore
 from whisperfarm.errors import Interrupted, Timeout, WhisperfarmError
+from whisperfarm.farm_view import FarmView, StreamsView
+from whisperfarm.jobs import Job, JobStatus
 from whisperfarm.packets import PacketValidator
 from whisperfarm.protocol import Ack, Error
 
@@ -209,11 +209,11 @@ class JobLifecycle:
 
     def farm_changed(self) -> None:
         if self._events.watched:
-            self._events.publish("farm", self.farm_info())
+            self._events.publish("farm", self.farm_info().model_dump(mode="json"))
 
-    def farm_info(self) -> dict[str, Any]:
-        return {
-            "workers": self._dispatcher.snapshot(),
-            "streams": {"active": self._admission.active, "limit": self._admission.limit},
-            "queue": len(self._dispatcher.queue),
-        }
+    def farm_info(self) -> FarmView:
+        return FarmView(
+            workers=self._dispatcher.snapshot(),
+            streams=StreamsView(active=self._admission.active, limit=self._admission.limit),
+            queue=len(self._dispatcher.queue),
+        )

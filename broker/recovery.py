@@ -13,12 +13,12 @@ import time
 
 from broker import metrics
 from broker.dispatcher import Dispatcher
-from broker.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
 from broker.jobstore import JobStore
 from broker.lifecycle import JobLifecycle
 from broker.settings import BrokerSettings
 from broker.spool import JobFiles
 from whisperfarm.errors import NoWorker
+from whisperfarm.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus, preview_of
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class Recovery:
             return False
         job.language = transcript.language
         job.duration = transcript.duration
+        job.preview = preview_of(transcript.text)
         job.error = None
         self._lifecycle.set_status(job, JobStatus.DONE)
         return True

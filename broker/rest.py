@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from broker.farm import Farm
-from broker.jobs import Job, JobStatus
 from whisperfarm.errors import Unauthorized
+from whisperfarm.jobs import Job, JobStatus
 from whisperfarm.transcripts import FORMATS, MEDIA_TYPES, render
 
 MAX_LIST = 1000
@@ -92,7 +92,7 @@ def _attachment(name: str, fmt: str) -> str:
 
 async def farm_view(request: Request) -> Response:
     _owner(request)
-    return JSONResponse(_farm(request).view())
+    return JSONResponse(_farm(request).view().model_dump(mode="json"))
 
 
 async def events(request: Request) -> Response:

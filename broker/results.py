@@ -12,17 +12,17 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any
 
 from broker import metrics
 from broker.dispatcher import WorkerInfo
-from broker.jobs import Job, JobStatus
 from broker.lifecycle import JobLifecycle
 from broker.run import StreamRun
 from broker.transcript_store import TranscriptStore
 from whisperfarm.errors import CloseCode, EngineError
-from whisperfarm.protocol import Ack, Final, Segment, SegmentData
+from whisperfarm.jobs import Job, JobStatus, preview_of
+from whisperfarm.protocol import Ack, Final, Segment
 from whisperfarm.transcripts import Transcript, join_segments, render
+from whisperfarm.wire_bodies import FinalBody, SegmentBody
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ class WorkerResults:
         run.job.worker = None
         self._lifecycle.set_status(run.job, JobStatus.QUEUED)
 
-    def on_segment(self, run: StreamRun, body: dict[str, Any]) -> None:
-        segment = SegmentData.model_validate(body)
+    def on_segment(self, run: StreamRun, body: SegmentBody) -> None:
+        segment = body.segment()
         run.segments.append(segment)
         if segment.id >= run.segments_sent:  # a re-dispatched attempt repeats what was sent
             run.segments_sent = segment.id + 1
@@ -60,17 +60,10 @@ class WorkerResults:
                 Segment(id=segment.id, start=segment.start, end=segment.end, text=segment.text)
             )
 
-    def on_final(self, run: StreamRun, body: dict[str, Any]) -> None:
+    def on_final(self, run: StreamRun, body: FinalBody) -> None:
         job = run.job
-        try:
-            transcript = _transcript(job, body)
-            stored = render(transcript, "json")
-        except ValueError as exc:  # a worker's malformed result
-            log.error("job %s: the worker's result is not a transcript: %s", run.job_id, exc)
-            self._lifecycle.fail(
-                run, EngineError(f"the worker's result is not a transcript: {exc}")
-            )
-            return
+        transcript = _transcript(job, body)
+        stored = render(transcript, "json")
         # The JSON is the one stored form (txt, srt and vtt are rendered from it when
         # asked for); written only once the job is complete, so its presence after a
         # restart means the job is done, whatever the job table says.
@@ -78,8 +71,9 @@ class WorkerResults:
             transcript, stored.encode(), functools.partial(self._transcript_stored, job)
         )
         job.language = transcript.language
-        job.decode_started = body.get("decode_started")
-        job.decode_ended = body.get("decode_ended")
+        job.preview = preview_of(transcript.text)
+        job.decode_started = body.decode_started
+        job.decode_ended = body.decode_ended
         if run.spool_closed is None or not run.spool_closed.done():
             # The upload's own ack is still waiting for its sync round; with the final
             # the client holds the result: nothing is to be resent.
@@ -113,14 +107,13 @@ class WorkerResults:
         self._lifecycle.farm_changed()
 
 
-def _transcript(job: Job, body: dict[str, Any]) -> Transcript:
-    """The worker's FINAL body as the job's transcript (raises ValueError if it is not one)."""
-    segments = [SegmentData.model_validate(s) for s in body.get("segments", [])]
+def _transcript(job: Job, body: FinalBody) -> Transcript:
+    """The worker's FINAL body as the job's transcript."""
     return Transcript(
         job_id=job.id,
         name=job.name,
-        text=str(body.get("text") or join_segments(segments)).strip(),
-        segments=segments,
-        language=body.get("language") or job.language,
+        text=(body.text or join_segments(body.segments)).strip(),
+        segments=body.segments,
+        language=body.language or job.language,
         duration=job.duration,
     )

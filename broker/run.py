@@ -12,9 +12,9 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from broker.jobs import Job
 from broker.spool import JobFiles, SpoolWriter
 from whisperfarm.errors import CloseCode
+from whisperfarm.jobs import Job
 from whisperfarm.packets import AudioFormat, PacketValidator
 from whisperfarm.protocol import SegmentData, ServerMessage
 

@@ -19,11 +19,11 @@ from typing import Protocol
 
 from broker import metrics
 from broker.disk import Disk
-from broker.jobs import JobStatus
 from broker.lifecycle import JobLifecycle
 from broker.run import Outgoing, StreamRun
 from broker.transcript_store import TranscriptStore
 from whisperfarm.errors import CloseCode, EngineError, TooLarge, WhisperfarmError
+from whisperfarm.jobs import JobStatus
 from whisperfarm.protocol import Final
 
 log = logging.getLogger(__name__)

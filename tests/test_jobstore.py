@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from broker import jobstore
-from broker.jobs import Job, JobStatus
 from broker.jobstore import SqliteJobStore
+from whisperfarm.jobs import Job, JobStatus
 
 
 def _job(**fields: object) -> Job:

@@ -24,6 +24,7 @@ from whisperfarm.protocol import (
     parse_server_message,
 )
 from whisperfarm.wire import Command, Message
+from whisperfarm.wire_bodies import BODIES
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -118,6 +119,16 @@ def test_zmq_messages_round_trip(command: Command, job_id: str, attempt: int, pc
     )
     decoded = wire.decode(wire.encode(message))
     assert decoded == message
+
+
+@given(st.sampled_from(list(BODIES)), st.dictionaries(st.text(max_size=16), json_values))
+def test_any_json_body_reads_as_its_command_or_raises_protocol_error(
+    command: Command, body: dict[str, object]
+) -> None:
+    model = BODIES[command]
+    with contextlib.suppress(ProtocolError):
+        read = model.read(Message(command, "job", body))
+        assert model.read(wire.decode(wire.encode(read.message("job")))) == read
 
 
 @settings(max_examples=50)

@@ -18,7 +18,6 @@ from broker.disk.agent import LOCK_NAME
 from broker.disk.wire import FrameReader, Op, frame
 from broker.durability import GroupSync
 from broker.farm import Farm
-from broker.jobs import Job
 from broker.run import StreamRun
 from broker.settings import BrokerSettings
 from broker.spool import FLUSH_INTERVAL_S, JobFiles, SpoolWriter
@@ -26,6 +25,7 @@ from tests.disk_support import agent_stopped
 from tests.farm import Broker, wait_for
 from tests.wsclient import packets, start_message, tone
 from whisperfarm.errors import Interrupted
+from whisperfarm.jobs import Job
 from whisperfarm.packets import PacketValidator
 from whisperfarm.protocol import Start
 

@@ -15,13 +15,14 @@ import pytest
 
 from whisperfarm.errors import EngineError, ProtocolError, UnsupportedFormat
 from whisperfarm.wire import Command, Message
+from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
 from workers.engines.null import NullEngine
 from workers.runner import StreamRunner
-from workers.stream import COMMIT_MARGIN_S, StreamSpec, StreamState
+from workers.stream import COMMIT_MARGIN_S, StreamState
 
-SPEC = StreamSpec(attempt=1, sample_rate=16_000, channels=1, format="s16le")
+SPEC = AssignBody(attempt=1, sample_rate=16_000, channels=1, format="s16le")
 
 
 def tone(seconds: float, value: int = 1000) -> bytes:
@@ -146,7 +147,7 @@ def test_committed_tokens_become_the_next_context() -> None:
 
 
 def test_end_flushes_the_resampler_tail() -> None:
-    spec = StreamSpec(attempt=1, sample_rate=44_100, channels=2, format="s16le")
+    spec = AssignBody(attempt=1, sample_rate=44_100, channels=2, format="s16le")
     state = StreamState(spec, chunk_seconds=10)
     state.feed(bytes(44_100 * 4))
     before = state.buffered_seconds
@@ -168,7 +169,7 @@ def test_end_flushes_the_resampler_tail() -> None:
 )
 def test_bad_assign_bodies(body: dict[str, object], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
-        StreamSpec.parse(body)
+        AssignBody.read(Message(Command.ASSIGN, "job", body))
 
 
 class _Broken:

@@ -87,6 +87,8 @@ class Segment(_Message):
 class SegmentData(BaseModel):
     """A segment inside a `final` message or a stored transcript."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     id: int
     start: float
     end: float

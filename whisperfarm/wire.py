@@ -23,28 +23,35 @@ HEARTBEAT_LIVENESS = 3
 
 
 class Command(StrEnum):
+    """What a message is; its JSON body is the command's model in `whisperfarm.wire_bodies`."""
+
     # worker → broker
-    READY = "READY"  # {engine, model, device, slots, metrics_port, name, pid}
-    SEGMENT = "SEGMENT"  # {attempt, id, start, end, text}
-    FINAL = "FINAL"  # {attempt, text, segments, language, duration, decode_started, decode_ended}
-    FAILED = "FAILED"  # {attempt, error[, refused: true = never taken, re-queue it]}
+    READY = "READY"
+    SEGMENT = "SEGMENT"
+    FINAL = "FINAL"
+    FAILED = "FAILED"
     # broker → worker
-    ASSIGN = "ASSIGN"  # {attempt, sample_rate, channels, format, language, task}
-    AUDIO = "AUDIO"  # header(attempt) + PCM
-    END = "END"  # {attempt}
-    CANCEL = "CANCEL"  # {attempt}
+    ASSIGN = "ASSIGN"
+    AUDIO = "AUDIO"  # header(attempt) + PCM, no JSON
+    END = "END"
+    CANCEL = "CANCEL"
     # both ways
-    HEARTBEAT = "HEARTBEAT"  # {} (worker adds {busy}; {draining: true, slots: 0} while draining)
-    DISCONNECT = "DISCONNECT"  # {}
+    HEARTBEAT = "HEARTBEAT"
+    DISCONNECT = "DISCONNECT"
 
 
 _AUDIO_HEADER = struct.Struct("!I")
+MAX_ATTEMPT = 2**32 - 1
+"""The largest attempt number the audio header holds."""
 _COMMANDS = {c.value.encode(): c for c in Command}
 
 
 @dataclass(frozen=True)
 class Message:
-    """One broker ⇄ worker message, independent of which side sends it."""
+    """One broker ⇄ worker message, independent of which side sends it.
+
+    `body` is the JSON object as received; `wire_bodies` reads it as its command's model.
+    """
 
     command: Command
     job_id: str = ""
@@ -53,6 +60,8 @@ class Message:
 
     @property
     def attempt(self) -> int:
+        """The attempt a message is about, read without validating the rest of the body:
+        it routes the message (or its refusal) before anything else is looked at."""
         value = self.body.get("attempt", 0)
         return value if isinstance(value, int) else 0
 

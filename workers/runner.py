@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from whisperfarm.errors import EngineError, WhisperfarmError
-from whisperfarm.wire import Command, Message
+from whisperfarm.wire import Message
+from whisperfarm.wire_bodies import AssignBody, FailedBody, FinalBody, SegmentBody
 from workers import metrics
 from workers.engines import DecodeRequest, DecodeResult, Engine
-from workers.stream import StreamSpec, StreamState, Window
+from workers.stream import StreamState, Window
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class StreamRunner:
     def __init__(
         self,
         job_id: str,
-        spec: StreamSpec,
+        spec: AssignBody,
         chunk_seconds: float,
         engine: Engine,
         executor: Executor,
@@ -178,22 +179,22 @@ class StreamRunner:
 
     async def _send_segments(self, window: Window, result: DecodeResult) -> None:
         for segment in self.state.commit(window, result):
-            body = {"attempt": self.attempt, **segment.model_dump()}
-            await self._send(Message(Command.SEGMENT, self.job_id, body))
+            body = SegmentBody(attempt=self.attempt, **segment.model_dump())
+            await self._send(body.message(self.job_id))
 
     async def _send_final(self) -> None:
         state = self.state
         now = time.time()
-        body = {
-            "attempt": self.attempt,
-            "text": state.text,
-            "segments": [s.model_dump() for s in state.segments],
-            "language": state.language,
-            "duration": round(state.duration, 3),
-            "decode_started": state.decode_started if state.decode_started is not None else now,
-            "decode_ended": state.decode_ended if state.decode_ended is not None else now,
-        }
-        await self._send(Message(Command.FINAL, self.job_id, body))
+        body = FinalBody(
+            attempt=self.attempt,
+            text=state.text,
+            segments=state.segments,
+            language=state.language,
+            duration=round(state.duration, 3),
+            decode_started=state.decode_started if state.decode_started is not None else now,
+            decode_ended=state.decode_ended if state.decode_ended is not None else now,
+        )
+        await self._send(body.message(self.job_id))
         log.info(
             "stream %s attempt %d done: %.1f s of audio, %d segments",
             self.job_id,
@@ -204,5 +205,4 @@ class StreamRunner:
 
     async def _send_failed(self, error: str) -> None:
         self.outcome = "failed"  # before the send: a cancel during it must not relabel it
-        body = {"attempt": self.attempt, "error": error}
-        await self._send(Message(Command.FAILED, self.job_id, body))
+        await self._send(FailedBody(attempt=self.attempt, error=error).message(self.job_id))

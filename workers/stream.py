@@ -17,14 +17,10 @@ tail, voice activity) and be tested on its own; `workers.runner` drives it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from whisperfarm.errors import ProtocolError
-from whisperfarm.packets import AudioFormat
 from whisperfarm.protocol import SegmentData
 from whisperfarm.transcripts import join_segments
+from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE, Pcm, Resampler
 from workers.engines import DecodedSegment, DecodeRequest, DecodeResult, Task
 from workers.pcm_buffer import PcmBuffer
@@ -38,34 +34,6 @@ MAX_WINDOW_CHUNKS = 2
 edge, so the buffer stays bounded even if the engine keeps returning one long segment."""
 CONTEXT_TOKENS = 223
 """Committed tokens passed on: what Whisper itself keeps (max_length // 2 - 1)."""
-
-
-class StreamSpec(BaseModel):
-    """The body of an ASSIGN: how the stream's audio is laid out and what to do with it."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    attempt: int = Field(ge=0)
-    sample_rate: int
-    channels: int = 1
-    format: Literal["s16le", "f32le"] = "s16le"
-    language: str | None = None
-    task: Task = "transcribe"
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> StreamSpec:
-        """Validate an ASSIGN body; raises `ProtocolError`/`UnsupportedFormat`."""
-        try:
-            spec = cls.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise ProtocolError(f"bad ASSIGN: {where}: {first['msg']}") from None
-        spec.audio_format()  # range checks live in the shared contract
-        return spec
-
-    def audio_format(self) -> AudioFormat:
-        return AudioFormat(self.sample_rate, self.channels, self.format)
 
 
 @dataclass(frozen=True)
@@ -96,7 +64,7 @@ class Window:
 class StreamState:
     """Buffers one stream's audio, builds decode windows and commits their segments."""
 
-    def __init__(self, spec: StreamSpec, chunk_seconds: float) -> None:
+    def __init__(self, spec: AssignBody, chunk_seconds: float) -> None:
         self.spec = spec
         self.language = spec.language
         self.segments: list[SegmentData] = []

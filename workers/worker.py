@@ -27,12 +27,12 @@ from whisperfarm import wire
 from whisperfarm.curve import CurveClient
 from whisperfarm.errors import ProtocolError, WhisperfarmError
 from whisperfarm.wire import Command, Message
+from whisperfarm.wire_bodies import AssignBody, DisconnectBody, FailedBody, HeartbeatBody, ReadyBody
 from workers import metrics
 from workers.engines import Engine
 from workers.link import EXPIRY_S, Link
 from workers.runner import Outcome, StreamRunner
 from workers.settings import WorkerSettings
-from workers.stream import StreamSpec
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Worker:
 
     async def _drain(self, timeout: float) -> None:
         # The broker should know now, not at the next heartbeat.
-        await self._send(Message(Command.HEARTBEAT, body=self._heartbeat_body()))
+        await self._send(self._heartbeat_body().message())
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
@@ -142,7 +142,7 @@ class Worker:
     async def _session(self, link: Link, stop_wait: asyncio.Task[bool]) -> str | None:
         """Serve one link; returns why it ended, or None when the worker is stopping."""
         log.info("connecting to %s as %s", self.settings.broker, link.identity.decode())
-        await link.send(Message(Command.READY, body=self._ready_body()))
+        await link.send(self._ready_body().message())
         heartbeat = asyncio.create_task(self._heartbeat(link))
         serve = asyncio.create_task(self._serve(link))
         try:
@@ -159,27 +159,27 @@ class Worker:
             log.error("the receive loop failed", exc_info=True)
             return f"receive loop failed: {exc!r}"
 
-    def _ready_body(self) -> dict[str, object]:
-        return {
-            "engine": self.engine.name,
-            "model": self.engine.model,
-            "device": self.engine.device,
-            "slots": 0 if self.draining else self.settings.slots,
-            "metrics_port": self.metrics_port,
-            "name": self.name,
-            "pid": os.getpid(),
-        }
+    def _ready_body(self) -> ReadyBody:
+        return ReadyBody(
+            engine=self.engine.name,
+            model=self.engine.model,
+            device=self.engine.device,
+            slots=0 if self.draining else self.settings.slots,
+            metrics_port=self.metrics_port,
+            name=self.name,
+            pid=os.getpid(),
+        )
 
-    def _heartbeat_body(self) -> dict[str, object]:
+    def _heartbeat_body(self) -> HeartbeatBody:
         """`busy`; while draining also `draining: true` and `slots: 0` (no new streams)."""
         if self.draining:
-            return {"busy": len(self.streams), "draining": True, "slots": 0}
-        return {"busy": len(self.streams)}
+            return HeartbeatBody(busy=len(self.streams), draining=True, slots=0)
+        return HeartbeatBody(busy=len(self.streams))
 
     async def _heartbeat(self, link: Link) -> None:
         while True:
             try:
-                await link.send(Message(Command.HEARTBEAT, body=self._heartbeat_body()))
+                await link.send(self._heartbeat_body().message())
             except zmq.ZMQError as exc:
                 log.warning("could not send a heartbeat: %s", exc)
             await asyncio.sleep(wire.HEARTBEAT_INTERVAL_S)
@@ -225,7 +225,7 @@ class Worker:
             log.warning("dropped an ASSIGN without a job id")
             return
         try:
-            spec = StreamSpec.parse(message.body)
+            spec = AssignBody.read(message)
         except WhisperfarmError as exc:
             await self._fail(message, exc.detail)
             return
@@ -246,7 +246,7 @@ class Worker:
             return
         self._start(message.job_id, spec)
 
-    def _start(self, job_id: str, spec: StreamSpec) -> None:
+    def _start(self, job_id: str, spec: AssignBody) -> None:
         runner = StreamRunner(
             job_id, spec, self.settings.chunk_seconds, self.engine, self._executor, self._send
         )
@@ -324,10 +324,12 @@ class Worker:
     async def _fail(self, message: Message, error: str, refused: bool = False) -> None:
         """FAILED for a stream; `refused`: it was never taken (the broker re-queues it)."""
         log.info("stream %s attempt %d failed: %s", message.job_id, message.attempt, error)
-        body: dict[str, object] = {"attempt": message.attempt, "error": error}
-        if refused:
-            body["refused"] = True
-        await self._send(Message(Command.FAILED, message.job_id, body))
+        body = (
+            FailedBody(attempt=message.attempt, error=error, refused=True)
+            if refused
+            else FailedBody(attempt=message.attempt, error=error)  # the key is sent only if set
+        )
+        await self._send(body.message(message.job_id))
 
     # ---- endings -----------------------------------------------------------------------------
 
@@ -347,7 +349,7 @@ class Worker:
         if link is not None and not link.closed:
             try:  # bounded: a DEALER with no broker connected would block on send
                 await asyncio.wait_for(
-                    link.send(Message(Command.DISCONNECT)), DISCONNECT_LINGER_MS / 1000
+                    link.send(DisconnectBody().message()), DISCONNECT_LINGER_MS / 1000
                 )
             except (zmq.ZMQError, TimeoutError) as exc:
                 log.warning("could not say DISCONNECT to the broker: %r", exc)

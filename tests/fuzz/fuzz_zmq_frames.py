@@ -1,7 +1,8 @@
 """atheris harness: the broker ⇄ worker ZeroMQ frame decoder.
 
 Run: python tests/fuzz/fuzz_zmq_frames.py -max_total_time=60. Any exception other than
-`ProtocolError` is a crash (a worker message that could take the dispatcher down).
+`ProtocolError` is a crash (a worker message that could take the dispatcher down), and so
+is a body that reads as its command's model but does not survive being sent again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import atheris
 with atheris.instrument_imports():
     from whisperfarm import wire
     from whisperfarm.errors import ProtocolError
+    from whisperfarm.wire_bodies import BODIES
 
 
 def test_one_input(data: bytes) -> None:
@@ -26,6 +28,14 @@ def test_one_input(data: bytes) -> None:
     except ProtocolError:
         return
     assert wire.decode(wire.encode(message)) == message
+    model = BODIES.get(message.command)
+    if model is None:
+        return
+    try:
+        body = model.read(message)
+    except ProtocolError:
+        return
+    assert model.read(wire.decode(wire.encode(body.message(message.job_id)))) == body
 
 
 if __name__ == "__main__":

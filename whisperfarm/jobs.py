@@ -1,13 +1,18 @@
-"""The job record and its states, as stored and as served over REST."""
+"""The job record and its states: what the broker stores, serves over REST and SSE, and
+what the GUI reads back — one model on both sides of the HTTP edge."""
 
 from __future__ import annotations
 
 import time
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel
 
-from whisperfarm.packets import AudioFormat
+from whisperfarm.packets import AudioFormat, SampleFormat
+
+PREVIEW_CHARS = 120
+"""Enough text to recognise a transcript in a table row without downloading it."""
 
 
 class JobStatus(StrEnum):
@@ -41,10 +46,10 @@ class Job(BaseModel):
     finished_at: float | None = None
     sample_rate: int
     channels: int
-    format: str
+    format: SampleFormat
     language: str | None = None
     """Asked for in `start` until the job is done, then the detected one."""
-    task: str = "transcribe"
+    task: Literal["transcribe", "translate"] = "transcribe"
     model: str | None = None
     """The model its worker must serve (None: any)."""
     duration_hint: float | None = None
@@ -59,9 +64,11 @@ class Job(BaseModel):
     error: str | None = None
     owner: str | None = None
     """Hash of the API token that created the job (None when auth is off)."""
+    preview: str | None = None
+    """The transcript's first words (`preview_of`), once the job is done."""
 
     def audio_format(self) -> AudioFormat:
-        return AudioFormat(self.sample_rate, self.channels, self.format)  # type: ignore[arg-type]
+        return AudioFormat(self.sample_rate, self.channels, self.format)
 
     @property
     def upload_ended(self) -> bool:
@@ -69,3 +76,9 @@ class Job(BaseModel):
 
     def touch(self) -> None:
         self.updated_at = time.time()
+
+
+def preview_of(text: str) -> str:
+    """The first `PREVIEW_CHARS` of a transcript on one line, cut with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1].rstrip() + "…"

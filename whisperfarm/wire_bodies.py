@@ -1,0 +1,165 @@
+"""The JSON bodies of the broker ⇄ worker messages (`whisperfarm.wire`), one model per command.
+
+`wire.decode` checks the frames; `Body.read` checks one body against its command's model
+and raises `ProtocolError` saying what is wrong. `Body.message` builds the message; what
+is sent is the fields the sender set, in the order below, so the JSON on the wire is
+what an older peer expects. AUDIO has no JSON body: its attempt travels in a binary
+header (`wire.audio`), so no model is built per packet.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from whisperfarm.errors import ProtocolError
+from whisperfarm.packets import AudioFormat, SampleFormat
+from whisperfarm.protocol import SegmentData
+from whisperfarm.wire import MAX_ATTEMPT, Command, Message
+
+
+class Body(BaseModel):
+    """A message body: unknown keys are ignored (a newer peer may add some)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+    command: ClassVar[Command]
+
+    @classmethod
+    def read(cls, message: Message) -> Self:
+        """The body of `message` as this command's model, or `ProtocolError`."""
+        if message.command is not cls.command:
+            raise ProtocolError(f"a {message.command} is not a {cls.command}")
+        try:
+            return cls.model_validate(message.body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise ProtocolError(f"bad {cls.command}: {where}: {first['msg']}") from None
+
+    def message(self, job_id: str = "") -> Message:
+        return Message(self.command, job_id, self.model_dump(mode="json", exclude_unset=True))
+
+
+class _Attempted(Body):
+    attempt: int = Field(ge=0, le=MAX_ATTEMPT)
+    """Which dispatch of the stream this is about; results of an older one are dropped."""
+
+
+# ---- worker → broker -------------------------------------------------------------------
+
+
+class ReadyBody(Body):
+    """A worker (re)connecting: what it runs and how many streams it takes at once."""
+
+    command = Command.READY
+    engine: str
+    model: str
+    device: str = "cpu"
+    slots: int
+    metrics_port: int | None = None
+    name: str | None = None
+    pid: int | None = None
+
+
+class SegmentBody(_Attempted):
+    """A committed segment, sent while the stream goes on."""
+
+    command = Command.SEGMENT
+    id: int
+    start: float
+    end: float
+    text: str
+
+    def segment(self) -> SegmentData:
+        return SegmentData(id=self.id, start=self.start, end=self.end, text=self.text)
+
+
+class FinalBody(_Attempted):
+    """The stream's whole result."""
+
+    command = Command.FINAL
+    text: str = ""
+    segments: list[SegmentData] = Field(default_factory=list)
+    language: str | None = None
+    """The detected language (or the one asked for)."""
+    duration: float = 0.0
+    decode_started: float | None = None
+    decode_ended: float | None = None
+
+
+class FailedBody(_Attempted):
+    command = Command.FAILED
+    error: str = ""
+    refused: bool = False
+    """Never taken (the worker had no free slot): re-queue it, the audio is not at fault."""
+
+
+# ---- broker → worker -------------------------------------------------------------------
+
+
+class AssignBody(_Attempted):
+    """A stream for the worker: how its audio is laid out and what to do with it."""
+
+    command = Command.ASSIGN
+    sample_rate: int
+    channels: int = 1
+    format: SampleFormat = "s16le"
+    language: str | None = None
+    task: Literal["transcribe", "translate"] = "transcribe"
+
+    @classmethod
+    def read(cls, message: Message) -> Self:
+        """Also `UnsupportedFormat` for a rate or channel count out of range."""
+        body = super().read(message)
+        body.audio_format()
+        return body
+
+    def audio_format(self) -> AudioFormat:
+        return AudioFormat(self.sample_rate, self.channels, self.format)
+
+
+class EndBody(_Attempted):
+    """The upload is over: decode what is left and send FINAL."""
+
+    command = Command.END
+
+
+class CancelBody(_Attempted):
+    """Drop the stream; send nothing more for it."""
+
+    command = Command.CANCEL
+
+
+# ---- both ways -------------------------------------------------------------------------
+
+
+class HeartbeatBody(Body):
+    """Empty from the broker; a worker says how busy it is, and when it drains."""
+
+    command = Command.HEARTBEAT
+    busy: int | None = None
+    draining: bool = False
+    slots: int | None = None
+    """0 while draining: take nothing new."""
+
+
+class DisconnectBody(Body):
+    command = Command.DISCONNECT
+
+
+BODIES: dict[Command, type[Body]] = {
+    body.command: body
+    for body in (
+        ReadyBody,
+        SegmentBody,
+        FinalBody,
+        FailedBody,
+        AssignBody,
+        EndBody,
+        CancelBody,
+        HeartbeatBody,
+        DisconnectBody,
+    )
+}
+"""Every command with a JSON body (all but AUDIO)."""

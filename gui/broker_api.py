@@ -12,16 +12,22 @@ import logging
 import re
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
+from whisperfarm.farm_view import FarmView
+from whisperfarm.jobs import Job
 from whisperfarm.transcripts import FORMATS
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 EVENTS_READ_TIMEOUT = 45.0
 """The broker sends a keep-alive every 15 s; three missed ones mean the stream is dead."""
+EVENTS: dict[str, type[FarmView] | type[Job]] = {"farm": FarmView, "job": Job}
+"""The `/v1/events` kinds and the models their data are."""
 JOB_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 """What a job id may look like before it goes into a broker URL (ids are uuid4 hex)."""
 
@@ -103,20 +109,21 @@ class BrokerApi:
             raise BrokerUnavailable(f"unexpected answer from {path}")
         return data
 
-    async def jobs(self, limit: int = 200) -> list[dict[str, Any]]:
+    async def jobs(self, limit: int = 200) -> list[Job]:
         jobs = (await self._json("/v1/jobs", limit=limit)).get("jobs", [])
-        return [j for j in jobs if isinstance(j, dict) and "id" in j]
+        listed = [_model(Job, j) for j in jobs] if isinstance(jobs, list) else []
+        return [j for j in listed if j is not None]
 
-    async def job(self, job_id: str) -> dict[str, Any] | None:
+    async def job(self, job_id: str) -> Job | None:
         if not JOB_ID.match(job_id):
             return None
         response = await self._get(f"/v1/jobs/{job_id}")
         if response.status_code == 404:
             return None
-        return await self._json(f"/v1/jobs/{job_id}")
+        return _expect(Job, await self._json(f"/v1/jobs/{job_id}"), f"/v1/jobs/{job_id}")
 
-    async def farm(self) -> dict[str, Any]:
-        return await self._json("/v1/farm")
+    async def farm(self) -> FarmView:
+        return _expect(FarmView, await self._json("/v1/farm"), "/v1/farm")
 
     async def transcript(self, job_id: str, fmt: str = "json") -> bytes:
         """One transcript file as the broker stores it; raises `TranscriptUnavailable` on 4xx."""
@@ -129,11 +136,12 @@ class BrokerApi:
             raise TranscriptUnavailable(_detail(response))
         return response.content
 
-    async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Yield `(event, data)` from `/v1/events` until the broker ends the stream.
+    async def events(self) -> AsyncIterator[FarmView | Job]:
+        """Yield the farm and job changes of `/v1/events` until the broker ends the stream.
 
         Raises `BrokerUnavailable` if it cannot be opened or breaks; a clean end (the broker
-        shutting down, or dropping a slow subscriber) just ends the iteration.
+        shutting down, or dropping a slow subscriber) just ends the iteration. An event of
+        another kind, or one that does not fit its model, is skipped.
         """
         timeout = httpx.Timeout(self._timeout.connect, read=EVENTS_READ_TIMEOUT)
         try:
@@ -141,7 +149,10 @@ class BrokerApi:
                 if response.status_code != 200:
                     raise BrokerUnavailable(f"HTTP {response.status_code} from /v1/events")
                 async for event, data in parse_sse(response.aiter_lines()):
-                    yield event, data
+                    model = EVENTS.get(event)
+                    change = _model(model, data) if model is not None else None
+                    if change is not None:
+                        yield change
         except httpx.HTTPError as exc:
             raise BrokerUnavailable(describe(exc)) from None
 
@@ -162,6 +173,22 @@ async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict[
             event = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
+
+
+def _model(model: type[M], data: Any) -> M | None:
+    """`data` as `model`, or None (logged): one bad record must not hide the others."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        log.info("ignoring a %s the GUI cannot read: %s", model.__name__, exc.errors()[0]["msg"])
+        return None
+
+
+def _expect(model: type[M], data: Any, path: str) -> M:
+    found = _model(model, data)
+    if found is None:
+        raise BrokerUnavailable(f"unexpected answer from {path}")
+    return found
 
 
 def _load(text: str) -> dict[str, Any] | None:

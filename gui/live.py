@@ -4,9 +4,8 @@ One loop per GUI process (started in `app.on_startup`): open the event stream, a
 its first event (a farm snapshot) proves the subscription is live, load the job list
 over REST so nothing that happened before is missed; then apply every event. When the
 broker goes away the state says so (the pages show a banner) and the loop retries with
-a backoff, or at once when someone presses Refresh.
-
-Transcript previews for the table are fetched here too, a few at a time, once per job.
+a backoff, or at once when someone presses Refresh. A done job carries its transcript's
+first words (`Job.preview`), so the table never downloads transcripts.
 """
 
 from __future__ import annotations
@@ -17,19 +16,17 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from gui.broker_api import BrokerApi, BrokerUnavailable, TranscriptUnavailable
+from gui.broker_api import BrokerApi, BrokerUnavailable
 from gui.state import GuiState
+from whisperfarm.farm_view import FarmView
 
 log = logging.getLogger(__name__)
 
 RETRY_MIN = 0.5
 RETRY_MAX = 5.0
-PREVIEWS_AT_ONCE = 3
 FARM_REFRESH_DELAY = 0.5
 """After job events, `/v1/farm` is read again this much later (once for a burst): the
 broker publishes `farm` events for worker changes, not for every admitted stream."""
-PREVIEWS_ON_LOAD = 50
-"""Done jobs whose previews a fresh listing fetches (newest first); older ones on demand."""
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], object]
 
@@ -38,8 +35,6 @@ class LiveFeed:
     def __init__(self, api: BrokerApi, state: GuiState, spawn: Spawn) -> None:
         self._api, self._state, self._spawn = api, state, spawn
         self._wake = asyncio.Event()
-        self._previews = asyncio.Semaphore(PREVIEWS_AT_ONCE)
-        self._fetching: set[str] = set()
         self._farm_due = False
 
     async def run(self) -> None:
@@ -61,11 +56,10 @@ class LiveFeed:
 
     async def _follow(self) -> None:
         loaded = False
-        async for event, data in self._api.events():
-            if event == "farm":
-                self._state.set_farm(data)
-            elif event == "job" and self._state.upsert_job(data):
-                self._want_preview(data)
+        async for change in self._api.events():
+            if isinstance(change, FarmView):
+                self._state.set_farm(change)
+            elif self._state.upsert_job(change):
                 self._want_farm()
             if not loaded:
                 await self._load_jobs()
@@ -85,12 +79,7 @@ class LiveFeed:
         return True
 
     async def _load_jobs(self) -> None:
-        jobs = await self._api.jobs()
-        self._state.replace_jobs(jobs)
-        done = [j for j in jobs if j.get("status") == "done"]
-        done.sort(key=lambda j: float(j.get("created_at") or 0), reverse=True)
-        for job in done[:PREVIEWS_ON_LOAD]:
-            self._want_preview(job)
+        self._state.replace_jobs(await self._api.jobs())
 
     def _want_farm(self) -> None:
         if not self._farm_due:
@@ -104,24 +93,3 @@ class LiveFeed:
             self._state.set_farm(await self._api.farm())
         except BrokerUnavailable as exc:
             log.info("farm view not refreshed: %s", exc.reason)
-
-    def _want_preview(self, job: dict[str, Any]) -> None:
-        job_id = str(job.get("id", ""))
-        if job.get("status") != "done" or job_id in self._state.previews:
-            return
-        if job_id in self._fetching:
-            return
-        self._fetching.add(job_id)
-        self._spawn(self._fetch_preview(job_id), f"preview {job_id}")
-
-    async def _fetch_preview(self, job_id: str) -> None:
-        try:
-            async with self._previews:
-                if job_id in self._state.previews:
-                    return
-                text = (await self._api.transcript(job_id, "txt")).decode("utf-8", "replace")
-            self._state.set_preview(job_id, text)
-        except (BrokerUnavailable, TranscriptUnavailable) as exc:
-            log.info("no preview for job %s: %s", job_id, exc)
-        finally:
-            self._fetching.discard(job_id)

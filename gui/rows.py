@@ -1,7 +1,8 @@
 """The job table's rows, built from state: broker jobs, uploads in flight, rejected rows.
 
 Pure functions from `GuiState` + `RejectedStore` to plain dicts the table renders, so the
-table's content is tested without a browser and the page only pushes the list.
+table's content is tested without a browser, and `changed_rows` says which rows the page
+has to send again.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from typing import Any
 
 from gui.rejected import Rejected, RejectedStore
 from gui.state import GuiState, Upload
+from whisperfarm.jobs import FINISHED_STATUSES, Job, JobStatus
 
-STATUS: dict[str, tuple[str, str]] = {
-    "queued": ("Queued", "grey-7"),
-    "streaming": ("Streaming", "blue-7"),
-    "transcribing": ("Transcribing", "indigo-6"),
-    "interrupted": ("Interrupted", "orange-8"),
-    "done": ("Done", "positive"),
-    "failed": ("Failed", "negative"),
+Row = dict[str, Any]
+STATUS: dict[JobStatus, tuple[str, str]] = {
+    JobStatus.QUEUED: ("Queued", "grey-7"),
+    JobStatus.STREAMING: ("Streaming", "blue-7"),
+    JobStatus.TRANSCRIBING: ("Transcribing", "indigo-6"),
+    JobStatus.INTERRUPTED: ("Interrupted", "orange-8"),
+    JobStatus.DONE: ("Done", "positive"),
+    JobStatus.FAILED: ("Failed", "negative"),
 }
 PHASES: dict[str, str] = {
     "checking": "Checking",
@@ -29,7 +32,7 @@ PHASES: dict[str, str] = {
 REJECTED = ("Rejected", "deep-orange-8")
 
 
-def build_rows(state: GuiState, store: RejectedStore) -> list[dict[str, Any]]:
+def build_rows(state: GuiState, store: RejectedStore) -> list[Row]:
     """Every row, newest first."""
     rows = [_job_row(job, state) for job in state.jobs.values()]
     rows += [_upload_row(u) for u in state.uploads.values() if not _shown(u, state)]
@@ -43,7 +46,7 @@ def _shown(upload: Upload, state: GuiState) -> bool:
     return upload.job_id is not None and upload.job_id in state.jobs
 
 
-def _base(key: str, name: str, created: float) -> dict[str, Any]:
+def _base(key: str, name: str, created: float) -> Row:
     return {
         "key": key, "job_id": "", "name": name, "status": "", "label": "", "color": "grey-7",
         "progress": None, "progress_label": "", "detail": "", "preview": "", "duration": "",
@@ -52,33 +55,40 @@ def _base(key: str, name: str, created: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _job_row(job: dict[str, Any], state: GuiState) -> dict[str, Any]:
-    job_id = str(job["id"])
-    status = str(job.get("status", ""))
-    label, color = STATUS.get(status, (status.title() or "Unknown", "grey-7"))
-    row = _base(job_id, str(job.get("name") or "stream"), _float(job.get("created_at")))
-    seconds = _float(job.get("duration")) or _float(job.get("duration_hint"))
+def _job_row(job: Job, state: GuiState) -> Row:
+    label, color = STATUS[job.status]
+    row = _base(job.id, job.name or "stream", job.created_at)
+    seconds = job.duration or job.duration_hint
+    failed = job.status in (JobStatus.FAILED, JobStatus.INTERRUPTED)
     row.update(
-        job_id=job_id, status=status, label=label, color=color, open=True,
+        job_id=job.id, status=job.status.value, label=label, color=color, open=True,
         duration=format_duration(seconds) if seconds else "",
-        language=str(job.get("language") or ""), worker=str(job.get("worker") or ""),
-        preview=state.previews.get(job_id, "") if status == "done" else "",
-        detail=str(job.get("error") or "") if status in ("failed", "interrupted") else "",
+        language=job.language or "", worker=job.worker or "",
+        preview=(job.preview or "") if job.status is JobStatus.DONE else "",
+        detail=(job.error or "") if failed else "",
     )  # fmt: skip
-    upload = state.upload_for_job(job_id)
-    if upload is not None and status not in ("done", "failed"):
+    upload = state.upload_for_job(job.id)
+    if upload is not None and job.status not in FINISHED_STATUSES:
         _add_progress(row, upload)
     return row
 
 
-def _upload_row(upload: Upload) -> dict[str, Any]:
+def changed_rows(shown: list[Row], rows: list[Row]) -> tuple[list[Row], list[str]]:
+    """What turns the `shown` rows into `rows`: the rows new or different, the keys gone."""
+    before = {row["key"]: row for row in shown}
+    changed = [row for row in rows if before.get(row["key"]) != row]
+    keys = {row["key"] for row in rows}
+    return changed, [key for key in before if key not in keys]
+
+
+def _upload_row(upload: Upload) -> Row:
     row = _base(upload.key, upload.name, upload.created_at)
     row.update(status=upload.phase, label=PHASES[upload.phase], color="grey-7")
     _add_progress(row, upload)
     return row
 
 
-def _add_progress(row: dict[str, Any], upload: Upload) -> None:
+def _add_progress(row: Row, upload: Upload) -> None:
     progress = upload.progress
     if upload.note:
         row["detail"] = upload.note
@@ -88,7 +98,7 @@ def _add_progress(row: dict[str, Any], upload: Upload) -> None:
     row["progress_label"] = f"Uploaded {progress:.0%}"
 
 
-def _rejected_row(rejected: Rejected) -> dict[str, Any]:
+def _rejected_row(rejected: Rejected) -> Row:
     row = _base(rejected.key, rejected.name, rejected.created_at)
     row.update(
         status="rejected", label=REJECTED[0], color=REJECTED[1], detail=rejected.reason,
@@ -110,7 +120,3 @@ def format_timestamp(seconds: float) -> str:
     tenths = round(seconds * 10)
     whole, tenth = divmod(tenths, 10)
     return f"{format_duration(whole)}.{tenth}"
-
-
-def _float(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

@@ -1,7 +1,7 @@
 """What the GUI knows, in objects that background tasks update and pages watch.
 
 `GuiState` holds the broker's jobs (as the broker last said them), the farm view, the
-connection to the broker, the uploads this GUI is streaming, and transcript previews.
+connection to the broker and the uploads this GUI is streaming.
 Pages never ask the broker to draw themselves: they render this state and re-render
 when it says it changed, so a dead broker never breaks a page.
 
@@ -17,14 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
+
+from whisperfarm.farm_view import FarmView
+from whisperfarm.jobs import Job
 
 log = logging.getLogger(__name__)
 
 NOTIFY_DELAY = 0.25
 MAX_JOBS = 500
 """Jobs kept in memory; the broker lists 200 by default, events add the rest."""
-PREVIEW_CHARS = 400
 
 Listener = Callable[[], None]
 Phase = Literal["checking", "connecting", "uploading", "transcribing", "reconnecting"]
@@ -50,34 +52,6 @@ class Connection:
             f"The broker at {self.broker} is unreachable ({self.reason}). "
             "Showing the last known state; reconnecting…"
         )
-
-
-@dataclass
-class FarmView:
-    """`/v1/farm`, flattened for widgets bound to it."""
-
-    workers: list[dict[str, Any]] = field(default_factory=list)
-    active: int = 0
-    limit: int = 0
-    queue: int = 0
-
-    @property
-    def slots(self) -> int:
-        return sum(_int(w.get("slots")) for w in self.workers)
-
-    @property
-    def busy(self) -> int:
-        return sum(_int(w.get("busy")) for w in self.workers)
-
-    def update(self, data: dict[str, Any]) -> None:
-        workers = data.get("workers")
-        workers = workers if isinstance(workers, list) else []
-        self.workers = [w for w in workers if isinstance(w, dict)]
-        streams = data.get("streams")
-        streams = streams if isinstance(streams, dict) else {}
-        self.active = _int(streams.get("active"))
-        self.limit = _int(streams.get("limit"))
-        self.queue = _int(data.get("queue"))
 
 
 @dataclass
@@ -112,9 +86,8 @@ class GuiState:
     def __init__(self, broker: str) -> None:
         self.connection = Connection(broker)
         self.farm = FarmView()
-        self.jobs: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, Job] = {}
         self.uploads: dict[str, Upload] = {}
-        self.previews: dict[str, str] = {}
         self.version = 0
         self._listeners: set[Listener] = set()
         self._pending: asyncio.TimerHandle | None = None
@@ -160,30 +133,27 @@ class GuiState:
             self.connection.reason, self.connection.since = reason, time.time()
             self.changed()
 
-    def set_farm(self, data: dict[str, Any]) -> None:
-        self.farm.update(data)
+    def set_farm(self, farm: FarmView) -> None:
+        self.farm = farm
         self.changed()
 
-    def replace_jobs(self, jobs: list[dict[str, Any]]) -> None:
+    def replace_jobs(self, jobs: list[Job]) -> None:
         """A fresh listing: it is the truth, except for events newer than it."""
-        fresh = {str(j["id"]): j for j in jobs if "id" in j}
+        fresh = {j.id: j for j in jobs}
         for job_id, job in self.jobs.items():
             newer = fresh.get(job_id)
-            if newer is not None and _updated(job) > _updated(newer):
+            if newer is not None and job.updated_at > newer.updated_at:
                 fresh[job_id] = job
         self.jobs = fresh
         self._trim()
         self.changed()
 
-    def upsert_job(self, job: dict[str, Any]) -> bool:
+    def upsert_job(self, job: Job) -> bool:
         """Apply one job event; False if it was older than what is known."""
-        job_id = str(job.get("id", ""))
-        if not job_id:
+        known = self.jobs.get(job.id)
+        if known is not None and known.updated_at > job.updated_at:
             return False
-        known = self.jobs.get(job_id)
-        if known is not None and _updated(known) > _updated(job):
-            return False
-        self.jobs[job_id] = job
+        self.jobs[job.id] = job
         if len(self.jobs) > MAX_JOBS:
             self._trim()
         self.changed()
@@ -192,13 +162,8 @@ class GuiState:
     def _trim(self) -> None:
         if len(self.jobs) <= MAX_JOBS:
             return
-        newest = sorted(self.jobs.values(), key=_created, reverse=True)[:MAX_JOBS]
-        self.jobs = {str(j["id"]): j for j in newest}
-        self.previews = {k: v for k, v in self.previews.items() if k in self.jobs}
-
-    def set_preview(self, job_id: str, text: str) -> None:
-        self.previews[job_id] = preview(text)
-        self.changed()
+        newest = sorted(self.jobs.values(), key=lambda j: j.created_at, reverse=True)[:MAX_JOBS]
+        self.jobs = {j.id: j for j in newest}
 
     # ---- uploads -----------------------------------------------------------------------
 
@@ -212,22 +177,3 @@ class GuiState:
 
     def upload_for_job(self, job_id: str) -> Upload | None:
         return next((u for u in self.uploads.values() if u.job_id == job_id), None)
-
-
-def preview(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1].rstrip() + "…"
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _updated(job: dict[str, Any]) -> float:
-    value = job.get("updated_at")
-    return float(value) if isinstance(value, int | float) else 0.0
-
-
-def _created(job: dict[str, Any]) -> float:
-    value = job.get("created_at")
-    return float(value) if isinstance(value, int | float) else 0.0

@@ -69,7 +69,7 @@ class _Progress:
         self._state.changed()
 
     def segment(self, segment: Segment) -> None:
-        pass  # the transcript page reads finished transcripts; previews come with `final`
+        pass  # the transcript page reads finished transcripts; the job event brings its preview
 
     def reconnecting(self, attempt: int, retries: int, delay: float, reason: str) -> None:
         self._upload.phase = "reconnecting"
@@ -144,7 +144,7 @@ class Uploader:
         self._state.changed()
         client = StreamClient(upload.path, info, self._with(upload), _Progress(upload, self._state))
         try:
-            final = await client.transcribe()
+            await client.transcribe()
         except FarmOverloaded as exc:
             self._reject(upload, "overloaded", OVERLOADED_TEXT, retry_after=exc.retry_after)
         except FarmUnreachable as exc:
@@ -158,7 +158,6 @@ class Uploader:
             log.error("upload of %s failed unexpectedly", upload.name, exc_info=True)
             self._failed(upload, "Unexpected error in the GUI (see its log)")
         else:
-            self._state.set_preview(final.job_id, final.text)
             self._store.discard_files(upload.key)
         finally:
             self._state.drop_upload(upload.key)

@@ -74,6 +74,40 @@ async def test_jobs_page_shows_the_farm_and_jobs_of_other_clients(
     fail_on_error_logs(caplog)
 
 
+async def test_a_job_event_sends_the_browser_its_row_not_the_whole_table(
+    tmp_path: Path, broker: Broker, null_worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+        user = gui.user
+        await user.open("/")
+        await stream_pcm(broker.ws, tone(0.5), name="first.wav")
+        await eventually(lambda: done_row(user, "first.wav"), what="the first job")
+        (table,) = [t for t in user.find(marker="jobs").elements if isinstance(t, ui.table)]
+        outbox = user.client.outbox
+        updated: list[int] = []
+        patches: list[str] = []
+        enqueue_update, enqueue_message = outbox.enqueue_update, outbox.enqueue_message
+
+        def spy_update(element: Any) -> None:
+            updated.append(element.id)
+            enqueue_update(element)
+
+        def spy_message(kind: str, data: Any, target: str) -> None:
+            if kind == "run_javascript" and f"elements[{table.id}]" in data["code"]:
+                patches.append(data["code"])
+            enqueue_message(kind, data, target)
+
+        monkeypatch.setattr(outbox, "enqueue_update", spy_update)
+        monkeypatch.setattr(outbox, "enqueue_message", spy_message)
+
+        await stream_pcm(broker.ws, tone(0.5), name="second.wav")
+        row = await eventually(lambda: done_row(user, "second.wav"), what="the second job")
+        assert row["preview"].startswith("[null engine]")
+        assert table.id not in updated  # never the whole table again
+        assert patches and all(row["job_id"] in code for code in patches)
+        assert not any("first.wav" in code for code in patches)
+
+
 async def test_upload_streams_readable_files_and_refuses_the_rest_with_a_reason(
     tmp_path: Path, broker: Broker, null_worker: Worker, caplog: pytest.LogCaptureFixture
 ) -> None:

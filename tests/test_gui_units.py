@@ -14,16 +14,19 @@ import pytest
 from gui.broker_api import BrokerApi, BrokerUnavailable, parse_sse
 from gui.languages import AUTO, options, to_request
 from gui.rejected import Rejected, RejectedStore
-from gui.rows import build_rows, format_duration, format_timestamp
+from gui.rows import build_rows, changed_rows, format_duration, format_timestamp
 from gui.settings import GuiSettings
-from gui.state import MAX_JOBS, GuiState, Upload, preview
+from gui.state import MAX_JOBS, GuiState, Upload
 from gui.uploads import safe_name
 from tests.farm import ROOT
+from whisperfarm.jobs import Job, JobStatus, preview_of
 
 
-def job(job_id: str, status: str = "done", updated: float = 1.0, **extra: object) -> dict:
-    return {"id": job_id, "name": f"{job_id}.wav", "status": status, "created_at": updated,
-            "updated_at": updated, **extra}  # fmt: skip
+def job(job_id: str, status: str = "done", updated: float = 1.0, **extra: object) -> Job:
+    return Job.model_validate(
+        {"id": job_id, "name": f"{job_id}.wav", "status": status, "created_at": updated,
+         "updated_at": updated, "sample_rate": 16_000, "channels": 1, "format": "s16le", **extra}
+    )  # fmt: skip
 
 
 # ---- rows ----------------------------------------------------------------------------
@@ -31,8 +34,9 @@ def job(job_id: str, status: str = "done", updated: float = 1.0, **extra: object
 
 def test_rows_merge_jobs_uploads_and_rejections_newest_first(tmp_path: Path) -> None:
     state, store = GuiState("http://b"), RejectedStore(tmp_path)
-    state.jobs = {"a": job("a", updated=10, duration=65.0, language="en", worker="w1")}
-    state.previews["a"] = "hello world"
+    state.jobs = {
+        "a": job("a", updated=10, duration=65.0, language="en", worker="w1", preview="hello world")
+    }
     state.jobs["b"] = job("b", "failed", updated=20, error="no worker took the stream")
     state.uploads["u"] = Upload(
         "u", "up.mp3", tmp_path / "up.mp3", None, "transcribe", created_at=30, phase="checking"
@@ -88,10 +92,10 @@ def test_events_older_than_what_is_known_are_ignored() -> None:
     state = GuiState("http://b")
     assert state.upsert_job(job("a", "done", updated=5))
     assert not state.upsert_job(job("a", "streaming", updated=4))
-    assert state.jobs["a"]["status"] == "done"
+    assert state.jobs["a"].status is JobStatus.DONE
     # A listing taken before the newest event does not roll it back either.
     state.replace_jobs([job("a", "transcribing", updated=3), job("b", updated=1)])
-    assert state.jobs["a"]["status"] == "done" and "b" in state.jobs
+    assert state.jobs["a"].status is JobStatus.DONE and "b" in state.jobs
 
 
 def test_the_job_list_is_bounded() -> None:
@@ -111,8 +115,22 @@ def test_connection_banner_and_preview() -> None:
     )
     state.set_up()
     assert not state.connection.down
-    assert preview("  a\n b  ") == "a b"
-    assert preview("x" * 1000).endswith("…") and len(preview("x" * 1000)) == 400
+    assert preview_of("  a\n b  ") == "a b"
+    assert preview_of("x" * 1000).endswith("…") and len(preview_of("x" * 1000)) == 120
+
+
+def test_a_job_event_changes_only_its_own_row(tmp_path: Path) -> None:
+    state, store = GuiState("http://b"), RejectedStore(tmp_path)
+    state.replace_jobs([job(str(n), "streaming", updated=n) for n in range(MAX_JOBS)])
+    shown = build_rows(state, store)
+
+    state.upsert_job(job("7", "done", updated=1000, preview="hello"))
+    changed, removed = changed_rows(shown, build_rows(state, store))
+    assert [(r["key"], r["label"], r["preview"]) for r in changed] == [("7", "Done", "hello")]
+    assert removed == []
+
+    state.replace_jobs([j for j in state.jobs.values() if j.id != "3"])
+    assert changed_rows(shown, build_rows(state, store))[1] == ["3"]
 
 
 async def test_listeners_hear_changes_coalesced() -> None:

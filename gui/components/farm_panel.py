@@ -7,8 +7,8 @@ from typing import Any
 from nicegui import ui
 
 from gui.services import Services
-from gui.state import FarmView
 from gui.theme import watch
+from whisperfarm.farm_view import FarmView, WorkerView
 
 
 def create(services: Services) -> None:
@@ -23,7 +23,7 @@ def create(services: Services) -> None:
 
     def update() -> None:
         farm, connection = state.farm, state.connection
-        signature = (repr(farm), connection.up, connection.down)
+        signature = (farm, connection.up, connection.down)
         if signature == shown[0]:
             return
         shown[0] = signature
@@ -37,9 +37,10 @@ def create(services: Services) -> None:
 def _render(farm: FarmView, stale: bool) -> None:
     with ui.row().classes("w-full gap-3 no-wrap"):
         _stat("Workers", str(len(farm.workers)), "farm-workers")
-        _stat("Streams", f"{farm.active} / {farm.limit}", "farm-streams")
+        _stat("Streams", f"{farm.streams.active} / {farm.streams.limit}", "farm-streams")
         _stat("Queue", str(farm.queue), "farm-queue")
-    load = farm.active / farm.limit if farm.limit else 0.0
+    streams = farm.streams
+    load = streams.active / streams.limit if streams.limit else 0.0
     ui.linear_progress(value=load, show_value=False, size="6px").props(
         f"rounded color={'negative' if load >= 1 else 'primary'}"
     ).tooltip("Streams in use")
@@ -65,12 +66,15 @@ def _stat(title: str, value: str, marker: str) -> None:
         ui.label(title).classes("text-xs uppercase tracking-wide text-gray-500")
 
 
-def _worker(worker: dict[str, Any]) -> None:
-    busy, slots = worker.get("busy", 0), worker.get("slots", 0)
-    model = " ".join(str(worker.get(k) or "") for k in ("engine", "model")).strip()
+def _worker(worker: WorkerView) -> None:
+    busy = worker.busy
     with ui.row().classes("w-full items-center gap-2 no-wrap text-sm").mark("farm-worker"):
         ui.icon("memory", size="18px").classes("text-gray-500")
-        ui.label(str(worker.get("name") or "worker")).classes("font-medium")
-        ui.label(f"{model} · {worker.get('device') or '?'}").classes("text-gray-500 truncate")
+        ui.label(worker.name).classes("font-medium")
+        ui.label(f"{worker.engine} {worker.model} · {worker.device}").classes(
+            "text-gray-500 truncate"
+        )
         ui.space()
-        ui.badge(f"{busy}/{slots} busy", color="primary" if busy else "grey-6").props("outline")
+        ui.badge(f"{busy}/{worker.slots} busy", color="primary" if busy else "grey-6").props(
+            "outline"
+        )

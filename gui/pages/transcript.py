@@ -7,9 +7,8 @@ and a broker that is down is a notice with a retry, never an error page.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
@@ -20,18 +19,16 @@ from gui.broker_api import BrokerUnavailable, TranscriptUnavailable
 from gui.rows import STATUS, format_duration, format_timestamp
 from gui.services import Services
 from gui.theme import watch
-from whisperfarm.transcripts import FORMATS, MEDIA_TYPES
-
-ACTIVE = ("queued", "streaming", "transcribing")
+from whisperfarm.jobs import ACTIVE_STATUSES, Job, JobStatus
+from whisperfarm.transcripts import FORMATS, MEDIA_TYPES, Transcript
 
 
 @dataclass
 class Loaded:
-    job: dict[str, Any] | None = None
-    transcript: dict[str, Any] | None = None
+    job: Job | None = None
+    transcript: Transcript | None = None
     problem: str = ""
     """Why the job or its transcript could not be loaded (broker down, missing file)."""
-    segments: list[dict[str, Any]] = field(default_factory=list)
 
 
 def content(services: Services, job_id: str) -> None:
@@ -45,8 +42,8 @@ def content(services: Services, job_id: str) -> None:
 
     def status() -> Any:
         """What makes the page worth reloading: the job's state, the broker coming back."""
-        job = services.state.jobs.get(job_id) or {}
-        return job.get("status"), services.state.connection.up
+        job = services.state.jobs.get(job_id)
+        return job.status if job else None, services.state.connection.up
 
     seen = [status()]
 
@@ -76,21 +73,17 @@ async def _load(services: Services, job_id: str) -> Loaded:
         loaded.job = services.state.jobs.get(job_id)
         loaded.problem = f"The broker is unreachable ({exc.reason})."
         return loaded
-    if loaded.job is None or loaded.job.get("status") != "done":
+    if loaded.job is None or loaded.job.status is not JobStatus.DONE:
         return loaded
     try:
-        data = json.loads(await services.api.transcript(job_id, "json"))
+        data = await services.api.transcript(job_id, "json")
+        loaded.transcript = Transcript.model_validate_json(data)
     except BrokerUnavailable as exc:
         loaded.problem = f"The broker is unreachable ({exc.reason})."
     except TranscriptUnavailable as exc:
         loaded.problem = f"The transcript is not available: {exc.detail}."
-    except ValueError:
-        loaded.problem = "The broker sent a transcript that is not valid JSON."
-    else:
-        if isinstance(data, dict):
-            loaded.transcript = data
-            segments = data.get("segments")
-            loaded.segments = [s for s in segments or [] if isinstance(s, dict)]
+    except ValueError:  # pydantic's ValidationError is one
+        loaded.problem = "The broker sent something that is not a transcript."
     return loaded
 
 
@@ -104,47 +97,42 @@ def _render(services: Services, job_id: str, loaded: Loaded, reload: Any) -> Non
     if loaded.problem:
         _notice("cloud_off", "Cannot load everything", loaded.problem, color="text-negative",
                 retry=reload)  # fmt: skip
-    status = job.get("status")
-    if status == "failed":
-        _notice("error", "This job failed", str(job.get("error") or "No reason was given."),
+    if job.status is JobStatus.FAILED:
+        _notice("error", "This job failed", job.error or "No reason was given.",
                 color="text-negative")  # fmt: skip
-    elif status == "interrupted":
-        reason = str(job.get("error") or "The upload was cut before it ended.")
+    elif job.status is JobStatus.INTERRUPTED:
+        reason = job.error or "The upload was cut before it ended."
         _notice("pause_circle", "Upload interrupted", reason, color="text-warning")
-    elif status in ACTIVE:
+    elif job.status in ACTIVE_STATUSES:
         with ui.row().classes("items-center gap-3").mark("job-pending"):
             ui.spinner(size="md")
-            ui.label(f"This job is {status}. Its transcript appears here when it is done.")
+            ui.label(f"This job is {job.status}. Its transcript appears here when it is done.")
     if loaded.transcript is not None:
-        _transcript(services, job, loaded)
+        _transcript(services, job, loaded.transcript)
 
 
-def _summary(job: dict[str, Any]) -> None:
-    status = str(job.get("status", ""))
-    label, color = STATUS.get(status, (status, "grey-7"))
+def _summary(job: Job) -> None:
+    label, color = STATUS[job.status]
     with ui.card().classes("w-full gap-2"):
         with ui.row().classes("w-full items-center gap-3"):
             ui.icon("audio_file", size="32px").classes("text-primary")
-            ui.label(str(job.get("name") or "stream")).classes("text-2xl font-semibold").mark(
-                "job-name"
-            )
+            ui.label(job.name or "stream").classes("text-2xl font-semibold").mark("job-name")
             ui.badge(label, color=color).classes("text-sm px-2 py-1").mark("job-status")
         with ui.row().classes("gap-x-8 gap-y-1 text-sm"):
-            seconds = job.get("duration") or job.get("duration_hint") or 0
-            _fact("Length", format_duration(float(seconds)) if seconds else "–")
-            _fact("Language", languages.label(job.get("language")) or "auto-detect")
-            _fact("Task", str(job.get("task") or "transcribe").capitalize())
-            _fact("Worker", str(job.get("worker") or "–"))
-            _fact("Submitted", _when(job.get("created_at")))
-            if job.get("finished_at"):
-                _fact("Finished", _when(job.get("finished_at")))
-        ui.label(f"Job {job.get('id')}").classes("text-xs text-gray-400")
+            seconds = job.duration or job.duration_hint
+            _fact("Length", format_duration(seconds) if seconds else "–")
+            _fact("Language", languages.label(job.language) or "auto-detect")
+            _fact("Task", job.task.capitalize())
+            _fact("Worker", job.worker or "–")
+            _fact("Submitted", _when(job.created_at))
+            if job.finished_at:
+                _fact("Finished", _when(job.finished_at))
+        ui.label(f"Job {job.id}").classes("text-xs text-gray-400")
 
 
-def _transcript(services: Services, job: dict[str, Any], loaded: Loaded) -> None:
-    assert loaded.transcript is not None
-    text = str(loaded.transcript.get("text") or "")
-    job_id, stem = str(job["id"]), PurePath(str(job.get("name") or "transcript")).stem
+def _transcript(services: Services, job: Job, transcript: Transcript) -> None:
+    text = transcript.text
+    job_id, stem = job.id, PurePath(job.name or "transcript").stem
 
     async def download(fmt: str) -> None:
         try:
@@ -176,11 +164,11 @@ def _transcript(services: Services, job: dict[str, Any], loaded: Loaded) -> None
             "text-base leading-relaxed whitespace-pre-wrap"
         ).props('data-testid="transcript-text"').mark("transcript-text")
     with ui.card().classes("w-full gap-2"):
-        ui.label(f"Segments ({len(loaded.segments)})").classes("text-lg font-semibold")
+        ui.label(f"Segments ({len(transcript.segments)})").classes("text-lg font-semibold")
         rows = [
-            {"id": s.get("id", n), "start": format_timestamp(float(s.get("start") or 0)),
-             "end": format_timestamp(float(s.get("end") or 0)), "text": str(s.get("text", ""))}
-            for n, s in enumerate(loaded.segments)
+            {"id": s.id, "start": format_timestamp(s.start), "end": format_timestamp(s.end),
+             "text": s.text}
+            for s in transcript.segments
         ]  # fmt: skip
         ui.table(
             columns=[
@@ -212,7 +200,5 @@ def _notice(
             ui.button("Try again", icon="refresh", on_click=retry).props("no-caps outline")
 
 
-def _when(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "–"
+def _when(value: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))

@@ -135,7 +135,8 @@ def _load_json_object(text: str | bytes) -> dict[str, Any]:
     return data
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_invalid(exc: ValidationError) -> str:
+    """The first problem pydantic found, as `where: what`, for a `ProtocolError`."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "message"
     return f"{where}: {first['msg']}"
@@ -153,7 +154,7 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         message = _client_adapter.validate_python(data)
     except ValidationError as exc:
         raise (
-            _start_error(data, exc) if kind == "start" else ProtocolError(_describe(exc))
+            _start_error(data, exc) if kind == "start" else ProtocolError(describe_invalid(exc))
         ) from None
     if isinstance(message, Start):
         message.audio_format()  # raises UnsupportedFormat for rates/channels out of range
@@ -165,10 +166,10 @@ def _start_error(data: dict[str, Any], exc: ValidationError) -> ProtocolError:
     fields = {str(part) for e in exc.errors() if e["type"] != "missing" for part in e["loc"]}
     if fields & {"format", "sample_rate", "channels"}:
         return UnsupportedFormat(
-            f"{_describe(exc)} (formats s16le/f32le, {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz, "
-            f"1–{MAX_CHANNELS} channels)"
+            f"{describe_invalid(exc)} (formats s16le/f32le, "
+            f"{MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz, 1–{MAX_CHANNELS} channels)"
         )
-    return ProtocolError(_describe(exc))
+    return ProtocolError(describe_invalid(exc))
 
 
 def parse_server_message(text: str | bytes) -> ServerMessage:
@@ -177,4 +178,4 @@ def parse_server_message(text: str | bytes) -> ServerMessage:
     try:
         return _server_adapter.validate_python(data)
     except ValidationError as exc:
-        raise ProtocolError(_describe(exc)) from None
+        raise ProtocolError(describe_invalid(exc)) from None

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from whisperfarm.errors import ProtocolError
 from whisperfarm.packets import AudioFormat, SampleFormat
-from whisperfarm.protocol import SegmentData
+from whisperfarm.protocol import SegmentData, describe_invalid
 from whisperfarm.wire import MAX_ATTEMPT, Command, Message
 
 
@@ -33,9 +33,7 @@ class Body(BaseModel):
         try:
             return cls.model_validate(message.body)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise ProtocolError(f"bad {cls.command}: {where}: {first['msg']}") from None
+            raise ProtocolError(f"bad {cls.command}: {describe_invalid(exc)}") from None
 
     def message(self, job_id: str = "") -> Message:
         return Message(self.command, job_id, self.model_dump(mode="json", exclude_unset=True))

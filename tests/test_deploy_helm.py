@@ -219,10 +219,11 @@ def test_only_known_custom_kinds_are_rendered(renders: dict[str, list[Manifest]]
 # ScaledObject spec and Prometheus scaler (scaleTargetRef.name and triggers required; a
 # prometheus trigger needs serverAddress, query and threshold in metadata).
 DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 LABEL_SELECTOR = {
     "type": "object",
     "properties": {
-        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchLabels": STRING_MAP,
         "matchExpressions": {"type": "array"},
     },
     "additionalProperties": False,
@@ -230,143 +231,138 @@ LABEL_SELECTOR = {
 OBJECT_META = {
     "type": "object",
     "required": ["name", "namespace"],
-    "properties": {"labels": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "properties": {"labels": STRING_MAP},
 }
-SERVICE_MONITOR = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "metadata": OBJECT_META,
-        "spec": {
-            "type": "object",
-            "required": ["selector"],
-            "additionalProperties": False,
-            "properties": {
-                "selector": LABEL_SELECTOR,
-                "namespaceSelector": {
+
+
+def custom_resource(api_version: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The schema of one custom resource: its apiVersion, named metadata, and `spec`."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {"apiVersion": {"const": api_version}, "metadata": OBJECT_META, "spec": spec},
+    }
+
+
+SERVICE_MONITOR = custom_resource(
+    "monitoring.coreos.com/v1",
+    {
+        "type": "object",
+        "required": ["selector"],
+        "additionalProperties": False,
+        "properties": {
+            "selector": LABEL_SELECTOR,
+            "namespaceSelector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "any": {"type": "boolean"},
+                    "matchNames": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "jobLabel": {"type": "string"},
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
                     "type": "object",
+                    "anyOf": [{"required": ["port"]}, {"required": ["targetPort"]}],
                     "additionalProperties": False,
                     "properties": {
-                        "any": {"type": "boolean"},
-                        "matchNames": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                "jobLabel": {"type": "string"},
-                "endpoints": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "anyOf": [{"required": ["port"]}, {"required": ["targetPort"]}],
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"},
-                            "targetPort": {"type": ["string", "integer"]},
-                            "path": {"type": "string", "pattern": "^/"},
-                            "scheme": {"enum": ["http", "https"]},
-                            "interval": DURATION,
-                            "scrapeTimeout": DURATION,
-                            "honorLabels": {"type": "boolean"},
-                        },
+                        "port": {"type": "string"},
+                        "targetPort": {"type": ["string", "integer"]},
+                        "path": {"type": "string", "pattern": "^/"},
+                        "scheme": {"enum": ["http", "https"]},
+                        "interval": DURATION,
+                        "scrapeTimeout": DURATION,
+                        "honorLabels": {"type": "boolean"},
                     },
                 },
             },
         },
     },
-}
-SCALED_OBJECT = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "keda.sh/v1alpha1"},
-        "metadata": OBJECT_META,
-        "spec": {
-            "type": "object",
-            "required": ["scaleTargetRef", "triggers"],
-            "additionalProperties": False,
-            "properties": {
-                "scaleTargetRef": {
+)
+SCALED_OBJECT = custom_resource(
+    "keda.sh/v1alpha1",
+    {
+        "type": "object",
+        "required": ["scaleTargetRef", "triggers"],
+        "additionalProperties": False,
+        "properties": {
+            "scaleTargetRef": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "apiVersion": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "name": {"type": "string", "minLength": 1},
+                    "envSourceContainerName": {"type": "string"},
+                },
+            },
+            "pollingInterval": {"type": "integer", "minimum": 1},
+            "cooldownPeriod": {"type": "integer", "minimum": 0},
+            "minReplicaCount": {"type": "integer", "minimum": 0},
+            "maxReplicaCount": {"type": "integer", "minimum": 1},
+            "triggers": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["type", "metadata"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"type": "string"},
+                        "name": {"type": "string"},
+                        "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                        "metadata": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                    },
+                    "if": {"properties": {"type": {"const": "prometheus"}}},
+                    "then": {
+                        "properties": {
+                            "metadata": {"required": ["serverAddress", "query", "threshold"]}
+                        }
+                    },
+                },
+            },
+        },
+    },
+)
+PROMETHEUS_RULE = custom_resource(
+    "monitoring.coreos.com/v1",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "groups": {
+                "type": "array",
+                "items": {
                     "type": "object",
                     "required": ["name"],
                     "additionalProperties": False,
                     "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
                         "name": {"type": "string", "minLength": 1},
-                        "envSourceContainerName": {"type": "string"},
-                    },
-                },
-                "pollingInterval": {"type": "integer", "minimum": 1},
-                "cooldownPeriod": {"type": "integer", "minimum": 0},
-                "minReplicaCount": {"type": "integer", "minimum": 0},
-                "maxReplicaCount": {"type": "integer", "minimum": 1},
-                "triggers": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "metadata"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "type": {"type": "string"},
-                            "name": {"type": "string"},
-                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
-                            "metadata": {
+                        "interval": DURATION,
+                        "limit": {"type": "integer"},
+                        "partial_response_strategy": {"type": "string"},
+                        "rules": {
+                            "type": "array",
+                            "items": {
                                 "type": "object",
-                                "additionalProperties": {"type": "string"},
-                            },
-                        },
-                        "if": {"properties": {"type": {"const": "prometheus"}}},
-                        "then": {
-                            "properties": {
-                                "metadata": {"required": ["serverAddress", "query", "threshold"]}
-                            }
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
-STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
-PROMETHEUS_RULE = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "metadata": OBJECT_META,
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "groups": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["name"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "name": {"type": "string", "minLength": 1},
-                            "interval": DURATION,
-                            "limit": {"type": "integer"},
-                            "partial_response_strategy": {"type": "string"},
-                            "rules": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["expr"],
-                                    "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "alert": {"type": "string"},
-                                        "record": {"type": "string"},
-                                        "expr": {"type": ["string", "integer"]},
-                                        "for": DURATION,
-                                        "keep_firing_for": DURATION,
-                                        "labels": STRING_MAP,
-                                        "annotations": STRING_MAP,
-                                    },
+                                "required": ["expr"],
+                                "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "alert": {"type": "string"},
+                                    "record": {"type": "string"},
+                                    "expr": {"type": ["string", "integer"]},
+                                    "for": DURATION,
+                                    "keep_firing_for": DURATION,
+                                    "labels": STRING_MAP,
+                                    "annotations": STRING_MAP,
                                 },
                             },
                         },
@@ -375,7 +371,7 @@ PROMETHEUS_RULE = {
             },
         },
     },
-}
+)
 CRD_SCHEMAS = {
     "ServiceMonitor": SERVICE_MONITOR,
     "ScaledObject": SCALED_OBJECT,

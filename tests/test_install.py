@@ -24,18 +24,19 @@ from workers.models import assemble_base, resolve_model
 README = (ROOT / "README.md").read_text()
 
 
-def without_module(tmp_path: Path, module: str) -> dict[str, str]:
-    """An environment whose Python fails to import `module` exactly as when it is absent."""
+def stderr_without(module: str, tmp_path: Path, *args: str) -> str:
+    """Run `python ARGS` where importing `module` fails exactly as when it is absent (a module
+    of that name first on PYTHONPATH raises ModuleNotFoundError); return its one stderr line."""
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / f"{module}.py").write_text(
         f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n"
     )
     path = [str(shim), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
-
-
-def one_line_of(out: subprocess.CompletedProcess[str]) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    out = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
@@ -43,26 +44,20 @@ def one_line_of(out: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_worker_without_openai_whisper_names_the_install_command(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "workers", "--engine", "openai-whisper", "--model", "tiny.en"]
-    cmd += ["--model-cache-dir", str(tmp_path / "models")]
-    out = subprocess.run(
-        cmd, cwd=ROOT, env=without_module(tmp_path, "whisper"), capture_output=True, text=True,
-        timeout=120,
+    cache = str(tmp_path / "models")
+    line = stderr_without(
+        "whisper", tmp_path, "-m", "workers", "--engine", "openai-whisper", "--model", "tiny.en",
+        "--model-cache-dir", cache,
     )  # fmt: skip
-    line = one_line_of(out)
     assert "cannot start: the openai-whisper engine needs the Python module 'whisper'" in line
     assert line.endswith(f"install it with: {INSTALL['openai-whisper']}")
 
 
 def test_convert_model_without_torch_names_the_install_command(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "workers.convert", "tiny.en", "--out", str(tmp_path / "t.pt")]
-    out = subprocess.run(
-        cmd, cwd=ROOT, env=without_module(tmp_path, "torch"), capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    line = one_line_of(out)
+    out = str(tmp_path / "tiny.en.pt")
+    line = stderr_without("torch", tmp_path, "-m", "workers.convert", "tiny.en", "--out", out)
     assert "needs the Python module 'torch'" in line
-    assert line.endswith(INSTALL["openai-whisper"])
+    assert line.endswith(f"install it with: {INSTALL['openai-whisper']}")
 
 
 def test_readme_makefile_and_image_install_the_same_engine() -> None:

@@ -33,15 +33,13 @@ ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 # torch first and pinned: anything unpinned pulls a multi-GB CUDA build. Then openai-whisper
-# without its own requirements (they pull triton, useless on CPU) and the rest of them by hand:
-# their versions follow openai-whisper's ranges, as `pip install openai-whisper` would pick them.
-# hadolint ignore=DL3013
+# without its own requirements (they pull triton, useless on CPU); the package's
+# `openai-whisper` extra brings the rest of them (the README's command for the engine).
 RUN python -m venv /opt/venv \
     && pip install --no-cache-dir --index-url "${TORCH_CPU_INDEX}" "torch==${TORCH_VERSION}" \
-    && pip install --no-cache-dir --no-deps "openai-whisper==${OPENAI_WHISPER_VERSION}" \
-    && pip install --no-cache-dir numba more-itertools tiktoken tqdm
+    && pip install --no-cache-dir --no-deps "openai-whisper==${OPENAI_WHISPER_VERSION}"
 COPY . /src
-RUN pip install --no-cache-dir "/src${WHISPERFARM_EXTRAS:+[${WHISPERFARM_EXTRAS}]}" \
+RUN pip install --no-cache-dir "/src[openai-whisper${WHISPERFARM_EXTRAS:+,${WHISPERFARM_EXTRAS}}]" \
     && python -c "import broker, workers, whisperfarm, whisper, torch; print('torch', torch.__version__)"
 
 # ---------------------------------------------------------------------------------------------
@@ -66,7 +64,7 @@ RUN python3 -m venv /opt/venv \
     && pip install --no-cache-dir "torch==${TORCH_VERSION}" \
     && pip install --no-cache-dir "openai-whisper==${OPENAI_WHISPER_VERSION}"
 COPY . /src
-RUN pip install --no-cache-dir "/src${WHISPERFARM_EXTRAS:+[${WHISPERFARM_EXTRAS}]}" \
+RUN pip install --no-cache-dir "/src[openai-whisper${WHISPERFARM_EXTRAS:+,${WHISPERFARM_EXTRAS}}]" \
     && python -c "import broker, workers, whisperfarm, whisper, torch; print('torch', torch.__version__)"
 
 # ---------------------------------------------------------------------------------------------

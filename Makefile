@@ -2,38 +2,55 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-STAMP := $(VENV)/.installed
+# One stamp per purpose: running needs the package alone; the openai-whisper engine adds torch
+# and openai-whisper; the tests add that engine, the test tools and the deploy checkers.
+RUN_STAMP := $(VENV)/.installed-run
+ENGINE_STAMP := $(VENV)/.installed-openai-whisper
+TEST_STAMP := $(VENV)/.installed-test
 # torch first and pinned: anything unpinned pulls a multi-GB CUDA build.
 TORCH := torch==2.13.0
+# The same pin as OPENAI_WHISPER in workers/engines/__init__.py (a test checks it).
+OPENAI_WHISPER := openai-whisper==20250625
 
-.PHONY: install run test lint pytest clean dashboard
+.PHONY: install openai-whisper run test lint pytest clean dashboard
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH)
-	# openai-whisper without its requirements (they would pull triton); the rest come from pyproject.
-	$(PIP) install -q --no-deps openai-whisper==20250625
-	$(PIP) install -q -e '.[test,deploy]'
-	touch $(STAMP)
+	$(PIP) install -q -e .
+	touch $@
 
-install: $(STAMP)
+# The README's command for the engine, with torch pinned ahead of it.
+$(ENGINE_STAMP): $(RUN_STAMP)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[openai-whisper]'
+	$(PIP) install -q --no-deps $(OPENAI_WHISPER)
+	touch $@
+
+$(TEST_STAMP): $(ENGINE_STAMP)
+	$(PIP) install -q -e '.[openai-whisper,test,deploy]'
+	touch $@
+
+install: $(RUN_STAMP)
+
+## openai-whisper: add the openai-whisper engine (torch) to the venv
+openai-whisper: $(ENGINE_STAMP)
 
 ## run: broker + 1 worker with the bundled multilingual `base` model on :8000
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/whisperfarm up --model base
 
 ## test: lint, type-check, then every test (real processes, real model)
 test: lint pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) $(CHECKOV_STAMP)
+pytest: $(TEST_STAMP) $(CHECKOV_STAMP)
 	$(PY) -m pytest
 
 # checkov pins its own packaging/pytest: keep it out of the project venv.
@@ -44,7 +61,7 @@ $(CHECKOV_STAMP):
 	touch $(CHECKOV_STAMP)
 
 ## dashboard: regenerate deploy/grafana/whisperfarm.json and the chart's copy
-dashboard: $(STAMP)
+dashboard: $(TEST_STAMP)
 	$(PY) tools/gen_dashboard.py
 
 clean:

@@ -22,8 +22,8 @@ __all__ = ["live_farm"]  # the fixture, imported for this module's tests
 
 DOCKERFILE = ROOT / "Dockerfile"
 HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
-JUSTIFIED_HADOLINT_IGNORES = {"DL3008", "DL3013"}
-"""apt versions come with the pinned CUDA base; openai-whisper's own requirements (see comments)."""
+JUSTIFIED_HADOLINT_IGNORES = {"DL3008"}
+"""apt versions come with the pinned CUDA base (see the comment above it)."""
 
 
 def stages() -> dict[str, list[str]]:

@@ -17,7 +17,9 @@ import yaml
 
 from broker.settings import BrokerSettings
 from tests.test_deploy_support import (
+    ALERTS,
     CHART,
+    CHART_ALERTS,
     ROOT,
     checkov,
     need_module,
@@ -33,7 +35,7 @@ CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 CASES = ["default", *(path.name.removesuffix("-values.yaml") for path in CI_VALUES)]
 KUBE_VERSIONS = ["1.27", "1.30"]
 """The oldest version Chart.yaml's kubeVersion allows, and a current one."""
-CRD_KINDS = {"ServiceMonitor", "ScaledObject"}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "PrometheusRule"}
 JUSTIFIED_CHECKOV_SKIPS = {"CKV_K8S_43", "CKV_K8S_35"}
 """Each is annotated on its resource with the reason (templates/_helpers.tpl, docs/deploy.md)."""
 
@@ -98,7 +100,8 @@ def env_of(deployment: Manifest) -> dict[str, Any]:
 
 def test_cases_cover_every_optional_feature() -> None:
     names = " ".join(CASES)
-    for feature in ("gpu", "cpu", "ingress", "servicemonitor", "hpa", "keda", "auth-off"):
+    features = ("gpu", "cpu", "ingress", "servicemonitor", "hpa", "keda", "auth-off")
+    for feature in (*features, "prometheusrule", "disruption-budgets"):
         assert feature in names, f"no ci/NN-<case>-values.yaml for {feature}"
     assert all(re.fullmatch(r"\d\d-[a-z0-9-]+-values\.yaml", p.name) for p in CI_VALUES)
 
@@ -125,6 +128,9 @@ def test_helm_lint(case: str) -> None:
         ({"image": {"digests": {"gpu": "latest"}}}, "gpu"),
         ({"workers": {"replica": 2}}, "replica"),
         ({"ingres": {"enabled": True}}, "ingres"),
+        ({"workers": {"podDisruptionBudget": {"maxUnavailable": 0}}}, "maxUnavailable"),
+        ({"gui": {"podDisruptionBudget": {"maxUnavailable": "150%"}}}, "maxUnavailable"),
+        ({"metrics": {"prometheusRule": {"enable": True}}}, "enable"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
@@ -201,19 +207,23 @@ def test_only_known_custom_kinds_are_rendered(renders: dict[str, list[Manifest]]
         "NetworkPolicy",
         "Ingress",
         "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
     }
     assert kinds - builtin == CRD_KINDS
 
 
 # Required fields and types from the CRDs' documentation: prometheus-operator's API reference
 # (ServiceMonitor: spec.selector required; endpoints[] with port/path/interval/scrapeTimeout as
-# Duration strings) and KEDA's ScaledObject spec and Prometheus scaler (scaleTargetRef.name and
-# triggers required; a prometheus trigger needs serverAddress, query and threshold in metadata).
+# Duration strings; PrometheusRule: groups[] with a name and rules[], each rule an `expr` with
+# `alert` or `record`, `for` a Duration, labels and annotations string maps) and KEDA's
+# ScaledObject spec and Prometheus scaler (scaleTargetRef.name and triggers required; a
+# prometheus trigger needs serverAddress, query and threshold in metadata).
 DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 LABEL_SELECTOR = {
     "type": "object",
     "properties": {
-        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchLabels": STRING_MAP,
         "matchExpressions": {"type": "array"},
     },
     "additionalProperties": False,
@@ -221,106 +231,152 @@ LABEL_SELECTOR = {
 OBJECT_META = {
     "type": "object",
     "required": ["name", "namespace"],
-    "properties": {"labels": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "properties": {"labels": STRING_MAP},
 }
-SERVICE_MONITOR = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "metadata": OBJECT_META,
-        "spec": {
-            "type": "object",
-            "required": ["selector"],
-            "additionalProperties": False,
-            "properties": {
-                "selector": LABEL_SELECTOR,
-                "namespaceSelector": {
+
+
+def custom_resource(api_version: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The schema of one custom resource: its apiVersion, named metadata, and `spec`."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {"apiVersion": {"const": api_version}, "metadata": OBJECT_META, "spec": spec},
+    }
+
+
+SERVICE_MONITOR = custom_resource(
+    "monitoring.coreos.com/v1",
+    {
+        "type": "object",
+        "required": ["selector"],
+        "additionalProperties": False,
+        "properties": {
+            "selector": LABEL_SELECTOR,
+            "namespaceSelector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "any": {"type": "boolean"},
+                    "matchNames": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "jobLabel": {"type": "string"},
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
                     "type": "object",
+                    "anyOf": [{"required": ["port"]}, {"required": ["targetPort"]}],
                     "additionalProperties": False,
                     "properties": {
-                        "any": {"type": "boolean"},
-                        "matchNames": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                "jobLabel": {"type": "string"},
-                "endpoints": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "anyOf": [{"required": ["port"]}, {"required": ["targetPort"]}],
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"},
-                            "targetPort": {"type": ["string", "integer"]},
-                            "path": {"type": "string", "pattern": "^/"},
-                            "scheme": {"enum": ["http", "https"]},
-                            "interval": DURATION,
-                            "scrapeTimeout": DURATION,
-                            "honorLabels": {"type": "boolean"},
-                        },
+                        "port": {"type": "string"},
+                        "targetPort": {"type": ["string", "integer"]},
+                        "path": {"type": "string", "pattern": "^/"},
+                        "scheme": {"enum": ["http", "https"]},
+                        "interval": DURATION,
+                        "scrapeTimeout": DURATION,
+                        "honorLabels": {"type": "boolean"},
                     },
                 },
             },
         },
     },
-}
-SCALED_OBJECT = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "keda.sh/v1alpha1"},
-        "metadata": OBJECT_META,
-        "spec": {
-            "type": "object",
-            "required": ["scaleTargetRef", "triggers"],
-            "additionalProperties": False,
-            "properties": {
-                "scaleTargetRef": {
+)
+SCALED_OBJECT = custom_resource(
+    "keda.sh/v1alpha1",
+    {
+        "type": "object",
+        "required": ["scaleTargetRef", "triggers"],
+        "additionalProperties": False,
+        "properties": {
+            "scaleTargetRef": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "apiVersion": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "name": {"type": "string", "minLength": 1},
+                    "envSourceContainerName": {"type": "string"},
+                },
+            },
+            "pollingInterval": {"type": "integer", "minimum": 1},
+            "cooldownPeriod": {"type": "integer", "minimum": 0},
+            "minReplicaCount": {"type": "integer", "minimum": 0},
+            "maxReplicaCount": {"type": "integer", "minimum": 1},
+            "triggers": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["type", "metadata"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"type": "string"},
+                        "name": {"type": "string"},
+                        "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                        "metadata": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                    },
+                    "if": {"properties": {"type": {"const": "prometheus"}}},
+                    "then": {
+                        "properties": {
+                            "metadata": {"required": ["serverAddress", "query", "threshold"]}
+                        }
+                    },
+                },
+            },
+        },
+    },
+)
+PROMETHEUS_RULE = custom_resource(
+    "monitoring.coreos.com/v1",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "groups": {
+                "type": "array",
+                "items": {
                     "type": "object",
                     "required": ["name"],
                     "additionalProperties": False,
                     "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
                         "name": {"type": "string", "minLength": 1},
-                        "envSourceContainerName": {"type": "string"},
-                    },
-                },
-                "pollingInterval": {"type": "integer", "minimum": 1},
-                "cooldownPeriod": {"type": "integer", "minimum": 0},
-                "minReplicaCount": {"type": "integer", "minimum": 0},
-                "maxReplicaCount": {"type": "integer", "minimum": 1},
-                "triggers": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "metadata"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "type": {"type": "string"},
-                            "name": {"type": "string"},
-                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
-                            "metadata": {
+                        "interval": DURATION,
+                        "limit": {"type": "integer"},
+                        "partial_response_strategy": {"type": "string"},
+                        "rules": {
+                            "type": "array",
+                            "items": {
                                 "type": "object",
-                                "additionalProperties": {"type": "string"},
+                                "required": ["expr"],
+                                "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "alert": {"type": "string"},
+                                    "record": {"type": "string"},
+                                    "expr": {"type": ["string", "integer"]},
+                                    "for": DURATION,
+                                    "keep_firing_for": DURATION,
+                                    "labels": STRING_MAP,
+                                    "annotations": STRING_MAP,
+                                },
                             },
-                        },
-                        "if": {"properties": {"type": {"const": "prometheus"}}},
-                        "then": {
-                            "properties": {
-                                "metadata": {"required": ["serverAddress", "query", "threshold"]}
-                            }
                         },
                     },
                 },
             },
         },
     },
+)
+CRD_SCHEMAS = {
+    "ServiceMonitor": SERVICE_MONITOR,
+    "ScaledObject": SCALED_OBJECT,
+    "PrometheusRule": PROMETHEUS_RULE,
 }
-CRD_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR, "ScaledObject": SCALED_OBJECT}
 
 
 def test_crd_kinds_have_their_documented_required_fields(
@@ -357,6 +413,14 @@ def test_crd_schemas_catch_mistakes() -> None:
     }
     with pytest.raises(jsonschema.ValidationError, match="serverAddress"):
         jsonschema.validate(bad_scaler, SCALED_OBJECT)
+    bad_rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "x", "namespace": "y"},
+        "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "for": "2 minutes"}]}]},
+    }
+    with pytest.raises(jsonschema.ValidationError, match="expr"):
+        jsonschema.validate(bad_rule, PROMETHEUS_RULE)
 
 
 def test_checkov_finds_nothing_unjustified(
@@ -615,3 +679,54 @@ def test_network_policy_keeps_zmq_to_workers(renders: dict[str, list[Manifest]])
     labels = zmq_rule["from"][0]["podSelector"]["matchLabels"]
     assert labels["app.kubernetes.io/component"] == "worker"
     assert find(renders["08-existing-resources"], "NetworkPolicy") == []
+
+
+def test_prometheus_rule_carries_the_alert_file(
+    renders: dict[str, list[Manifest]], tmp_path: Path
+) -> None:
+    assert CHART_ALERTS.read_bytes() == ALERTS.read_bytes(), (
+        f"stale: cp {ALERTS.relative_to(ROOT)} {CHART_ALERTS.relative_to(ROOT)}"
+    )
+    assert find(renders["default"], "PrometheusRule") == []
+    rule = one(renders["09-prometheusrule"], "PrometheusRule", FULLNAME)
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == yaml.safe_load(ALERTS.read_text())
+    rendered = tmp_path / "rendered-rules.yaml"
+    rendered.write_text(yaml.safe_dump(rule["spec"]))
+    result = run(
+        [need_tool("promtool", "apt-get install prometheus"), "check", "rules", str(rendered)]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def pod_labels(deployment: Manifest) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_disruption_budgets_cover_workers_and_a_replicated_gui(
+    renders: dict[str, list[Manifest]],
+) -> None:
+    default = renders["default"]
+    (workers_budget,) = find(default, "PodDisruptionBudget")
+    workers = one(default, "Deployment", f"{FULLNAME}-workers")
+    assert workers_budget["metadata"]["name"] == f"{FULLNAME}-workers"
+    assert workers_budget["spec"]["maxUnavailable"] == 1
+    selector = workers_budget["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels(workers).items()
+    for other in ("broker", "gui"):
+        pods = pod_labels(one(default, "Deployment", f"{FULLNAME}-{other}"))
+        assert not selector.items() <= pods.items(), f"the workers' budget selects {other} pods"
+
+    replicated = renders["10-disruption-budgets"]
+    budgets = {b["metadata"]["name"]: b["spec"] for b in find(replicated, "PodDisruptionBudget")}
+    assert budgets[f"{FULLNAME}-workers"]["maxUnavailable"] == "25%"
+    gui = one(replicated, "Deployment", f"{FULLNAME}-gui")
+    gui_selector = budgets[f"{FULLNAME}-gui"]["selector"]["matchLabels"]
+    assert gui_selector.items() <= pod_labels(gui).items()
+
+    off = {
+        "workers": {"podDisruptionBudget": {"enabled": False}},
+        "gui": {"replicas": 3, "podDisruptionBudget": {"enabled": False}},
+    }
+    assert find(manifests(render(off)), "PodDisruptionBudget") == []

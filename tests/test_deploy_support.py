@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "whisperfarm"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 ALERTS_TEST = ROOT / "deploy" / "prometheus" / "alerts.test.yaml"
+CHART_ALERTS = CHART / "files" / "prometheus" / "alerts.yaml"
+"""The PrometheusRule's rule file: a copy of ALERTS (Helm reads only files inside the chart)."""
 DASHBOARD = ROOT / "deploy" / "grafana" / "whisperfarm.json"
 CHART_DASHBOARD = CHART / "files" / "grafana" / "whisperfarm.json"
 IN_CI = os.environ.get("CI") == "true"

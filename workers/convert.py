@@ -33,6 +33,7 @@ import numpy as np
 
 from whisperfarm.errors import EngineError
 from workers.ct2_format import Array, Ct2FormatError, Ct2Model, read_model
+from workers.engines import not_installed
 from workers.models import resolve_model
 from workers.settings import DEFAULT_MODEL_CACHE_DIR
 
@@ -209,7 +210,10 @@ def checkpoint_of(model_dir: Path) -> dict[str, Any]:
 def write_checkpoint(model_dir: Path, out: Path) -> Path:
     """Convert `model_dir` into `out` atomically (temp file + rename): readers never see
     half a checkpoint, and two workers converting at once both end with a whole one."""
-    import torch  # the converter alone should not pay for torch at import time
+    try:
+        import torch  # the converter alone should not pay for torch at import time
+    except ModuleNotFoundError as exc:
+        raise not_installed("openai-whisper", exc) from None
 
     checkpoint = checkpoint_of(model_dir)
     checkpoint["model_state_dict"] = {

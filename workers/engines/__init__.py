@@ -29,6 +29,23 @@ ENGINES: dict[str, str] = {
 }
 """Engine name → module with `load(settings) -> Engine`."""
 
+OPENAI_WHISPER = "openai-whisper==20250625"
+"""The openai-whisper release the engine extends (`torch_decode` subclasses its decoding task);
+the Makefile and the Dockerfile install the same one."""
+
+INSTALL: dict[str, str] = {
+    "openai-whisper": (
+        f"pip install 'whisperfarm[openai-whisper]' && pip install --no-deps {OPENAI_WHISPER}"
+    ),
+}
+"""The one command (README: Engines) that adds an engine left out of the base install. Two pip
+calls because an extra cannot say `--no-deps`: the extra brings openai-whisper's runtime
+requirements, the second call openai-whisper itself without the triton its metadata asks for
+on Linux (only its CUDA word-timestamp kernels use it, and this engine makes no word
+timestamps)."""
+
+_OWN_PACKAGES = ("whisperfarm", "workers", "broker", "gui", "source")
+
 
 @dataclass(frozen=True)
 class DecodeRequest:
@@ -117,6 +134,20 @@ def load(settings: WorkerSettings) -> Engine:
         raise EngineError(
             f"unknown engine {settings.engine!r}; available: {', '.join(sorted(ENGINES))}"
         )
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in _OWN_PACKAGES:
+            raise  # a broken checkout, not a missing engine
+        raise not_installed(settings.engine, exc) from None
     engine: Engine = module.load(settings)
     return engine
+
+
+def not_installed(engine: str, exc: ModuleNotFoundError) -> EngineError:
+    """One line that says what is missing and the command that installs it."""
+    how = INSTALL.get(engine, "reinstall whisperfarm (pip install --force-reinstall whisperfarm)")
+    return EngineError(
+        f"the {engine} engine needs the Python module {exc.name!r}, which is not installed here; "
+        f"install it with: {how}"
+    )

@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 import uvicorn
 import zmq
 
-from broker.app import create_app
 from broker.farm import Farm
 from broker.http_protocol import UpgradingHttpProtocol
 from broker.settings import BrokerSettings
-from broker.ws_protocol import PacketProtocol, quiet_connection_lines
+from broker.ws_compat import unsupported_versions
 from whisperfarm.errors import WhisperfarmError
 from whisperfarm.settings import configure_logging
 
@@ -46,6 +45,15 @@ def bind_http(host: str, port: int) -> socket.socket:
 
 
 async def serve(settings: BrokerSettings) -> None:
+    problem = unsupported_versions()
+    if problem is not None:
+        raise StartupError(problem)
+    # Imported once the versions are known good: what extends uvicorn's internals would
+    # otherwise end an unsupported install in an import traceback.
+    from broker.app import create_app
+    from broker.ws_protocol import PacketProtocol, quiet_connection_lines
+
+    quiet_connection_lines(settings.log_level)
     try:
         farm = Farm(settings)
     except (OSError, sqlite3.Error, zmq.ZMQError, WhisperfarmError) as exc:
@@ -117,7 +125,6 @@ class StartupError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     settings = BrokerSettings.from_cli(sys.argv[1:] if argv is None else argv, "whisperfarm-broker")
     configure_logging(settings.log_level)
-    quiet_connection_lines(settings.log_level)
     log.info("open-file limit %d", raise_open_file_limit())
     tune_gc()
     try:

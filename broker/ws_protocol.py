@@ -35,6 +35,11 @@ stay websockets' own.
 Setting a sink returns the connection's `PacketControl`: `wake` the endpoint, and
 `hold`/`release` reading the socket (backpressure: the packets then wait in the
 client's TCP send buffer, not in the broker's memory).
+
+What this reads of uvicorn's and websockets' private state, and the versions it is
+tested with, are `broker.ws_compat`'s: importing this module with other versions raises
+`UnsupportedVersions` at once rather than failing each handshake (`python -m broker`
+checks before it imports this, so the operator sees one line).
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ try:
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
+
+from broker import ws_compat
+
+ws_compat.require_supported_versions()  # at import, not at each connection's first packet
 
 CONNECTION_LOG = logging.getLogger("broker.connections")
 """Where uvicorn's and websockets' lines about each connection go (`"WebSocket
@@ -112,6 +121,7 @@ class PacketProtocol(WebSocketsSansIOProtocol):
         self.logger = CONNECTION_LOG
         self.conn.logger = CONNECTION_LOG
         self.conn.debug = CONNECTION_LOG.isEnabledFor(logging.DEBUG)
+        self.frame_size_limit = ws_compat.frame_size_limit(self.conn)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -142,7 +152,7 @@ class PacketProtocol(WebSocketsSansIOProtocol):
             self.packet_sink is not None
             and self.queue.empty()
             and not self.close_sent
-            and self.conn.current_size is None
+            and ws_compat.partial_message_size(self.conn) is None
             and self.conn.state is State.OPEN
         )
 
@@ -150,7 +160,7 @@ class PacketProtocol(WebSocketsSansIOProtocol):
         """Hand the complete binary frames at the front of `data` to the sink (RFC 6455
         § 5.2) while the direct path is open; returns what is left for websockets'
         parser, from the first frame that is anything else."""
-        limit = self.conn.max_message_size
+        limit = self.frame_size_limit
         start, size = 0, len(data)
         while size - start >= 2 and self._direct_path_open():
             if data[start] != FINAL_BINARY_FRAME or not data[start + 1] & MASKED:
@@ -209,13 +219,3 @@ def quiet_connection_lines(level: str) -> None:
     """Per-connection lines only when the broker logs at DEBUG (see `CONNECTION_LOG`)."""
     debug = logging.getLevelName(level.upper()) == logging.DEBUG
     CONNECTION_LOG.setLevel(logging.DEBUG if debug else logging.WARNING)
-
-
-def _check_base_class() -> None:
-    """Fail at import, not per connection, if uvicorn's protocol lost what we extend."""
-    for name in ("handle_connect", "send_receive_event_to_app"):
-        if not callable(getattr(WebSocketsSansIOProtocol, name, None)):  # pragma: no cover
-            raise ImportError(f"uvicorn's WebSocketsSansIOProtocol has no {name}()")
-
-
-_check_base_class()

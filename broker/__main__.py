@@ -18,7 +18,7 @@ import zmq
 from broker.farm import Farm
 from broker.http_protocol import UpgradingHttpProtocol
 from broker.settings import BrokerSettings
-from broker.ws_compat import unsupported_versions
+from broker.ws_compat import installed_versions, unsupported_versions
 from whisperfarm.errors import WhisperfarmError
 from whisperfarm.settings import configure_logging
 
@@ -48,6 +48,9 @@ async def serve(settings: BrokerSettings) -> None:
     problem = unsupported_versions()
     if problem is not None:
         raise StartupError(problem)
+    log.info(
+        "WebSocket protocol on %s", ", ".join(" ".join(v) for v in installed_versions().items())
+    )
     # Imported once the versions are known good: what extends uvicorn's internals would
     # otherwise end an unsupported install in an import traceback.
     from broker.app import create_app

@@ -29,13 +29,18 @@ SUPPORTED = {"uvicorn": ">=0.50,<0.56", "websockets": ">=13,<18"}
 """Library → the versions `broker.ws_protocol` is tested with (as in `pyproject.toml`)."""
 
 
+def installed_versions() -> dict[str, str]:
+    """Library → the version imported (which, with several installs, is the first on
+    `sys.path`)."""
+    return {"uvicorn": uvicorn.__version__, "websockets": websockets_version}
+
+
 def unsupported_versions() -> str | None:
     """One line naming the installed libraries outside `SUPPORTED` and what to install,
     or None when both are supported."""
-    installed = {"uvicorn": uvicorn.__version__, "websockets": websockets_version}
     wrong = [
         f"{name} {version}"
-        for name, version in installed.items()
+        for name, version in installed_versions().items()
         if not SpecifierSet(SUPPORTED[name]).contains(version, prereleases=True)
     ]
     if not wrong:

@@ -143,13 +143,16 @@ def scrape(text: str, name: str, labels: dict[str, str] | None = None) -> float:
     return total
 
 
-def start_broker(tmp: Path, *args: str, data_dir: Path | None = None) -> Broker:
+def start_broker(
+    tmp: Path, *args: str, data_dir: Path | None = None, env: dict[str, str] | None = None
+) -> Broker:
     data_dir = data_dir or tmp / "data"
     log = tmp / f"broker-{time.monotonic_ns()}.log"
     process = spawn(
         ["-m", "broker", "--port", "0", "--zmq", "tcp://127.0.0.1:*",
          "--data-dir", str(data_dir), *args],
         log,
+        env,
     )  # fmt: skip
 
     def listening() -> re.Match[str] | None:

@@ -385,12 +385,17 @@ async def test_jobs_limit_still_streams_every_file(farm: FakeFarm, tmp_path: Pat
 
 
 def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(tmp_path / "x.wav"), "--url", "http://host/"]) == 2
+    for argv in (
+        [str(tmp_path / "x.wav"), "--url", "http://host/"],
+        [str(tmp_path / "x.wav"), "--retries", "-1"],
+        [],  # no files: argparse's own message
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
     assert "whisperfarm-source: --url: Value error, must start with ws:// or wss://" in (
         capsys.readouterr().err
     )
-    assert main([str(tmp_path / "x.wav"), "--retries", "-1"]) == 2
-    assert main([]) == 2  # no files: argparse's own message
 
 
 def test_runs_as_python_dash_m(tmp_path: Path) -> None:

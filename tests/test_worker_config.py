@@ -64,7 +64,9 @@ def test_bad_model_exits_2_before_connecting(tmp_path: Path) -> None:
 
 
 def test_bad_flag_value_is_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--slots", "many", "--device", "gpu"]) == 2
+    with pytest.raises(SystemExit) as exited:
+        main(["--slots", "many", "--device", "gpu"])
+    assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "--slots: Input should be a valid integer" in err and "--device:" in err
     assert "Traceback" not in err

@@ -15,8 +15,6 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
 from whisperfarm.curve import CurveClient
 from whisperfarm.errors import WhisperfarmError
 from whisperfarm.settings import configure_logging
@@ -33,11 +31,7 @@ PROG = "whisperfarm-worker"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
-    try:
-        settings = WorkerSettings.from_cli(sys.argv[1:] if argv is None else argv, PROG)
-    except ValidationError as exc:
-        print(f"{PROG}: {_describe(exc)}", file=sys.stderr)
-        return 2
+    settings = WorkerSettings.from_cli(sys.argv[1:] if argv is None else argv, PROG)
     configure_logging(settings.log_level)
     quiet_libraries(settings.log_level)
     tune_malloc()  # before any decoding thread exists
@@ -84,15 +78,6 @@ def quiet_libraries(level: str) -> None:
 def _known_or_nan(value: int | None) -> float:
     """A gauge's sample: NaN, Prometheus' "no figure", when the engine cannot measure."""
     return math.nan if value is None else value
-
-
-def _describe(exc: ValidationError) -> str:
-    """`--slots: Input should be a valid integer` rather than a pydantic traceback."""
-    parts = []
-    for error in exc.errors():
-        flag = "--" + "-".join(str(p) for p in error["loc"]).replace("_", "-")
-        parts.append(f"{flag}: {error['msg']} (got {error.get('input')!r})")
-    return "; ".join(parts)
 
 
 async def serve(settings: WorkerSettings, engine: Engine, metrics_port: int) -> bool:

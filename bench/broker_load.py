@@ -21,7 +21,6 @@ import collections
 import json
 import multiprocessing
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -39,6 +38,7 @@ from websockets.protocol import State
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import cpu_seconds, dump, farm, machine, rss_mb, table
+from tests.exposition import samples
 from tests.farm import Broker
 from tests.wsclient import start_message
 
@@ -267,15 +267,13 @@ def stage_latencies(results: list[dict[str, Any]], jobs: list[dict[str, Any]]) -
     return out
 
 
-LOOP_LAG_BUCKET = re.compile(
-    r'^whisperfarm_broker_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.MULTILINE
-)
-
-
 def loop_lag_bounds(metrics_text: str) -> dict[str, float]:
     """From the broker's own event-loop lag histogram (a 100 ms timer, over its whole
     run): the bucket bounds (ms) that its p50, its p99 and its worst sample fall under."""
-    buckets = [(float(le), float(count)) for le, count in LOOP_LAG_BUCKET.findall(metrics_text)]
+    buckets = [
+        (float(sample.labels["le"]), sample.value)
+        for sample in samples(metrics_text, "whisperfarm_broker_event_loop_lag_seconds_bucket")
+    ]
     total = buckets[-1][1] if buckets else 0.0
 
     def bound(share: float) -> float:

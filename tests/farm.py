@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tests.exposition import metric_sum
+
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"whisperfarm-broker listening http=(\S+) zmq=(\S+)")
 T = TypeVar("T")
@@ -110,7 +112,7 @@ class Broker:
         return wait_for(check, timeout, f"job {job_id} in {statuses}", self.process.log)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        return scrape(self.get("/metrics").text, name, labels)
+        return metric_sum(self.get("/metrics").text, name, labels)
 
     def disk_agent_pids(self) -> list[int]:
         """The broker's disk agents (Linux): its children running `python -m broker.disk`,
@@ -126,21 +128,6 @@ def _command_line(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     except FileNotFoundError:
         return []
-
-
-def scrape(text: str, name: str, labels: dict[str, str] | None = None) -> float:
-    """Sum of the samples of one metric whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        match = re.match(rf"{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", line)
-        if not match:
-            continue
-        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        if all(sample_labels.get(k) == v for k, v in (labels or {}).items()):
-            total += float(match.group(2))
-    return total
 
 
 def start_broker(
@@ -177,7 +164,7 @@ class Worker:
         return match.group(1)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        return scrape(httpx.get(self.metrics_url(), timeout=10).text, name, labels)
+        return metric_sum(httpx.get(self.metrics_url(), timeout=10).text, name, labels)
 
 
 def start_worker(tmp: Path, zmq: str, *args: str, engine: str = "null", model: str = "tiny.en",

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.exposition import metric_sum
 from tests.speech import SENTENCES, fixture_clips, synthesize
-from tests.worker_support import farm, final_body, interleave_streams, metric_value, read_wav
+from tests.worker_support import farm, final_body, interleave_streams, read_wav
 from whisperfarm.errors import EngineError
 from whisperfarm.wire import Command
 from workers import engines
@@ -285,8 +286,8 @@ def test_worker_batches_streams_and_keeps_their_words(
             }
             texts[max_batch] = {job: f["text"] for job, f in finals.items()}
             scrape = running.metrics()
-            count = metric_value(scrape, "whisperfarm_worker_decode_batch_size_count") or 0
-            total = metric_value(scrape, "whisperfarm_worker_decode_batch_size_sum") or 0
+            count = metric_sum(scrape, "whisperfarm_worker_decode_batch_size_count")
+            total = metric_sum(scrape, "whisperfarm_worker_decode_batch_size_sum")
             assert (total > count) == (max_batch == "8"), (total, count)
     assert texts["8"] == texts["1"]
 

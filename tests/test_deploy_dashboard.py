@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.exposition import families, series_names
 from tests.test_deploy_support import (
     CHART,
     CHART_DASHBOARD,
@@ -23,13 +24,11 @@ from tests.test_deploy_support import (
     LiveFarm,
     concrete,
     dashboard_exprs,
-    families,
     live_farm,
     need_module,
     need_tool,
     promql_metric_names,
     run,
-    series_names,
 )
 
 __all__ = ["live_farm"]  # the fixture, imported for this module's tests

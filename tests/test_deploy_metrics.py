@@ -23,6 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 import broker.metrics
 import workers.metrics
+from tests.exposition import families, series_names
 from tests.farm import wait_for
 from tests.test_deploy_support import (
     ALERTS,
@@ -32,12 +33,10 @@ from tests.test_deploy_support import (
     LiveFarm,
     concrete,
     dashboard_exprs,
-    families,
     live_farm,
     need_tool,
     promql_metric_names,
     run,
-    series_names,
     start_live_farm,
 )
 

@@ -4,7 +4,7 @@
   it), and skips it elsewhere with the reason.
 - `live_farm`: a real broker and a null-engine worker on loopback, started as the container
   image and the chart run them (`PROMETHEUS_DISABLE_CREATED_SERIES=True`), with both scrapes.
-- `families` / `promql_metric_names`: what a scrape exposes, what a PromQL expression reads.
+- `promql_metric_names`: what a PromQL expression reads (what a scrape exposes: `tests.exposition`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from types import ModuleType
 import httpx
 import pytest
 
+from tests.exposition import families, metric_sum, series_names
 from tests.farm import Broker, Worker, start_broker, start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,21 +131,7 @@ def live_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveFarm]:
     farm.broker.process.stop()
 
 
-# ---- expositions and PromQL --------------------------------------------------------------------
-
-
-def families(exposition: str) -> dict[str, str]:
-    """Metric family name → type, from the `# TYPE` lines of a text exposition."""
-    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", exposition, flags=re.MULTILINE))
-
-
-def series_names(exposition: str) -> set[str]:
-    """Every sample name a scrape holds, families included (NAME_bucket, NAME_sum, ...)."""
-    names = set(families(exposition))
-    for line in exposition.splitlines():
-        if line and not line.startswith("#"):
-            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
-    return names
+# ---- PromQL and dashboards ----------------------------------------------------------------------
 
 
 PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "Inf", "NaN"}
@@ -208,11 +195,16 @@ def test_promql_metric_names(expr: str, names: set[str]) -> None:
     assert promql_metric_names(expr) == names
 
 
-def test_families_and_series_names() -> None:
+def test_families_series_names_and_sums() -> None:
     text = (
         "# HELP h x\n# TYPE h histogram\n"
-        'h_bucket{le="1"} 0\nh_sum 0\nh_count 0\n'
+        'h_bucket{le="1.0"} 1\nh_bucket{le="+Inf"} 3\nh_sum 2.5\nh_count 3\n'
         "# TYPE c_total counter\n"
+        '# TYPE g gauge\ng{a="x",b="say \\"hi\\""} 2\ng{a="x",b="y"} 4\ng{a="z"} 8\n'
     )
-    assert families(text) == {"h": "histogram", "c_total": "counter"}
-    assert series_names(text) == {"h", "h_bucket", "h_sum", "h_count", "c_total"}
+    assert families(text) == {"h": "histogram", "c_total": "counter", "g": "gauge"}
+    assert series_names(text) == {"h", "h_bucket", "h_sum", "h_count", "c_total", "g"}
+    assert metric_sum(text, "h_bucket", {"le": "+Inf"}) == 3
+    assert metric_sum(text, "g", {"a": "x"}) == 6 and metric_sum(text, "g") == 14
+    assert metric_sum(text, "g", {"b": 'say "hi"'}) == 2
+    assert metric_sum(text, "c_total") == 0  # no series before the first increment

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.worker_support import WorkerRig, metric_value, worker_rig
+from tests.exposition import metric_sum
+from tests.worker_support import WorkerRig, worker_rig
 from whisperfarm import wire
 from whisperfarm.packets import AudioFormat
 from whisperfarm.wire import Command, Message
@@ -92,8 +93,8 @@ def test_cancel_drops_the_stream_and_its_result(null_rig: WorkerRig) -> None:
     broker.stream("job-d", silence(6.0), MONO)  # decodes longer and starts later
     broker.expect(Command.FINAL, "job-d")
     assert broker.results_for("job-c") == []
-    assert metric_value(null_rig.metrics(), "whisperfarm_worker_streams_finished_total",
-                        outcome="cancelled") == 1  # fmt: skip
+    assert metric_sum(null_rig.metrics(), "whisperfarm_worker_streams_finished_total",
+                      {"outcome": "cancelled"}) == 1  # fmt: skip
 
 
 def test_new_attempt_replaces_the_old_one(null_rig: WorkerRig) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import struct
 import threading
 import time
@@ -222,14 +221,6 @@ def worker_rig(tmp: Path, *args: str, ready_timeout: float = 120.0) -> Iterator[
     finally:
         worker.stop()
         broker.close()
-
-
-def metric_value(text: str, name: str, **labels: str) -> float | None:
-    """One sample from a Prometheus exposition, or None when it is not there."""
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)"
-    match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
-    return float(match.group(1)) if match else None
 
 
 # ---- audio ------------------------------------------------------------------------------

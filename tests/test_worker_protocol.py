@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -53,6 +54,15 @@ def test_ready_announces_the_worker(null_rig: WorkerRig) -> None:
     assert f"metrics on http://127.0.0.1:{body['metrics_port']}/metrics" in (
         null_rig.worker.output()
     )
+
+
+def test_metrics_port_serves_metrics_and_health_only(null_rig: WorkerRig) -> None:
+    base = f"http://127.0.0.1:{null_rig.ready.body['metrics_port']}"
+    metrics = httpx.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=5)
+    assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert metrics.headers["Content-Encoding"] == "gzip"
+    assert metric_sum(metrics.text, "whisperfarm_worker_slots") == 2
+    assert httpx.get(f"{base}/other", timeout=5).status_code == 404
 
 
 def test_stream_gets_segment_then_final_with_attempt(null_rig: WorkerRig) -> None:

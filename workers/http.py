@@ -1,56 +1,62 @@
-"""A tiny HTTP server for `/metrics` and `/healthz`, on a background thread.
+"""`/metrics` and `/healthz` on a background thread: prometheus_client's WSGI app and server.
 
-The stdlib server is enough for two read-only endpoints and keeps the worker free of a
-web framework; running it on its own thread means a scrape never waits for the event
-loop (or the other way round).
+`/metrics` is prometheus_client's own app (content negotiation, OpenMetrics, gzip,
+`name[]` filters); its `start_http_server` is not used as is because it answers the
+exposition on every path, while probes need `/healthz`, and it polls for shutdown only
+every 0.5 s. So one small WSGI router puts the two paths on prometheus_client's threading
+server. On its own thread a scrape never waits for the event loop (or the other way round).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_POLL_S = 0.05
 """How often the server loop checks for shutdown (the stdlib default, 0.5 s, slows exit)."""
+TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
 
-def _handler(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
-            elif path == "/healthz":
-                self._reply(200, "text/plain; charset=utf-8", b"ok")
-            else:
-                self._reply(404, "text/plain; charset=utf-8", b"not found")
+def metrics_and_health(registry: CollectorRegistry) -> WSGIApplication:
+    """`/metrics` from `registry`, `/healthz` answering `ok`, 404 elsewhere."""
+    metrics = make_wsgi_app(registry)
 
-        def _reply(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            body: Iterable[bytes] = metrics(environ, start_response)
+            return body
+        if path == "/healthz":
+            start_response("200 OK", TEXT)
+            return [b"ok"]
+        start_response("404 Not Found", TEXT)
+        return [b"not found"]
 
-        def log_message(self, format: str, *args: object) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
+    return app
 
-    return Handler
+
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
 
 
 class MetricsServer:
     """`/metrics` + `/healthz` on host:port (port 0: the OS picks one, see `.port`)."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(registry))
-        self._server.daemon_threads = True
+        self._server = make_server(
+            host, port, metrics_and_health(registry), ThreadingWSGIServer, _Handler
+        )
         self.host = host
-        self.port: int = self._server.server_address[1]
+        self.port: int = self._server.server_port
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": SHUTDOWN_POLL_S},

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from whisperfarm.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,7 @@ class RejectedStore:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         rows = sorted(self.rows.values(), key=lambda r: r.created_at)
         data = json.dumps([r.model_dump(mode="json") for r in rows], indent=1)
-        tmp = self._path.with_suffix(".tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(self._path)
+            write_atomic(self._path, data)
         except OSError:
             log.error("could not save the rejected rows to %s", self._path, exc_info=True)

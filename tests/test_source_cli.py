@@ -15,7 +15,7 @@ from source.output import plan_stems, save_transcript, stdout_text
 from source.progress import Console, Mode
 from source.settings import DEFAULT_URL, SourceSettings
 from whisperfarm.errors import ErrorCode
-from whisperfarm.files import write_atomic
+from whisperfarm.files import open_atomic, write_atomic
 from whisperfarm.protocol import Error, Segment, SegmentData
 from whisperfarm.streaming.client import closed_error, describe_connect_error, farm_error
 from whisperfarm.streaming.decode import AudioInfo
@@ -79,6 +79,21 @@ def test_write_atomic_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
         write_atomic(target, "\udc80")  # a lone surrogate cannot be encoded
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["t.txt"]
+
+
+def test_open_atomic_shows_the_file_only_once_it_is_whole(tmp_path: Path) -> None:
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), open_atomic(target) as file:
+        file.write(b"half a checkpoint")
+        assert target.read_bytes() == b"old"
+        raise RuntimeError("the writer failed")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temp left
+    with open_atomic(target) as file:
+        file.write(b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
 def test_stdout_text_prefix_only_when_several() -> None:

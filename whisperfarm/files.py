@@ -1,4 +1,4 @@
-"""Atomic file writes, shared by every component that stores results.
+"""Atomic file writes, shared by every component that stores a file others read.
 
 A reader (or a crash) never sees half a file: data goes to a temp file in the same
 directory, is fsynced, and is renamed over the target; the directory is fsynced too, so
@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomic(target: Path, data: bytes | str) -> None:
@@ -21,13 +24,29 @@ def write_atomic(target: Path, data: bytes | str) -> None:
     per-process counter gives for free).
     """
     payload = data.encode() if isinstance(data, str) else data
+    with _replacing(target) as fd:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+@contextmanager
+def open_atomic(target: Path) -> Iterator[BinaryIO]:
+    """A binary file that becomes `target`, whole and durable, when the block ends without
+    an error; for writers that stream into a file object (`torch.save`, `json.dump`)."""
+    with _replacing(target) as fd, open(fd, "wb", closefd=False) as file:
+        yield file
+
+
+@contextmanager
+def _replacing(target: Path) -> Iterator[int]:
+    """A new temp file beside `target`, open for writing: fsynced and renamed over `target`
+    after the block, or removed if the block fails."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{next(_temp_names)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
     try:
         try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
+            yield fd
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from whisperfarm.errors import EngineError
+from whisperfarm.files import open_atomic, write_atomic
 from workers.ct2_format import Array, Ct2FormatError, Ct2Model, read_model
 from workers.engines import not_installed
 from workers.models import resolve_model
@@ -220,26 +220,11 @@ def write_checkpoint(model_dir: Path, out: Path) -> Path:
         name: torch.from_numpy(array) for name, array in checkpoint["model_state_dict"].items()
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model cache is shared
-        with os.fdopen(fd, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _write_json(out.with_name(out.name + SOURCE_SUFFIX), _fingerprint(model_dir))
+    with open_atomic(out) as file:
+        torch.save(checkpoint, file)
+    fingerprint = out.with_name(out.name + SOURCE_SUFFIX)
+    write_atomic(fingerprint, json.dumps(_fingerprint(model_dir)))
     return out
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as file:
-        json.dump(data, file)
-    os.replace(tmp, path)
 
 
 def _fingerprint(model_dir: Path) -> dict[str, Any]:

@@ -21,12 +21,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     A usage error raises SystemExit(2), which is also `ExitCode.UNREADABLE`."""
     settings = SourceSettings.from_cli(sys.argv[1:] if argv is None else argv, PROG)
     configure_logging(settings.log_level)
-    console = Console.for_terminal(settings.quiet)
-    try:
-        return int(asyncio.run(run(settings, console)))
-    except KeyboardInterrupt:
-        console.error("interrupted")
-        return INTERRUPTED
+    with Console.for_terminal(settings.quiet) as console:
+        try:
+            return int(asyncio.run(run(settings, console)))
+        except KeyboardInterrupt:
+            console.error("interrupted")
+            return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from whisperfarm.streaming.errors import ExitCode, FarmFailed, FarmOverloaded
 from whisperfarm.transcripts import Transcript
 
 INFO = AudioInfo(sample_rate=1000, channels=1, duration=10.0)
+UNKNOWN_LENGTH = AudioInfo(sample_rate=1000, channels=1, duration=None)
 
 
 def test_settings_from_flags_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,36 +140,62 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_tty_board_redraws_one_line_per_file_in_place() -> None:
+def screen(written: str) -> list[str]:
+    """What a terminal shows after `written`: tqdm draws with CR, LF and cursor-up only."""
+    lines, row, col = [""], 0, 0
+    for token in re.findall(r"\x1b\[A|\r|\n|[^\x1b\r\n]+", written):
+        if token == "\x1b[A":
+            row = max(row - 1, 0)
+        elif token == "\r":
+            col = 0
+        elif token == "\n":
+            row, col = row + 1, 0
+            lines += [""] * (row + 1 - len(lines))
+        else:
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + token + line[col + len(token) :]
+            col += len(token)
+    return [line.rstrip() for line in lines]
+
+
+def test_tty_shows_one_bar_per_file_and_scrolls_the_rest_above() -> None:
     err, out = FakeTTY(), io.StringIO()
-    now = [0.0]
-    console = Console(err, out, Mode.TTY, width=lambda: 80, clock=lambda: now[0])
-    a = console.track("a.wav", INFO, several=True)
-    b = console.track("b.wav", INFO, several=True)
-    a.accepted("job", 0)
-    now[0] += 1
-    a.sent(5000)
-    assert err.getvalue().endswith("\x1b[2F\x1b[Ja.wav  uploading 50%\nb.wav  waiting…\n")
-    a.sent(5100)  # same second, same percentage: nothing new drawn
-    size = len(err.getvalue())
-    a.sent(6000)  # new percentage, but within the redraw interval
-    assert len(err.getvalue()) == size
-    a.segment(Segment(id=0, start=61.25, end=63.0, text=" hi"))
-    assert "\x1b[2F\x1b[Ja.wav [01:01.2 → 01:03.0] hi\na.wav  uploading 60%\n" in err.getvalue()
-    a.uploaded()
-    b.failed("farm overloaded (busy), retry in 5 s")
-    a.done(["a.txt"])
-    console.transcript("a.wav: hello")
+    with Console(err, out, Mode.TTY, size=lambda: os.terminal_size((80, 24))) as console:
+        a = console.track("a.wav", INFO, several=True)
+        b = console.track("bb.wav", UNKNOWN_LENGTH, several=True)
+        a.accepted("job", 0)
+        assert screen(err.getvalue()) == [
+            "a.wav   uploading   0%|                    |",
+            "bb.wav  waiting… 0.0 s",
+        ]
+        a.sent(5000)
+        a.reconnecting(1, 3, 1.0, "connection dropped")  # a change of state redraws at once
+        a.segment(Segment(id=0, start=61.25, end=63.0, text=" hi"))
+        assert screen(err.getvalue()) == [
+            "whisperfarm-source: a.wav: connection lost (connection dropped), "
+            "resuming in 1 s (retry 1/3)",
+            "a.wav [01:01.2 → 01:03.0] hi",
+            "a.wav   reconnecting (1/3)…  50%|##########          |",
+            "bb.wav  waiting… 0.0 s",
+        ]
+        a.uploaded()
+        b.failed("farm overloaded (busy), retry in 5 s")
+        a.done(["a.txt"])
+        console.transcript("a.wav: hello")
     assert out.getvalue() == "a.wav: hello\n"
-    assert err.getvalue().endswith("a.wav  done\nb.wav  failed\n")
-    assert "whisperfarm-source: b.wav: farm overloaded (busy), retry in 5 s\n" in err.getvalue()
+    assert screen(err.getvalue())[2:] == [
+        "whisperfarm-source: bb.wav: farm overloaded (busy), retry in 5 s",
+        "a.wav   done 100%|####################|",
+        "bb.wav  failed 0.0 s",
+        "",  # the bars closed, the cursor below them
+    ]
 
 
 def test_tty_lines_are_cut_to_the_terminal_width() -> None:
     err = FakeTTY()
-    console = Console(err, io.StringIO(), Mode.TTY, width=lambda: 20)
-    console.track("a-very-long-file-name-indeed.wav", INFO, several=False)
-    assert err.getvalue() == "a-very-long-file-na\n"
+    with Console(err, io.StringIO(), Mode.TTY, size=lambda: os.terminal_size((20, 24))) as console:
+        console.track("a-very-long-file-name-indeed.wav", INFO, several=False)
+    assert screen(err.getvalue()) == ["a-very-long-file-na", ""]
 
 
 def test_plain_mode_prints_state_changes_not_percentages() -> None:

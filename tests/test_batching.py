@@ -17,7 +17,7 @@ import pytest
 
 from tests.exposition import metric_sum
 from tests.speech import SENTENCES, fixture_clips, synthesize
-from tests.worker_support import farm, final_body, interleave_streams, read_wav
+from tests.worker_support import final_body, interleave_streams, read_wav, worker_rig
 from whisperfarm.errors import EngineError
 from whisperfarm.wire import Command
 from workers import engines
@@ -278,7 +278,7 @@ def test_worker_batches_streams_and_keeps_their_words(
         tmp = tmp_path_factory.mktemp(f"batch-{max_batch}")
         args = ["--engine", "faster-whisper", "--model", "tiny.en", "--slots", "4",
                 "--batch-memory-mb", "200"]  # fmt: skip
-        for running in farm(tmp, *args, "--max-batch", max_batch):
+        for running in worker_rig(tmp, *args, "--max-batch", max_batch):
             interleave_streams(running.broker, streams)
             finals = {
                 job: final_body(running.broker.expect(Command.FINAL, job, timeout=180)[1])

@@ -10,7 +10,7 @@ from typing import Any
 from nicegui import background_tasks
 
 from gui.broker_api import BrokerApi
-from gui.live import LiveFeed
+from gui.event_feed import EventFeed
 from gui.rejected import RejectedStore
 from gui.settings import GuiSettings
 from gui.state import GuiState
@@ -34,7 +34,7 @@ class Services:
     state: GuiState
     store: RejectedStore
     uploader: Uploader
-    feed: LiveFeed
+    feed: EventFeed
 
     @classmethod
     def create(cls, settings: GuiSettings) -> Services:
@@ -48,13 +48,13 @@ class Services:
             token=settings.broker_token,
         )
         uploader = Uploader(state, store, options, spawn)
-        return cls(settings, api, state, store, uploader, LiveFeed(api, state, spawn))
+        return cls(settings, api, state, store, uploader, EventFeed(api, state, spawn))
 
     async def start(self) -> None:
         """`app.on_startup`: load the rejected rows, then follow the broker."""
         self.store.load()
         self.store.remove_orphans(set(self.state.uploads))
-        spawn(self.feed.run(), "live feed")
+        spawn(self.feed.run(), "event feed")
         log.info("following the broker at %s", self.settings.broker)
 
     async def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""The live feed: follow `/v1/events` into `GuiState`, reconnecting whenever it breaks.
+"""The event feed: follow `/v1/events` into `GuiState`, reconnecting whenever it breaks.
 
 One loop per GUI process (started in `app.on_startup`): open the event stream, and once
 its first event (a farm snapshot) proves the subscription is live, load the job list
@@ -31,7 +31,7 @@ broker publishes `farm` events for worker changes, not for every admitted stream
 Spawn = Callable[[Coroutine[Any, Any, None], str], object]
 
 
-class LiveFeed:
+class EventFeed:
     def __init__(self, api: BrokerApi, state: GuiState, spawn: Spawn) -> None:
         self._api, self._state, self._spawn = api, state, spawn
         self._wake = asyncio.Event()
@@ -48,7 +48,7 @@ class LiveFeed:
                 self._state.set_down(exc.reason)
                 delay = min(delay * 2, RETRY_MAX)
             except Exception:
-                log.error("the live feed failed; restarting it", exc_info=True)
+                log.error("the event feed failed; restarting it", exc_info=True)
                 delay = RETRY_MAX
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

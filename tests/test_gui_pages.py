@@ -54,7 +54,7 @@ async def test_jobs_page_shows_the_farm_and_jobs_of_other_clients(
         await user.open("/")
         await user.should_see("whisperfarm")
         await user.should_see("Transcribe files")
-        await eventually(lambda: gui.services.state.connection.up, what="the live feed")
+        await eventually(lambda: gui.services.state.connection.up, what="the event feed")
         await user.should_see(marker="farm-workers", content="1", retries=PATIENCE)
         await user.should_see("0 / 10")
         await user.should_see(marker="farm-worker")
@@ -114,7 +114,7 @@ async def test_upload_streams_readable_files_and_refuses_the_rest_with_a_reason(
     async with simulate(gui_settings(tmp_path, broker.http)) as gui:
         user = gui.user
         await user.open("/")
-        await eventually(lambda: gui.services.state.connection.up, what="the live feed")
+        await eventually(lambda: gui.services.state.connection.up, what="the event feed")
         await upload_files(
             user,
             ("one.wav", wav_bytes(1.0)),

@@ -1,9 +1,13 @@
 """Throughput: the farm (1 worker) against the raw engine, on the same files, in one run.
 
-    .venv/bin/python bench/throughput.py [--files 6] [--seconds 10]
-        [--engines faster-whisper,openai-whisper] [--json out.json]
+    .venv/bin/python bench/throughput.py [--sets long,short] [--files 6] [--seconds 10]
+        [--short-files 8] [--engines faster-whisper,openai-whisper] [--json out.json]
 
-For each engine: the raw library transcribes the files one after another in this process
+Two sets of files, side by side: `long` (`--files` files of at least `--seconds` each) and
+`short` (`--short-files` files of one recording each, 5–11 s: jobs so short that what
+the farm spends per job, not per second of audio, shows).
+
+For each engine and set: the raw library transcribes the files one after another in this process
 (`WhisperModel.transcribe` / openai-whisper's `transcribe`, beam 5, default threads = all
 cores), then a broker + 1 worker get all files at once from concurrent clients (no
 pacing), with cross-stream batching on (`--max-batch 8`) and off (`--max-batch 1`), and
@@ -35,6 +39,9 @@ from bench.common import (
     stream_all,
     table,
 )
+
+SHORT_SECONDS = 5.0
+"""A short file is the first recording at least this long: one recording each (5.3–11 s)."""
 
 
 def raw_faster_whisper(files: list[Speech]) -> tuple[float, list[str]]:
@@ -73,21 +80,30 @@ def raw_run(engine: str, files: list[Speech], cache: Path) -> tuple[float, list[
 
 
 def farm_run(
-    engine: str, files: list[Speech], max_batch: int, parallel: int, tmp: Path, cache: Path
-) -> tuple[float, tuple[int, int]]:
-    """Wall time of the farm on every file at once, and the (windows per pass, passes at
-    once) its worker settled on."""
-    args = ["--model", "tiny.en", "--model-cache-dir", str(cache), "--slots", str(len(files)),
+    engine: str,
+    sets: dict[str, list[Speech]],
+    max_batch: int,
+    parallel: int,
+    tmp: Path,
+    cache: Path,
+) -> tuple[dict[str, float], tuple[int, int]]:
+    """Wall time of the farm on every file of a set at once, for each set in turn, and the
+    (windows per pass, passes at once) its worker settled on."""
+    slots = max(len(files) for files in sets.values())
+    args = ["--model", "tiny.en", "--model-cache-dir", str(cache), "--slots", str(slots),
             "--max-batch", str(max_batch), "--parallel-batches", str(parallel),
             "--beam-size", "5"]  # fmt: skip
+    walls: dict[str, float] = {}
     with farm(tmp, engine, *args) as (broker, workers):
         settled = effective_batch(workers[0])
-        asyncio.run(stream_all(broker, files[:1]))  # warm-up: first-call costs are not farm costs
-        replies, wall = asyncio.run(stream_all(broker, files))
-    failed = [r.messages[-1:] for r in replies if final_text(r) is None]
-    if failed:
-        raise SystemExit(f"{engine}: streams failed: {failed}")
-    return wall, settled
+        warm_up = next(iter(sets.values()))[:1]
+        asyncio.run(stream_all(broker, warm_up))  # first-call costs are not farm costs
+        for name, files in sets.items():
+            replies, walls[name] = asyncio.run(stream_all(broker, files))
+            failed = [r.messages[-1:] for r in replies if final_text(r) is None]
+            if failed:
+                raise SystemExit(f"{engine}, {name} files: streams failed: {failed}")
+    return walls, settled
 
 
 FARM_SIDES = {
@@ -96,53 +112,98 @@ FARM_SIDES = {
     "farm_batched_one_pass": (8, 1),
 }
 """(--max-batch, --parallel-batches) of each farm side; 0 is the worker's auto."""
+SIDE_NAMES = {
+    "farm_batched": "batching on",
+    "farm_unbatched": "batching off",
+    "farm_batched_one_pass": "on, one pass at a time",
+}
 
 
-def run(engine: str, files: list[Speech], tmp: Path, cache: Path, repeat: int) -> dict[str, Any]:
-    """Best of `repeat` rounds of (raw, every farm side), interleaved so that load from
-    elsewhere on the machine hits every side alike; with each farm side's settled
+def run(
+    engine: str,
+    sets: dict[str, list[Speech]],
+    sides: list[str],
+    tmp: Path,
+    cache: Path,
+    repeat: int,
+) -> dict[str, dict[str, Any]]:
+    """Per set: best of `repeat` rounds of (raw, every farm side), interleaved so that load
+    from elsewhere on the machine hits every side alike; with each farm side's settled
     (windows per pass, passes at once) under `settled`."""
-    audio = sum(s.seconds for s in files)
-    walls: dict[str, list[float]] = {"raw": [], **{side: [] for side in FARM_SIDES}}
+    walls: dict[str, dict[str, list[float]]] = {
+        name: {side: [] for side in ["raw", *sides]} for name in sets
+    }
     settled: dict[str, tuple[int, int]] = {}
     for _ in range(repeat):
-        walls["raw"].append(raw_run(engine, files, cache)[0])
-        for side, (max_batch, parallel) in FARM_SIDES.items():
-            wall, settled[side] = farm_run(engine, files, max_batch, parallel, tmp, cache)
-            walls[side].append(wall)
-    speeds = {side: audio / min(wall) for side, wall in walls.items()}
-    return {"audio_s": audio, **speeds, "settled": settled}
+        for name, files in sets.items():
+            walls[name]["raw"].append(raw_run(engine, files, cache)[0])
+        for side in sides:
+            side_walls, settled[side] = farm_run(engine, sets, *FARM_SIDES[side], tmp, cache)
+            for name, wall in side_walls.items():
+                walls[name][side].append(wall)
+    results = {}
+    for name, files in sets.items():
+        audio = sum(s.seconds for s in files)
+        speeds = {side: audio / min(wall) for side, wall in walls[name].items()}
+        results[name] = {"audio_s": audio, "files": len(files), **speeds, "settled": settled}
+    return results
+
+
+def make_sets(names: list[str], args: argparse.Namespace, tmp: Path) -> dict[str, list[Speech]]:
+    """The asked sets of real speech, each in its own directory."""
+    shapes = {"long": (args.files, args.seconds), "short": (args.short_files, SHORT_SECONDS)}
+    sets = {}
+    for name in names:
+        (tmp / name).mkdir()
+        sets[name] = real_speech(*shapes[name], tmp / name)
+    return sets
+
+
+def report(results: dict[str, dict[str, dict[str, Any]]], sides: list[str]) -> None:
+    """Speeds per engine and set, then the farm/raw ratios of the sets side by side."""
+    rows = [[engine, name, r["files"], r["audio_s"], r["raw"], *(r[side] for side in sides)]
+            for engine, by_set in results.items() for name, r in by_set.items()]  # fmt: skip
+    print(table(["engine", "set", "files", "audio s", "raw (audio s / wall s)",
+                 *(f"farm, {SIDE_NAMES[side]}" for side in sides)], rows))  # fmt: skip
+    print()
+    for engine, by_set in results.items():
+        ratios = "; ".join(
+            f"{SIDE_NAMES[side]}: "
+            + ", ".join(f"{name} {r[side] / r['raw']:.2f}" for name, r in by_set.items())
+            for side in sides
+        )
+        print(f"{engine}: farm/raw = {ratios}")
+        settled = next(iter(by_set.values()))["settled"]
+        ran = ", ".join(f"{side} {passes} × {batch}" for side, (batch, passes) in settled.items())
+        print(f"  passes at once × windows per pass, as the worker settled: {ran}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=10.0, help="audio per file")
+    parser.add_argument("--sets", default="long,short", help="long, short or both")
+    parser.add_argument("--files", type=int, default=6, help="files in the long set")
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio per long file")
+    parser.add_argument("--short-files", type=int, default=8, help="files in the short set")
     parser.add_argument("--engines", default="faster-whisper,openai-whisper")
+    parser.add_argument("--sides", default=",".join(FARM_SIDES), help="farm sides to run")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; the best of each counts")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    sides = args.sides.split(",")
     print(f"machine: {machine()}")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp_name:
         tmp = Path(tmp_name)
         cache = tmp / "models"
-        files = real_speech(args.files, args.seconds, tmp)
-        print(f"{len(files)} files, {sum(s.seconds for s in files):.1f} s of real speech\n")
+        sets = make_sets(args.sets.split(","), args, tmp)
+        for name, files in sets.items():
+            print(f"{name}: {len(files)} files, {sum(s.seconds for s in files):.1f} s of real "
+                  f"speech ({min(s.seconds for s in files):.1f}–"
+                  f"{max(s.seconds for s in files):.1f} s each)")  # fmt: skip
+        print()
         for engine in args.engines.split(","):
-            results[engine] = run(engine, files, tmp, cache, args.repeat)
-    rows = [[engine, r["raw"], *(r[side] for side in FARM_SIDES)] for engine, r in results.items()]
-    print(table(["engine", "raw (audio s / wall s)", "farm, batching on", "farm, batching off",
-                 "farm, batching on, one pass at a time"], rows))  # fmt: skip
-    print()
-    for engine, r in results.items():
-        print(f"{engine}: farm/raw = {r['farm_batched'] / r['raw']:.2f} (batching on), "
-              f"{r['farm_unbatched'] / r['raw']:.2f} (batching off), "
-              f"{r['farm_batched_one_pass'] / r['raw']:.2f} (on, one pass at a time)")  # fmt: skip
-        ran = ", ".join(
-            f"{side} {passes} × {batch}" for side, (batch, passes) in r["settled"].items()
-        )
-        print(f"  passes at once × windows per pass, as the worker settled: {ran}")
+            results[engine] = run(engine, sets, sides, tmp, cache, args.repeat)
+    report(results, sides)
     dump(args.json, results)
     return 0
 

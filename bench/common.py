@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import wave
@@ -142,6 +143,19 @@ async def stream_all(broker: Broker, inputs: Sequence[Speech]) -> tuple[list[Rep
     started = time.perf_counter()
     replies = await asyncio.gather(*(stream_pcm(broker.ws, s.pcm, name=s.name) for s in inputs))
     return list(replies), time.perf_counter() - started
+
+
+def stream_cli(broker: Broker, inputs: Sequence[Speech], out_dir: Path) -> float:
+    """Every input at once through the source CLI (`python -m source`), as a user runs it;
+    returns the wall time, the CLI's start-up and exit included."""
+    command = [sys.executable, "-m", "source", "--quiet", "--url", broker.ws,
+               "--out", str(out_dir), *(str(s.path) for s in inputs)]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"the CLI exited with {done.returncode}: {done.stderr.decode()[-2000:]}")
+    return wall
 
 
 def final_text(reply: Reply) -> str | None:

@@ -1,7 +1,8 @@
 """Throughput: the farm (1 worker) against the raw engine, on the same files, in one run.
 
     .venv/bin/python bench/throughput.py [--sets long,short] [--files 6] [--seconds 10]
-        [--short-files 8] [--engines faster-whisper,openai-whisper] [--json out.json]
+        [--short-files 8] [--engines faster-whisper,openai-whisper] [--client ws|cli]
+        [--sides farm_batched,...] [--json out.json]
 
 Two sets of files, side by side: `long` (`--files` files of at least `--seconds` each) and
 `short` (`--short-files` files of one recording each, 5–11 s: jobs so short that what
@@ -10,7 +11,7 @@ the farm spends per job, not per second of audio, shows).
 For each engine and set: the raw library transcribes the files one after another in this process
 (`WhisperModel.transcribe` / openai-whisper's `transcribe`, beam 5, default threads = all
 cores), then a broker + 1 worker get all files at once from concurrent clients (no
-pacing), with cross-stream batching on (`--max-batch 8`) and off (`--max-batch 1`), and
+pacing; `--client cli`: one run of the source CLI, its start-up and exit included), with cross-stream batching on (`--max-batch 8`) and off (`--max-batch 1`), and
 batching on with one forward pass at a time (`--parallel-batches 1`: what batching alone
 gives, without the second pass a CPU worker runs by default). Prints audio-seconds per
 wall-second for each and the farm/raw ratios.
@@ -37,6 +38,7 @@ from bench.common import (
     machine,
     real_speech,
     stream_all,
+    stream_cli,
     table,
 )
 
@@ -84,10 +86,12 @@ def farm_run(
     sets: dict[str, list[Speech]],
     max_batch: int,
     parallel: int,
+    client: str,
     tmp: Path,
     cache: Path,
 ) -> tuple[dict[str, float], tuple[int, int]]:
-    """Wall time of the farm on every file of a set at once, for each set in turn, and the
+    """Wall time of the farm on every file of a set at once, sent by `client` (`ws`: this
+    process's WebSocket clients; `cli`: the source CLI), for each set in turn, and the
     (windows per pass, passes at once) its worker settled on."""
     slots = max(len(files) for files in sets.values())
     args = ["--model", "tiny.en", "--model-cache-dir", str(cache), "--slots", str(slots),
@@ -99,6 +103,9 @@ def farm_run(
         warm_up = next(iter(sets.values()))[:1]
         asyncio.run(stream_all(broker, warm_up))  # first-call costs are not farm costs
         for name, files in sets.items():
+            if client == "cli":
+                walls[name] = stream_cli(broker, files, tmp / "transcripts")
+                continue
             replies, walls[name] = asyncio.run(stream_all(broker, files))
             failed = [r.messages[-1:] for r in replies if final_text(r) is None]
             if failed:
@@ -123,6 +130,7 @@ def run(
     engine: str,
     sets: dict[str, list[Speech]],
     sides: list[str],
+    client: str,
     tmp: Path,
     cache: Path,
     repeat: int,
@@ -138,7 +146,9 @@ def run(
         for name, files in sets.items():
             walls[name]["raw"].append(raw_run(engine, files, cache)[0])
         for side in sides:
-            side_walls, settled[side] = farm_run(engine, sets, *FARM_SIDES[side], tmp, cache)
+            side_walls, settled[side] = farm_run(
+                engine, sets, *FARM_SIDES[side], client, tmp, cache
+            )
             for name, wall in side_walls.items():
                 walls[name][side].append(wall)
     results = {}
@@ -186,11 +196,17 @@ def main() -> int:
     parser.add_argument("--short-files", type=int, default=8, help="files in the short set")
     parser.add_argument("--engines", default="faster-whisper,openai-whisper")
     parser.add_argument("--sides", default=",".join(FARM_SIDES), help="farm sides to run")
+    parser.add_argument(
+        "--client",
+        choices=["ws", "cli"],
+        default="ws",
+        help="who sends the files: WebSocket clients in this process, or the source CLI",
+    )
     parser.add_argument("--repeat", type=int, default=2, help="rounds; the best of each counts")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sides = args.sides.split(",")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; files sent by: {args.client}")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp_name:
         tmp = Path(tmp_name)
@@ -202,7 +218,7 @@ def main() -> int:
                   f"{max(s.seconds for s in files):.1f} s each)")  # fmt: skip
         print()
         for engine in args.engines.split(","):
-            results[engine] = run(engine, sets, sides, tmp, cache, args.repeat)
+            results[engine] = run(engine, sets, sides, args.client, tmp, cache, args.repeat)
     report(results, sides)
     dump(args.json, results)
     return 0

@@ -8,13 +8,14 @@ Two sets of files, side by side: `long` (`--files` files of at least `--seconds`
 `short` (`--short-files` files of one recording each, 5–11 s: jobs so short that what
 the farm spends per job, not per second of audio, shows).
 
-For each engine and set: the raw library transcribes the files one after another in this process
-(`WhisperModel.transcribe` / openai-whisper's `transcribe`, beam 5, default threads = all
-cores), then a broker + 1 worker get all files at once from concurrent clients (no
-pacing; `--client cli`: one run of the source CLI, its start-up and exit included), with cross-stream batching on (`--max-batch 8`) and off (`--max-batch 1`), and
-batching on with one forward pass at a time (`--parallel-batches 1`: what batching alone
-gives, without the second pass a CPU worker runs by default). Prints audio-seconds per
-wall-second for each and the farm/raw ratios.
+For each engine and set: the raw library transcribes the files one after another in this
+process (`WhisperModel.transcribe` / openai-whisper's `transcribe`, beam 5, default threads =
+all cores), then a broker + 1 worker get all files at once from concurrent clients (no
+pacing; `--client cli`: one run of the source CLI, its start-up and exit included), with
+cross-stream batching on (`--max-batch 8`) and off (`--max-batch 1`), and batching on with
+one forward pass at a time (`--parallel-batches 1`: what batching alone gives, without the
+second pass a CPU worker runs by default). Prints audio-seconds per wall-second for each
+and the farm/raw ratios.
 """
 
 from __future__ import annotations

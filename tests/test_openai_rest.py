@@ -30,15 +30,19 @@ def client(broker: Broker, api_key: str = "unused") -> OpenAI:
     return OpenAI(base_url=broker.http + "/v1", api_key=api_key, max_retries=0, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def model_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    tmp = tmp_path_factory.mktemp("farm")
+def farm_serving(tmp: Path, model: str) -> Iterator[Broker]:
+    """A broker and one faster-whisper worker serving `model`, for a module's tests."""
     broker = start_broker(tmp)
-    worker = start_worker(tmp, broker.zmq, engine="faster-whisper", model="tiny.en", slots=4)
-    broker.wait_workers(1, timeout=180)
+    worker = start_worker(tmp, broker.zmq, engine="faster-whisper", model=model, slots=4)
+    broker.wait_workers(1, timeout=300)
     yield broker
     worker.process.stop()
     broker.process.stop()
+
+
+@pytest.fixture(scope="module")
+def model_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    yield from farm_serving(tmp_path_factory.mktemp("farm"), "tiny.en")
 
 
 def reference(name: str) -> str:
@@ -107,13 +111,7 @@ def test_the_prompt_and_temperature_reach_the_engine(model_farm: Broker) -> None
 @pytest.fixture(scope="module")
 def multilingual_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A worker serving the multilingual `base` (assembled from its packages on first use)."""
-    tmp = tmp_path_factory.mktemp("multilingual")
-    broker = start_broker(tmp)
-    worker = start_worker(tmp, broker.zmq, engine="faster-whisper", model="base", slots=2)
-    broker.wait_workers(1, timeout=300)
-    yield broker
-    worker.process.stop()
-    broker.process.stop()
+    yield from farm_serving(tmp_path_factory.mktemp("multilingual"), "base")
 
 
 @pytest.mark.model

@@ -41,8 +41,8 @@ INSTALL: dict[str, str] = {
 """The one command (README: Engines) that adds an engine left out of the base install. Two pip
 calls because an extra cannot say `--no-deps`: the extra brings openai-whisper's runtime
 requirements, the second call openai-whisper itself without the triton its metadata asks for
-on Linux (only its CUDA word-timestamp kernels use it, and this engine makes no word
-timestamps)."""
+on Linux (only its CUDA word-timestamp kernels use it, and PyPI's CUDA torch brings it; without
+it the engine refuses word timestamps on a GPU, naming it)."""
 
 _OWN_PACKAGES = ("whisperfarm", "workers", "broker", "gui", "source")
 

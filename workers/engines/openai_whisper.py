@@ -14,6 +14,7 @@ encoder pass and one batched beam search (`torch_decode`).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import threading
 import time
@@ -112,6 +113,9 @@ class OpenAIWhisperEngine:
         )
         self._fp16 = self.whisper.device.type == "cuda"
         self._mel = Limited(mel_of, usable_cpus())
+        self._word_timing_missing = (
+            self._fp16 and importlib.util.find_spec("triton") is None
+        )  # whisper.timing imports it unguarded for CUDA tensors
         self._hooked = threading.Lock()
         """Held by whatever runs the decoder's own attention modules: word alignment
         hooks them, language detection runs them (the batched decode runs neither)."""
@@ -136,6 +140,11 @@ class OpenAIWhisperEngine:
     def _one(self, request: DecodeRequest) -> DecodeResult:
         if not len(request.audio):
             return DecodeResult([], request.language)
+        if request.word_timestamps and self._word_timing_missing:
+            raise EngineError(
+                "word timestamps on a GPU need openai-whisper's triton kernels, and triton is "
+                "not installed here (pip install triton; PyPI's CUDA torch brings it)"
+            )
         with self.gate.decoding(), torch.inference_mode():
             mel: torch.Tensor = self._mel(
                 request.audio, self.whisper.dims.n_mels, self.whisper.device

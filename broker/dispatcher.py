@@ -441,6 +441,7 @@ class Dispatcher:
             format=audio.format,
             language=run.job.language,
             task=run.job.task,
+            **run.job.decode_options(),
         )
         self._send(worker.identity, body.message(run.job_id))
         self.listener.on_assigned(run, worker, held.attempt)

@@ -42,7 +42,7 @@ from broker.upload import Upload
 from whisperfarm.curve import CurveServer
 from whisperfarm.errors import NotFound, UnknownModel, WhisperfarmError
 from whisperfarm.farm_view import FarmView
-from whisperfarm.jobs import Job, JobStatus
+from whisperfarm.jobs import DECODE_OPTIONS, Job, JobStatus
 from whisperfarm.packets import PacketValidator
 from whisperfarm.protocol import Start
 from whisperfarm.transcripts import Transcript
@@ -149,6 +149,7 @@ class Farm:
             model=model,
             duration_hint=start.duration,
             owner=owner,
+            **start.model_dump(include=DECODE_OPTIONS),
         )
         files = JobFiles(self.settings.data_dir, job.id)
         spool = await self._open_spool(files, 0, owner)

@@ -20,7 +20,7 @@ from broker.run import StreamRun
 from broker.transcript_store import TranscriptStore
 from whisperfarm.errors import CloseCode, EngineError
 from whisperfarm.jobs import Job, JobStatus, preview_of
-from whisperfarm.protocol import Ack, Final, Segment
+from whisperfarm.protocol import CLIENT_SEGMENT_FIELDS, Ack, Final, Segment
 from whisperfarm.transcripts import Transcript, join_segments, render
 from whisperfarm.wire_bodies import FinalBody, SegmentBody
 
@@ -56,9 +56,7 @@ class WorkerResults:
         run.segments.append(segment)
         if segment.id >= run.segments_sent:  # a re-dispatched attempt repeats what was sent
             run.segments_sent = segment.id + 1
-            run.emit(
-                Segment(id=segment.id, start=segment.start, end=segment.end, text=segment.text)
-            )
+            run.emit(Segment.model_validate(segment.model_dump(include=CLIENT_SEGMENT_FIELDS)))
 
     def on_final(self, run: StreamRun, body: FinalBody) -> None:
         job = run.job

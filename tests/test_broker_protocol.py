@@ -75,11 +75,14 @@ async def test_stereo_44k_packets_are_4000_bytes(broker: Broker) -> None:
         ([start_message(), json.dumps({"type": "start"})], "bad_message", 1003),
         ([json.dumps({"type": "resume", "job_id": "0" * 32})], "not_found", 1003),
         (["{" * 70_000], "bad_message", 1003),
+        ([start_message(word_timestamps="yes")], "bad_message", 1003),
+        ([start_message(temperature=1.5)], "bad_message", 1003),
     ],
     ids=[
         "non-json", "unknown-type", "not-object", "end-first", "binary-before-start",
         "rate-too-low", "too-many-channels", "unknown-format", "half-frame", "oversized-packet",
         "short-packet-not-last", "huge-packet", "start-twice", "resume-unknown", "huge-json",
+        "word-timestamps-not-boolean", "temperature-above-1",
     ],
 )  # fmt: skip
 async def test_bad_input_gets_its_error_and_a_parallel_stream_finishes(

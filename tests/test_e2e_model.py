@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.farm import ROOT, Broker, Worker, start_broker, start_worker
-from tests.speech import SENTENCES, fixture_clips, synthesize, word_error_rate
+from tests.speech import FIXTURE_DIR, SENTENCES, fixture_clips, synthesize, word_error_rate
+from tests.wsclient import stream_pcm
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
+JFK = FIXTURE_DIR / "jfk.wav"
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,27 @@ def test_farm_transcripts_match_the_raw_engine(
         raw_words.append(" ".join(s.text.strip() for s in segments))
         farm_words.append(json.loads((tmp_path / f"{path.stem}.json").read_text())["text"])
     assert word_error_rate(" ".join(raw_words), " ".join(farm_words)) <= 0.02
+
+
+async def test_word_timestamps_put_timed_words_in_segments_and_the_final(
+    model_farm: tuple[Broker, Worker],
+) -> None:
+    """Asked for in `start`, words come with every committed segment and in the final;
+    the segment messages carry no decoding figures (those are in the final)."""
+    broker, _ = model_farm
+    with wave.open(str(JFK)) as clip:
+        pcm = clip.readframes(clip.getnframes())
+    reply = await stream_pcm(broker.ws, pcm, name="jfk.wav", word_timestamps=True)
+    final = reply.last
+    assert final["type"] == "final", reply.messages
+    assert [s["words"] for s in reply.of("segment")] == [s["words"] for s in final["segments"]]
+    assert all(set(s) == {"type", "id", "start", "end", "text", "words"}
+               for s in reply.of("segment"))  # fmt: skip
+    for segment in final["segments"]:
+        words = segment["words"]
+        assert " ".join(w["word"].strip() for w in words) == segment["text"]
+        assert all(segment["start"] <= w["start"] <= w["end"] <= segment["end"] for w in words)
+        assert all(0 <= w["probability"] <= 1 for w in words)
+        assert segment["avg_logprob"] < 0 and segment["tokens"]
+    plain = await stream_pcm(broker.ws, pcm, name="jfk.wav")
+    assert all("words" not in s for s in plain.last["segments"])

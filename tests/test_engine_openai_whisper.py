@@ -101,6 +101,38 @@ def test_context_tokens_are_the_prompt(
     assert word_error_rate(text_of(plain), text_of(prompted)) <= 0.5
 
 
+def test_words_and_decoding_figures_agree_with_the_faster_whisper_engine(
+    openai_engine: Engine, cache: Path, test_set: list[tuple[np.ndarray, str]]
+) -> None:
+    """openai-whisper's own word timing, run per window of the batched loop (two requests
+    at once: the alignment passes take turns on the shared decoder)."""
+    audio, _ = test_set[0]  # jfk.wav
+    request = DecodeRequest(audio, word_timestamps=True)
+    ours, again = openai_engine.transcribe([request, request])
+    (theirs,) = engine("faster-whisper", cache).transcribe([request])
+    words = [w for s in ours.segments for w in s.words or ()]
+    assert words == [w for s in again.segments for w in s.words or ()]
+    expected = [w for s in theirs.segments for w in s.words or ()]
+    assert [w.word for w in words] == [w.word for w in expected]
+    assert all(abs(a.start - b.start) <= 0.1 and abs(a.end - b.end) <= 0.1
+               for a, b in zip(words, expected, strict=True))  # fmt: skip
+    for segment in ours.segments:
+        assert segment.seek == 0 and segment.temperature == 0.0 and segment.tokens
+        assert segment.avg_logprob is not None and segment.avg_logprob < 0
+        assert segment.compression_ratio is not None and segment.compression_ratio > 0
+        assert segment.no_speech_prob is not None and 0 <= segment.no_speech_prob <= 1
+        assert all(segment.start <= w.start <= w.end <= segment.end for w in segment.words or ())
+
+
+def test_decoding_starts_at_the_requested_temperature(
+    openai_engine: Engine, test_set: list[tuple[np.ndarray, str]]
+) -> None:
+    audio, _ = test_set[0]
+    (result,) = openai_engine.transcribe([DecodeRequest(audio, temperature=0.6)])
+    temperatures = [s.temperature for s in result.segments]
+    assert temperatures and all(t is not None and t >= 0.6 for t in temperatures)
+
+
 # ---- a real worker process -------------------------------------------------------------
 
 

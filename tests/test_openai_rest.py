@@ -20,7 +20,7 @@ from openai import OpenAI
 from websockets.sync.client import connect
 
 from tests.farm import Broker, start_broker, start_worker
-from tests.speech import fixture_clips, word_error_rate
+from tests.speech import fixture_clips, normalize_text, synthesize, word_error_rate
 from tests.wsclient import start_message
 
 JFK = Path(__file__).parent / "fixtures" / "audio" / "jfk.wav"
@@ -30,15 +30,19 @@ def client(broker: Broker, api_key: str = "unused") -> OpenAI:
     return OpenAI(base_url=broker.http + "/v1", api_key=api_key, max_retries=0, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def model_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    tmp = tmp_path_factory.mktemp("farm")
+def farm_serving(tmp: Path, model: str) -> Iterator[Broker]:
+    """A broker and one faster-whisper worker serving `model`, for a module's tests."""
     broker = start_broker(tmp)
-    worker = start_worker(tmp, broker.zmq, engine="faster-whisper", model="tiny.en", slots=4)
-    broker.wait_workers(1, timeout=180)
+    worker = start_worker(tmp, broker.zmq, engine="faster-whisper", model=model, slots=4)
+    broker.wait_workers(1, timeout=300)
     yield broker
     worker.process.stop()
     broker.process.stop()
+
+
+@pytest.fixture(scope="module")
+def model_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    yield from farm_serving(tmp_path_factory.mktemp("farm"), "tiny.en")
 
 
 def reference(name: str) -> str:
@@ -67,6 +71,66 @@ def test_each_response_format_carries_the_words_and_sane_times(model_farm: Broke
     assert segments and all(0 <= s.start < s.end <= 11.1 for s in segments)
     assert [s.id for s in segments] == list(range(len(segments)))
     assert all(a.end <= b.start + 0.01 for a, b in itertools.pairwise(segments))
+
+
+@pytest.mark.model
+def test_verbose_json_carries_the_engines_own_figures_and_timed_words(model_farm: Broker) -> None:
+    verbose = client(model_farm).audio.transcriptions.create(
+        model="whisper-1", file=JFK, response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+    )  # fmt: skip
+    segments, words = verbose.segments or [], verbose.words or []
+    assert segments and all(s.tokens for s in segments)
+    assert all(s.avg_logprob < 0 and 0 <= s.no_speech_prob <= 1 for s in segments)
+    assert all(s.compression_ratio > 0 and s.temperature == 0.0 for s in segments)
+    assert " ".join(w.word for w in words) == verbose.text
+    assert all(w.start <= w.end for w in words)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(words))
+    assert all(any(s.start <= w.start <= w.end <= s.end for s in segments) for w in words)
+
+
+@pytest.mark.model
+def test_the_prompt_and_temperature_reach_the_engine(model_farm: Broker) -> None:
+    """A prompt that misspells the speech's words makes the model spell them that way: only
+    a prompt that reached the decoder can do that."""
+    api = client(model_farm)
+    plain = api.audio.transcriptions.create(model="whisper-1", file=JFK)
+    prompted = api.audio.transcriptions.create(
+        model="whisper-1", file=JFK, prompt="Ask naught what your kuntry can do for yu."
+    )
+    assert "kuntry" not in plain.text and "kuntry" in prompted.text
+    hot = api.audio.transcriptions.create(
+        model="whisper-1", file=JFK, temperature=0.6, response_format="verbose_json"
+    )
+    assert hot.segments and all(s.temperature >= 0.6 for s in hot.segments)
+    with pytest.raises(openai.BadRequestError) as too_hot:
+        api.audio.transcriptions.create(model="whisper-1", file=JFK, temperature=1.5)
+    assert too_hot.value.body["param"] == "temperature"  # type: ignore[index]
+
+
+@pytest.fixture(scope="module")
+def multilingual_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A worker serving the multilingual `base` (assembled from its packages on first use)."""
+    yield from farm_serving(tmp_path_factory.mktemp("multilingual"), "base")
+
+
+@pytest.mark.model
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the SDK's, for whisper-1
+def test_german_speech_is_translated_to_english(multilingual_farm: Broker, tmp_path: Path) -> None:
+    german = synthesize(
+        "Guten Morgen. Das Wetter ist heute sehr schön, und die Sonne scheint über der Stadt. "
+        "Ich trinke gern Kaffee mit Milch.",
+        tmp_path / "german.wav", voice="de",
+    )  # fmt: skip
+    api = client(multilingual_farm)
+    translated = api.audio.translations.create(
+        model="base", file=german, response_format="verbose_json"
+    )
+    words = set(normalize_text(translated.text).split())
+    assert {"morning", "weather", "coffee", "milk"} <= words, translated.text
+    assert (translated.task, translated.language) == ("translate", "german")
+    jobs = [j for j in multilingual_farm.jobs() if j["name"] == "german.wav"]
+    assert [(j["task"], j["model"], j["status"]) for j in jobs] == [("translate", "base", "done")]
 
 
 @pytest.mark.model

@@ -6,7 +6,7 @@ import pytest
 
 from whisperfarm import wire
 from whisperfarm.errors import ProtocolError
-from whisperfarm.protocol import SegmentData
+from whisperfarm.protocol import SegmentData, Word
 from whisperfarm.wire import Command, Message
 from whisperfarm.wire_bodies import (
     AssignBody,
@@ -29,6 +29,12 @@ from whisperfarm.wire_bodies import (
             b'"task":"transcribe"}',
         ),
         (
+            AssignBody(attempt=1, sample_rate=16_000, prompt="Dashwood", temperature=0.2,
+                       word_timestamps=True),
+            b'{"attempt":1,"sample_rate":16000,"prompt":"Dashwood","temperature":0.2,'
+            b'"word_timestamps":true}',
+        ),
+        (
             ReadyBody(engine="null", model="tiny", device="cpu", slots=4, metrics_port=None,
                       name="w1", pid=7),
             b'{"engine":"null","model":"tiny","device":"cpu","slots":4,"metrics_port":null,'
@@ -37,6 +43,14 @@ from whisperfarm.wire_bodies import (
         (
             SegmentBody(attempt=1, id=0, start=0.0, end=1.5, text="h\u00e9"),
             b'{"attempt":1,"id":0,"start":0.0,"end":1.5,"text":"h\\u00e9"}',
+        ),
+        (
+            SegmentBody(attempt=1, id=0, start=0.0, end=1.5, text="hi", tokens=[50363, 1],
+                        avg_logprob=-0.25, words=[Word(word=" hi", start=0.1, end=1.5,
+                                                       probability=0.9)]),
+            b'{"attempt":1,"id":0,"start":0.0,"end":1.5,"text":"hi","tokens":[50363,1],'
+            b'"avg_logprob":-0.25,"words":[{"word":" hi","start":0.1,"end":1.5,'
+            b'"probability":0.9}]}',
         ),
         (
             FinalBody(attempt=1, text="hi", segments=[SegmentData(id=0, start=0, end=1, text="hi")],
@@ -81,3 +95,14 @@ def test_a_body_that_does_not_fit_its_command_is_a_protocol_error(
 def test_a_body_is_read_only_as_its_own_command() -> None:
     with pytest.raises(ProtocolError, match="a SEGMENT is not a FINAL"):
         FinalBody.read(Message(Command.SEGMENT, "job", {"attempt": 1}))
+
+
+def test_a_segment_keeps_its_figures_from_the_worker_to_the_transcript() -> None:
+    """What the worker reported is what the job's transcript stores: nothing is lost on the
+    way, and nothing the engine did not report is written as null."""
+    body = SegmentBody(attempt=2, id=3, start=1.0, end=2.0, text="x", seek=100, temperature=0.0,
+                       no_speech_prob=0.5)  # fmt: skip
+    assert body.segment().model_dump() == {
+        "id": 3, "start": 1.0, "end": 2.0, "text": "x", "seek": 100, "temperature": 0.0,
+        "no_speech_prob": 0.5,
+    }  # fmt: skip

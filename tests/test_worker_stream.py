@@ -17,7 +17,7 @@ from whisperfarm.errors import EngineError, ProtocolError, UnsupportedFormat
 from whisperfarm.wire import Command, Message
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE
-from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
+from workers.engines import DecodedSegment, DecodedWord, DecodeRequest, DecodeResult
 from workers.engines.null import NullEngine
 from workers.runner import StreamRunner
 from workers.stream import COMMIT_MARGIN_S, StreamState
@@ -144,6 +144,57 @@ def test_committed_tokens_become_the_next_context() -> None:
     state.commit(window, result((0.0, 0.5, " four", tuple(range(300)))))
     window = state.next_window(final=False)
     assert window is not None and window.to_request().context == tuple(range(300))[-223:]
+
+
+def test_the_clients_options_reach_every_window_and_its_prompt_the_first() -> None:
+    spec = SPEC.model_copy(update={"prompt": "Dashwood", "temperature": 0.4,
+                                   "word_timestamps": True})  # fmt: skip
+    state = StreamState(spec, chunk_seconds=10)
+    feed(state, 12.0)
+    first = state.next_window(final=False)
+    assert first is not None
+    request = first.to_request()
+    assert (request.initial_prompt, request.temperature, request.word_timestamps) == (
+        "Dashwood", 0.4, True,
+    )  # fmt: skip
+    state.commit(first, result((0.0, 3.0, " Mister Dashwood.")))
+    later = state.next_window(final=False)
+    assert later is not None
+    assert later.to_request().initial_prompt == "Mister Dashwood."
+    assert (later.temperature, later.word_timestamps) == (0.4, True)
+
+
+def test_decoding_figures_and_words_are_committed_in_stream_time() -> None:
+    state = StreamState(SPEC, chunk_seconds=10)
+    feed(state, 12.0)
+    window = state.next_window(final=False)
+    assert window is not None
+    state.commit(window, result((0.0, 4.0, " one")))  # the buffer now starts at 4.0 s
+    window = state.next_window(final=False)
+    assert window is not None
+    said = DecodedSegment(
+        0.5, 2.0, " two three", (50363, 7, 8), seek=0, temperature=0.2, avg_logprob=-0.3,
+        compression_ratio=1.1, no_speech_prob=0.01,
+        words=(DecodedWord(" two", 0.5, 1.2, 0.9), DecodedWord(" three", 1.2, 2.0, 0.8)),
+    )  # fmt: skip
+    [segment] = state.commit(window, DecodeResult([said], "en"))
+    assert (segment.start, segment.end, segment.seek) == (4.5, 6.0, 400)  # seek: 10 ms frames
+    assert segment.tokens == [50363, 7, 8]
+    assert (segment.temperature, segment.avg_logprob) == (0.2, -0.3)
+    assert (segment.compression_ratio, segment.no_speech_prob) == (1.1, 0.01)
+    assert [(w.word, w.start, w.end, w.probability) for w in segment.words or []] == [
+        (" two", 4.5, 5.2, 0.9), (" three", 5.2, 6.0, 0.8),
+    ]  # fmt: skip
+
+
+def test_figures_an_engine_did_not_report_stay_off_the_wire() -> None:
+    state = StreamState(SPEC, chunk_seconds=10)
+    feed(state, 3.0)
+    state.end()
+    window = state.next_window(final=True)
+    assert window is not None
+    [segment] = state.commit(window, result((0.0, 3.0, " hello")))
+    assert segment.model_dump() == {"id": 0, "start": 0.0, "end": 3.0, "text": "hello"}
 
 
 def test_end_flushes_the_resampler_tail() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -27,6 +27,9 @@ class JobStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
 
+
+DECODE_OPTIONS = {"prompt", "temperature", "word_timestamps"}
+"""The `start` fields that travel to the engine as they are."""
 
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.STREAMING, JobStatus.TRANSCRIBING})
 FINISHED_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED})
@@ -52,6 +55,9 @@ class Job(BaseModel):
     task: Literal["transcribe", "translate"] = "transcribe"
     model: str | None = None
     """The model its worker must serve (None: any)."""
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
     duration_hint: float | None = None
     frames: int = 0
     """Frames received (durable in the spool)."""
@@ -69,6 +75,11 @@ class Job(BaseModel):
 
     def audio_format(self) -> AudioFormat:
         return AudioFormat(self.sample_rate, self.channels, self.format)
+
+    def decode_options(self) -> dict[str, Any]:
+        """The `start` options for the engine that differ from their defaults (ASSIGN
+        sends only those, so a job that asked for none costs the wire nothing)."""
+        return self.model_dump(include=DECODE_OPTIONS, exclude_defaults=True)
 
     @property
     def upload_ended(self) -> bool:

@@ -10,7 +10,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
 
 from whisperfarm.errors import ErrorCode, ProtocolError, UnsupportedFormat, WhisperfarmError
 from whisperfarm.packets import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioFormat
@@ -18,6 +27,8 @@ from whisperfarm.packets import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, 
 STREAM_PATH = "/v1/stream"
 MAX_TEXT_MESSAGE_BYTES = 64 * 1024
 """A control message is a few hundred bytes; anything this big is abuse."""
+MAX_PROMPT_CHARS = 4000
+"""Far more than Whisper reads of a prompt (its last ~220 tokens)."""
 
 
 class _Message(BaseModel):
@@ -41,6 +52,12 @@ class Start(_Message):
     duration: float | None = Field(default=None, ge=0)
     model: str | None = Field(default=None, min_length=1, max_length=200)
     """A logical model name (`tiny.en`, `base`…); None: the broker's default."""
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    """Text said before this audio (names, spelling, style); the first window's prompt."""
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    """The first decoding temperature; a window whose text looks wrong retries hotter."""
+    word_timestamps: StrictBool = False
+    """Segments carry `words`, each with its own times and probability."""
 
     def audio_format(self) -> AudioFormat:
         return AudioFormat(self.sample_rate, self.channels, self.format)
@@ -76,16 +93,43 @@ class Ack(_Message):
     frames: int
 
 
-class Segment(_Message):
+class _OmitsNone(BaseModel):
+    """Fields that are None are left out of the JSON: a figure the engine did not
+    report, or words nobody asked for, cost a client nothing."""
+
+    @model_serializer(mode="wrap")
+    def _without_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
+
+
+class Word(BaseModel):
+    """A word of a segment, timed in stream seconds (with `start.word_timestamps`)."""
+
+    model_config = ConfigDict(allow_inf_nan=False, frozen=True)
+
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+class Segment(_Message, _OmitsNone):
     type: Literal["segment"] = "segment"
     id: int
     start: float
     end: float
     text: str
+    words: list[Word] | None = None
 
 
-class SegmentData(BaseModel):
-    """A segment inside a `final` message or a stored transcript."""
+CLIENT_SEGMENT_FIELDS = {"id", "start", "end", "text", "words"}
+"""What a `segment` message carries of a segment: the decoding figures wait for `final`."""
+
+
+class SegmentData(_OmitsNone):
+    """A segment inside a `final` message or a stored transcript, with the engine's
+    decoding figures as it reported them (what OpenAI's `verbose_json` shows)."""
 
     model_config = ConfigDict(allow_inf_nan=False)
 
@@ -93,6 +137,15 @@ class SegmentData(BaseModel):
     start: float
     end: float
     text: str
+    seek: int | None = None
+    """Where the window that decoded it began, in 10 ms mel frames of the stream."""
+    tokens: list[int] | None = None
+    """The engine's token ids of the segment, timestamp tokens included."""
+    temperature: float | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+    words: list[Word] | None = None
 
 
 class Final(_Message):

@@ -60,17 +60,13 @@ class ReadyBody(Body):
     pid: int | None = None
 
 
-class SegmentBody(_Attempted):
+class SegmentBody(SegmentData, _Attempted):
     """A committed segment, sent while the stream goes on."""
 
     command = Command.SEGMENT
-    id: int
-    start: float
-    end: float
-    text: str
 
     def segment(self) -> SegmentData:
-        return SegmentData(id=self.id, start=self.start, end=self.end, text=self.text)
+        return SegmentData.model_validate(self.model_dump(exclude={"attempt"}))
 
 
 class FinalBody(_Attempted):
@@ -105,6 +101,9 @@ class AssignBody(_Attempted):
     format: SampleFormat = "s16le"
     language: str | None = None
     task: Literal["transcribe", "translate"] = "transcribe"
+    prompt: str | None = None
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    word_timestamps: bool = False
 
     @classmethod
     def read(cls, message: Message) -> Self:

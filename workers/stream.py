@@ -6,7 +6,8 @@ end more than `COMMIT_MARGIN_S` before the end of the decoded audio (text near t
 may change once the next words arrive), drop the committed audio and keep the rest. The
 next window restarts where the last committed segment ended, with the committed text (and
 the engine's tokens for it, timestamps included) as its prompt and the detected language
-carried on. At the end everything left is decoded and committed. A stream shorter than
+carried on; until some text is committed, the prompt is the client's (`start.prompt`).
+At the end everything left is decoded and committed. A stream shorter than
 `chunk_seconds` is thus decoded in one engine call over the whole audio — the same call
 a user would make on the original file.
 
@@ -18,11 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from whisperfarm.protocol import SegmentData
+from whisperfarm.protocol import SegmentData, Word
 from whisperfarm.transcripts import join_segments
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE, Pcm, Resampler
-from workers.engines import DecodedSegment, DecodeRequest, DecodeResult, Task
+from workers.engines import DecodedSegment, DecodedWord, DecodeRequest, DecodeResult, Task
 from workers.pcm_buffer import PcmBuffer
 
 COMMIT_MARGIN_S = 5.0
@@ -34,6 +35,8 @@ MAX_WINDOW_CHUNKS = 2
 edge, so the buffer stays bounded even if the engine keeps returning one long segment."""
 CONTEXT_TOKENS = 223
 """Committed tokens passed on: what Whisper itself keeps (max_length // 2 - 1)."""
+SEEK_HOP = SAMPLE_RATE // 100
+"""Samples per mel frame (10 ms): the unit Whisper counts `seek` in."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Window:
     initial_prompt: str | None
     context: tuple[int, ...]
     final: bool
+    temperature: float = 0.0
+    word_timestamps: bool = False
 
     @property
     def samples(self) -> int:
@@ -58,7 +63,15 @@ class Window:
 
     def to_request(self) -> DecodeRequest:
         """The engine's request (its float32 audio is made when first read)."""
-        return DecodeRequest(self.pcm, self.language, self.task, self.initial_prompt, self.context)
+        return DecodeRequest(
+            self.pcm,
+            self.language,
+            self.task,
+            self.initial_prompt,
+            self.context,
+            self.temperature,
+            self.word_timestamps,
+        )
 
 
 class StreamState:
@@ -117,12 +130,23 @@ class StreamState:
         pcm = self._audio.view()
         if final and not len(pcm):
             return None
-        return Window(pcm, self.language, self.spec.task, self._prompt(), self._context, final)
+        spec = self.spec
+        return Window(
+            pcm,
+            self.language,
+            spec.task,
+            self._prompt(),
+            self._context,
+            final,
+            spec.temperature,
+            spec.word_timestamps,
+        )
 
     def _prompt(self) -> str | None:
+        """The committed text's tail; before any, the prompt the client gave."""
         text = join_segments(self.segments)
         if not text:
-            return None
+            return self.spec.prompt
         tail = text[-PROMPT_CHARS:]
         return tail if len(text) <= PROMPT_CHARS else tail.partition(" ")[2] or tail
 
@@ -166,11 +190,19 @@ class StreamState:
 
     def _to_stream_time(self, segment: DecodedSegment) -> SegmentData:
         base = self._offset / SAMPLE_RATE
+        words = segment.words
         data = SegmentData(
             id=len(self.segments),
             start=round(base + segment.start, 3),
             end=round(base + segment.end, 3),
             text=segment.text.strip(),
+            seek=None if segment.seek is None else self._offset // SEEK_HOP + segment.seek,
+            tokens=list(segment.tokens) or None,
+            temperature=segment.temperature,
+            avg_logprob=segment.avg_logprob,
+            compression_ratio=segment.compression_ratio,
+            no_speech_prob=segment.no_speech_prob,
+            words=None if words is None else [_shifted(w, base) for w in words],
         )
         self.segments.append(data)
         return data
@@ -185,3 +217,13 @@ class StreamState:
     @property
     def text(self) -> str:
         return join_segments(self.segments)
+
+
+def _shifted(word: DecodedWord, base: float) -> Word:
+    """A window's word in stream time."""
+    return Word(
+        word=word.word,
+        start=round(base + float(word.start), 3),
+        end=round(base + float(word.end), 3),
+        probability=round(float(word.probability), 4),
+    )

@@ -42,9 +42,9 @@ def verbose(transcript: Transcript, task: str, granularities: Sequence[str]) -> 
         body["segments"] = [_segment(s.model_dump()) for s in transcript.segments]
     if "word" in granularities:
         body["words"] = [
-            {"word": w["word"], "start": w["start"], "end": w["end"]}
+            {"word": w.word.strip(), "start": w.start, "end": w.end}
             for s in transcript.segments
-            for w in (s.model_dump().get("words") or [])
+            for w in s.words or []
         ]
     return body
 

@@ -54,7 +54,9 @@ async def _transcribe(request: Request, task: Task) -> Response:
         start = Start(
             name=file.filename or "upload", sample_rate=audio.audio.sample_rate,
             channels=audio.audio.channels, language=options.language, task=task,
-            duration=audio.duration,
+            duration=audio.duration, model=options.model, prompt=options.prompt,
+            temperature=options.temperature,
+            word_timestamps="word" in options.timestamp_granularities,
         )  # fmt: skip
         upload = await farm.open(start, owner)
     except OpenAIError as exc:

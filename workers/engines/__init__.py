@@ -41,10 +41,21 @@ INSTALL: dict[str, str] = {
 """The one command (README: Engines) that adds an engine left out of the base install. Two pip
 calls because an extra cannot say `--no-deps`: the extra brings openai-whisper's runtime
 requirements, the second call openai-whisper itself without the triton its metadata asks for
-on Linux (only its CUDA word-timestamp kernels use it, and this engine makes no word
-timestamps)."""
+on Linux (only its CUDA word-timestamp kernels use it, and PyPI's CUDA torch brings it; without
+it the engine refuses word timestamps on a GPU, naming it)."""
 
 _OWN_PACKAGES = ("whisperfarm", "workers", "broker", "gui", "source")
+
+
+TEMPERATURE_STEP = 0.2
+"""How much hotter each retry of a window decodes (OpenAI's and faster-whisper's step)."""
+
+
+def fallback_temperatures(first: float) -> tuple[float, ...]:
+    """The temperatures a window is decoded at, in order, until its text looks right:
+    from `first` up to 1.0 by `TEMPERATURE_STEP`, as OpenAI's `transcribe` builds them."""
+    steps = int((1.0 - first) / TEMPERATURE_STEP + 1e-9)
+    return tuple(round(first + TEMPERATURE_STEP * i, 6) for i in range(steps + 1))
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,9 @@ class DecodeRequest:
     `initial_prompt`: it is how Whisper conditions one 30 s window on the previous one
     inside a single decode, timestamps included — a text-only prompt makes small models
     stop predicting timestamps. Engines without tokens leave this empty."""
+    temperature: float = 0.0
+    """The first decoding temperature (`fallback_temperatures`)."""
+    word_timestamps: bool = False
 
     @property
     def audio(self) -> Samples:
@@ -88,14 +102,35 @@ class DecodeRequest:
 
 
 @dataclass(frozen=True)
+class DecodedWord:
+    """A word and its times (seconds from the start of the request's audio)."""
+
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
 class DecodedSegment:
-    """Timed text; times are seconds from the start of the request's audio."""
+    """Timed text; times are seconds from the start of the request's audio.
+
+    The decoding figures are the engine's own for the window the segment came from
+    (None where an engine has none): they are what OpenAI's `verbose_json` shows."""
 
     start: float
     end: float
     text: str
     tokens: tuple[int, ...] = ()
     """Engine-specific token ids of the segment, timestamps included (see `context`)."""
+    seek: int | None = None
+    """Where its window began, in mel frames (10 ms) from the start of the request."""
+    temperature: float | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+    words: tuple[DecodedWord, ...] | None = None
+    """With `DecodeRequest.word_timestamps`."""
 
 
 @dataclass(frozen=True)

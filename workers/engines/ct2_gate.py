@@ -83,6 +83,10 @@ class GatedCt2Model:
         """Rare (once per stream on multilingual models): not worth a batch."""
         return self._model.detect_language(_storage(encoder_output))
 
+    def align(self, encoder_output: Features, *args: Any, **kwargs: Any) -> Any:
+        """Word timestamps' alignment (with `word_timestamps` only): not batched."""
+        return self._model.align(_storage(encoder_output), *args, **kwargs)
+
     # ---- the batch side -----------------------------------------------------------------------
 
     def _run(self, key: Hashable, items: Sequence[Item]) -> list[Any]:

@@ -14,11 +14,12 @@ import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ctranslate2
 from faster_whisper import WhisperModel
+from faster_whisper.transcribe import Segment
 
 from whisperfarm.errors import EngineError
 from workers import gpu_memory, metrics
@@ -32,7 +33,13 @@ from workers.batch_budget import (
 from workers.batching import Limited, useful_concurrency
 from workers.cpus import usable_cpus
 from workers.ct2_format import Ct2FormatError, read_shapes
-from workers.engines import DecodedSegment, DecodeRequest, DecodeResult
+from workers.engines import (
+    DecodedSegment,
+    DecodedWord,
+    DecodeRequest,
+    DecodeResult,
+    fallback_temperatures,
+)
 from workers.engines.ct2_gate import GatedCt2Model
 from workers.models import resolve_model
 from workers.settings import WorkerSettings
@@ -116,11 +123,27 @@ class FasterWhisperEngine:
                 task=request.task,
                 beam_size=self.beam_size,
                 initial_prompt=prompt,
+                temperature=fallback_temperatures(request.temperature),
+                word_timestamps=request.word_timestamps,
             )
-            decoded = [  # iterating runs the decode
-                DecodedSegment(s.start, s.end, s.text, tuple(s.tokens)) for s in segments
-            ]
+            decoded = [_decoded(s) for s in segments]  # iterating runs the decode
         return DecodeResult(decoded, info.language)
+
+
+def _decoded(segment: Segment) -> DecodedSegment:
+    words = segment.words
+    return DecodedSegment(
+        segment.start,
+        segment.end,
+        segment.text,
+        tuple(segment.tokens),
+        seek=segment.seek,
+        temperature=segment.temperature,
+        avg_logprob=segment.avg_logprob,
+        compression_ratio=segment.compression_ratio,
+        no_speech_prob=segment.no_speech_prob,
+        words=None if words is None else tuple(DecodedWord(**asdict(w)) for w in words),
+    )
 
 
 def load(settings: WorkerSettings) -> FasterWhisperEngine:

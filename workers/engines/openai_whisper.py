@@ -13,7 +13,10 @@ encoder pass and one batched beam search (`torch_decode`).
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
+import threading
 import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +28,7 @@ import torch
 from whisper.audio import N_FRAMES, pad_or_trim
 from whisper.decoding import DecodingOptions, DecodingResult
 from whisper.model import ModelDimensions, Whisper
+from whisper.timing import add_word_timestamps
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from whisperfarm.errors import EngineError
@@ -39,7 +43,7 @@ from workers.batch_budget import (
 from workers.batching import BatchGate, Limited, useful_concurrency
 from workers.convert import ensure_checkpoint
 from workers.cpus import usable_cpus
-from workers.engines import DecodeRequest, DecodeResult
+from workers.engines import DecodeRequest, DecodeResult, fallback_temperatures
 from workers.engines.torch_decode import BatchedDecodingTask
 from workers.engines.whisper_loop import (
     TorchFeatures,
@@ -109,6 +113,12 @@ class OpenAIWhisperEngine:
         )
         self._fp16 = self.whisper.device.type == "cuda"
         self._mel = Limited(mel_of, usable_cpus())
+        self._word_timing_missing = (
+            self._fp16 and importlib.util.find_spec("triton") is None
+        )  # whisper.timing imports it unguarded for CUDA tensors
+        self._hooked = threading.Lock()
+        """Held by whatever runs the decoder's own attention modules: word alignment
+        hooks them, language detection runs them (the batched decode runs neither)."""
 
     @property
     def concurrency(self) -> int:
@@ -130,6 +140,11 @@ class OpenAIWhisperEngine:
     def _one(self, request: DecodeRequest) -> DecodeResult:
         if not len(request.audio):
             return DecodeResult([], request.language)
+        if request.word_timestamps and self._word_timing_missing:
+            raise EngineError(
+                "word timestamps on a GPU need openai-whisper's triton kernels, and triton is "
+                "not installed here (pip install triton; PyPI's CUDA torch brings it)"
+            )
         with self.gate.decoding(), torch.inference_mode():
             mel: torch.Tensor = self._mel(
                 request.audio, self.whisper.dims.n_mels, self.whisper.device
@@ -139,8 +154,36 @@ class OpenAIWhisperEngine:
             decode = lambda window, prompt, t: self.gate.call(  # noqa: E731
                 self._key(language, request.task, t), (window, prompt)
             )
-            segments = transcribe_mel(mel, tokenizer, decode, initial_tokens(request, tokenizer))
+            segments = transcribe_mel(
+                mel,
+                tokenizer,
+                decode,
+                initial_tokens(request, tokenizer),
+                fallback_temperatures(request.temperature),
+                functools.partial(self._align, tokenizer) if request.word_timestamps else None,
+            )
         return DecodeResult(segments, language)
+
+    def _align(
+        self,
+        tokenizer: Tokenizer,
+        segments: list[dict[str, Any]],
+        window: TorchFeatures,
+        frames: int,
+        last_speech: float,
+    ) -> None:
+        """openai-whisper's own word timing (`AlignFn`): one more forward pass of the
+        window, whose cross-attention it reads through hooks on the shared decoder —
+        so no other pass through those layers may run meanwhile (`_hooked`)."""
+        with self._hooked:
+            add_word_timestamps(
+                segments=segments,
+                model=self.whisper,
+                tokenizer=tokenizer,
+                mel=window,
+                num_frames=frames,
+                last_speech_timestamp=last_speech,
+            )
 
     def _tokenizer(self, language: str, task: str) -> Tokenizer:
         model = self.whisper
@@ -195,7 +238,8 @@ class OpenAIWhisperEngine:
         return outputs
 
     def _detect(self, features: torch.Tensor) -> list[DecodingResult]:
-        _, probs = self.whisper.detect_language(features)
+        with self._hooked:
+            _, probs = self.whisper.detect_language(features)
         return [
             DecodingResult(audio_features=f, language=max(p, key=p.get))
             for f, p in zip(features, probs, strict=True)

@@ -1,27 +1,28 @@
 """One request's way through its audio, 30 s at a time, for the openai-whisper engine.
 
 This is faster-whisper's `WhisperModel.generate_segments` (itself openai-whisper's
-`transcribe` loop) without the options the farm never uses (word timestamps, clips,
-VAD, hallucination skipping), so both engines cut segments, fall back to higher
-temperatures, skip silence and carry the prompt on by the same rules — which is what
-makes their transcripts of the same audio agree. Decoding one window is a callback:
-the engine routes it through the cross-stream `BatchGate`.
+`transcribe` loop) without the options the farm never uses (clips, VAD, hallucination
+skipping), so both engines cut segments, fall back to higher temperatures, skip silence,
+time words and carry the prompt on by the same rules — which is what makes their
+transcripts of the same audio agree. Decoding one window is a callback: the engine
+routes it through the cross-stream `BatchGate`; so is aligning its words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from whisper.audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
 from whisper.decoding import DecodingResult
 from whisper.tokenizer import Tokenizer
+from whisper.utils import get_end
 
-from workers.engines import DecodedSegment, DecodeRequest
+from workers.engines import DecodedSegment, DecodedWord, DecodeRequest, fallback_temperatures
 
-TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
@@ -36,6 +37,10 @@ TorchFeatures = torch.Tensor
 its encoder output (ctx, state)."""
 DecodeFn = Callable[[TorchFeatures, list[int], float], DecodingResult]
 """`decode(window, prompt_tokens, temperature)`: one window, through the batch gate."""
+AlignFn = Callable[[list[dict[str, Any]], TorchFeatures, int, float], None]
+"""`align(segments, window_mel, frames, last_speech_end)`: openai-whisper's
+`add_word_timestamps` on one window's segments (dicts with `seek`, `start`, `end`,
+`tokens`); it adds their `words` and moves their times to the words'."""
 
 
 def mel_of(audio: np.ndarray, n_mels: int, device: torch.device) -> torch.Tensor:
@@ -54,9 +59,12 @@ def content_frames(mel: torch.Tensor) -> int:
 
 
 def decode_with_fallback(
-    decode: DecodeFn, window: TorchFeatures, prompt: list[int]
+    decode: DecodeFn,
+    window: TorchFeatures,
+    prompt: list[int],
+    temperatures: Sequence[float] = fallback_temperatures(0.0),
 ) -> tuple[DecodingResult, float]:
-    """Decode at temperature 0, retrying hotter while the text looks wrong.
+    """Decode at the first temperature, retrying hotter while the text looks wrong.
 
     Like faster-whisper: a retry is needed when the text is too repetitive (compression
     ratio) or too unlikely (log probability), unless the window is silence; when every
@@ -66,7 +74,7 @@ def decode_with_fallback(
     results: list[DecodingResult] = []
     below_threshold: list[DecodingResult] = []
     temperature = 0.0
-    for temperature in TEMPERATURES:
+    for temperature in temperatures:
         result = decode(window, prompt, temperature)
         window = result.audio_features  # a retry reuses the encoder output
         results.append(result)
@@ -125,30 +133,69 @@ def initial_tokens(request: DecodeRequest, tokenizer: Tokenizer) -> list[int]:
 
 
 def transcribe_mel(
-    mel: torch.Tensor, tokenizer: Tokenizer, decode: DecodeFn, prompt: list[int]
+    mel: torch.Tensor,
+    tokenizer: Tokenizer,
+    decode: DecodeFn,
+    prompt: list[int],
+    temperatures: Sequence[float] = fallback_temperatures(0.0),
+    align: AlignFn | None = None,
 ) -> list[DecodedSegment]:
-    """Seek through `mel` (with its 30 s of padding) window by window."""
+    """Seek through `mel` (with its 30 s of padding) window by window; with `align`,
+    segments carry words, and the next window starts after the last word (as in
+    openai-whisper and faster-whisper)."""
     frames = content_frames(mel)
-    all_tokens, reset_since, seek = list(prompt), 0, 0
+    all_tokens, reset_since, seek, last_speech = list(prompt), 0, 0, 0.0
     segments: list[DecodedSegment] = []
     while seek < frames:
         time_offset = seek / FRAMES_PER_SECOND
         segment_size = min(N_FRAMES, frames - seek)
         window = pad_or_trim(mel[:, seek : seek + segment_size], N_FRAMES)
-        result, temperature = decode_with_fallback(decode, window, all_tokens[reset_since:])
+        context = all_tokens[reset_since:]
+        result, temperature = decode_with_fallback(decode, window, context, temperatures)
         speechless = result.no_speech_prob > NO_SPEECH_THRESHOLD
         if speechless and not result.avg_logprob > LOG_PROB_THRESHOLD:
             seek += segment_size
             continue
-        pieces, seek = split_by_timestamps(
+        pieces, next_seek = split_by_timestamps(
             tokenizer, result.tokens, time_offset, segment_size, seek
         )
-        for piece in pieces:
-            text = tokenizer.decode([t for t in piece.tokens if t < tokenizer.eot])
-            if piece.start == piece.end or not text.strip():
-                continue
-            all_tokens.extend(piece.tokens)
-            segments.append(DecodedSegment(piece.start, piece.end, text, tuple(piece.tokens)))
+        found = [
+            {"seek": seek, "start": p.start, "end": p.end, "tokens": p.tokens, "text": text}
+            for p in pieces
+            if (text := tokenizer.decode([t for t in p.tokens if t < tokenizer.eot])).strip()
+            and p.start != p.end
+        ]
+        if align is not None and found:
+            align(found, window, segment_size, last_speech)
+            last_speech = get_end(found)
+            if not _single_ending(tokenizer, result.tokens) and last_speech > time_offset:
+                next_seek = round(last_speech * FRAMES_PER_SECOND)
+        seek = next_seek
+        for data in found:
+            all_tokens.extend(data["tokens"])
+            segments.append(_decoded(data, result, temperature))
         if temperature > PROMPT_RESET_ON_TEMPERATURE:
             reset_since = len(all_tokens)
     return segments
+
+
+def _single_ending(tokenizer: Tokenizer, tokens: list[int]) -> bool:
+    """The window's text ends on one timestamp: it ran to the end of the window."""
+    return len(tokens) >= 2 and tokens[-2] < tokenizer.timestamp_begin <= tokens[-1]
+
+
+def _decoded(data: dict[str, Any], result: DecodingResult, temperature: float) -> DecodedSegment:
+    """A segment of a window, with the figures of the decode that produced it."""
+    words = data.get("words")
+    return DecodedSegment(
+        data["start"],
+        data["end"],
+        data["text"],
+        tuple(data["tokens"]),
+        seek=data["seek"],
+        temperature=temperature,
+        avg_logprob=result.avg_logprob,
+        compression_ratio=result.compression_ratio,
+        no_speech_prob=result.no_speech_prob,
+        words=None if words is None else tuple(DecodedWord(**w) for w in words),
+    )

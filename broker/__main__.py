@@ -56,6 +56,7 @@ async def serve(settings: BrokerSettings) -> None:
     from broker.app import create_app
     from broker.ws_protocol import PacketProtocol, quiet_connection_lines
 
+    tune_gc()  # after the last import: what imports made is frozen with the rest
     quiet_connection_lines(settings.log_level)
     try:
         farm = Farm(settings)
@@ -129,7 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = BrokerSettings.from_cli(sys.argv[1:] if argv is None else argv, "whisperfarm-broker")
     configure_logging(settings.log_level)
     log.info("open-file limit %d", raise_open_file_limit())
-    tune_gc()
     try:
         with (
             contextlib.suppress(KeyboardInterrupt),

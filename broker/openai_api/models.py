@@ -25,21 +25,27 @@ def _names(farm: Farm) -> list[str]:
     return [*farm.models(), *aliases]
 
 
-async def list_models(request: Request) -> Response:
+def _refused(request: Request) -> Response | None:
+    """The answer to a caller without a valid token (tokens on), else None."""
     farm: Farm = request.app.state.farm
     try:
         farm.owner(request.headers, request.query_params)
     except WhisperfarmError as exc:
         return from_exception(exc).response()
+    return None
+
+
+async def list_models(request: Request) -> Response:
+    if (refused := _refused(request)) is not None:
+        return refused
+    farm: Farm = request.app.state.farm
     return JSONResponse({"object": "list", "data": [_model(n) for n in _names(farm)]})
 
 
 async def get_model(request: Request) -> Response:
+    if (refused := _refused(request)) is not None:
+        return refused
     farm: Farm = request.app.state.farm
-    try:
-        farm.owner(request.headers, request.query_params)
-    except WhisperfarmError as exc:
-        return from_exception(exc).response()
     name = request.path_params["model"]
     if name not in _names(farm):
         return OpenAIError(404, f"the model {name!r} does not exist", param="model",

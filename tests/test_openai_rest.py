@@ -265,6 +265,14 @@ def test_a_worker_failure_is_500_with_the_job_id_and_a_failed_job(tmp_path: Path
         [job] = broker.jobs()
         assert job["status"] == "failed" and job["error"] == "GPU on fire"
         assert job["id"] in failed.value.message and "GPU on fire" in failed.value.message
+        # Streamed, the answer has begun (200) when the worker fails: an `error` event ends it.
+        stream = client(broker).audio.transcriptions.create(
+            model="whisper-1", file=JFK, stream=True
+        )
+        with pytest.raises(openai.APIError) as streamed:
+            list(stream)
+        assert "GPU on fire" in streamed.value.message
+        assert sorted(j["status"] for j in broker.jobs()) == ["failed", "failed"]
     finally:
         worker.close()
         broker.process.stop()

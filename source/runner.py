@@ -83,6 +83,7 @@ class Batch:
             url=settings.url,
             language=settings.language,
             task=settings.task,
+            word_timestamps=settings.word_timestamps,
             retries=settings.retries,
             retry_delay=settings.retry_delay,
             connect_timeout=settings.connect_timeout,

@@ -35,6 +35,9 @@ class SourceSettings(ComponentSettings):
     task: Literal["transcribe", "translate"] = Field(
         "transcribe", description="transcribe, or translate into English"
     )
+    word_timestamps: bool = Field(
+        False, description="ask for each word's start and end (kept in <stem>.json)"
+    )
     quiet: bool = Field(False, description="print only transcripts and errors")
     retries: int = Field(
         3,

@@ -62,6 +62,12 @@ class Start(_Message):
     def audio_format(self) -> AudioFormat:
         return AudioFormat(self.sample_rate, self.channels, self.format)
 
+    def dumps(self) -> str:
+        """Options left at their defaults are not sent: a broker that predates one of
+        them takes the message as before."""
+        options = self.model_dump(mode="json", exclude_defaults=True)
+        return json.dumps({"type": self.type, **options}, separators=(",", ":"))
+
 
 class Resume(_Message):
     type: Literal["resume"] = "resume"

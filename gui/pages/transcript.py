@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from html import escape
 from pathlib import PurePath
 from typing import Any
 
@@ -20,6 +21,7 @@ from gui.rows import STATUS, format_duration, format_timestamp
 from gui.services import Services
 from gui.theme import watch
 from whisperfarm.jobs import ACTIVE_STATUSES, Job, JobStatus
+from whisperfarm.protocol import Word
 from whisperfarm.transcripts import FORMATS, MEDIA_TYPES, Transcript
 
 
@@ -180,6 +182,24 @@ def _transcript(services: Services, job: Job, transcript: Transcript) -> None:
             row_key="id",
             pagination={"rowsPerPage": 50},
         ).classes("w-full").props('flat dense wrap-cells data-testid="segments"').mark("segments")
+    if any(s.words for s in transcript.segments):
+        _words(transcript)
+
+
+def _words(transcript: Transcript) -> None:
+    """Every word, its time shown when the pointer rests on it (one element per segment:
+    a long transcript has thousands of words)."""
+    with ui.card().classes("w-full gap-2").mark("words"):
+        ui.label("Words (hover a word for its time)").classes("text-lg font-semibold")
+        for segment in transcript.segments:
+            spans = " ".join(_word_span(w) for w in segment.words or [])
+            ui.html(f"<p>{spans}</p>").classes("leading-relaxed").mark(f"words-{segment.id}")
+
+
+def _word_span(word: Word) -> str:
+    when = f"{format_timestamp(word.start)} – {format_timestamp(word.end)}"
+    title = f"{when} · p {word.probability:.2f}"
+    return f'<span class="wf-word" title="{title}">{escape(word.word.strip())}</span>'
 
 
 def _fact(name: str, value: str) -> None:

@@ -71,6 +71,7 @@ class ClientOptions:
     url: str
     language: str | None = None
     task: Literal["transcribe", "translate"] = "transcribe"
+    word_timestamps: bool = False
     retries: int = 3
     retry_delay: float = 1.0
     connect_timeout: float = 10.0
@@ -174,6 +175,7 @@ class StreamClient:
             format=SAMPLE_FORMAT,
             language=self._options.language,
             task=self._options.task,
+            word_timestamps=self._options.word_timestamps,
             duration=self._info.duration,
         )
 

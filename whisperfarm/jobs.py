@@ -28,8 +28,16 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
-DECODE_OPTIONS = {"prompt", "temperature", "word_timestamps"}
-"""The `start` fields that travel to the engine as they are."""
+DECODE_OPTIONS = {
+    "prompt",
+    "temperature",
+    "word_timestamps",
+    "live",
+    "vad",
+    "vad_pause_ms",
+    "vad_threshold",
+}
+"""The `start` fields that travel to the worker as they are."""
 
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.STREAMING, JobStatus.TRANSCRIBING})
 FINISHED_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED})
@@ -58,6 +66,11 @@ class Job(BaseModel):
     prompt: str | None = None
     temperature: float = 0.0
     word_timestamps: bool = False
+    live: bool = False
+    """Decoded as it arrives, with partials (`start.live`)."""
+    vad: bool = True
+    vad_pause_ms: int | None = None
+    vad_threshold: float | None = None
     duration_hint: float | None = None
     frames: int = 0
     """Frames received (durable in the spool)."""

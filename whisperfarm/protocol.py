@@ -29,6 +29,9 @@ MAX_TEXT_MESSAGE_BYTES = 64 * 1024
 """A control message is a few hundred bytes; anything this big is abuse."""
 MAX_PROMPT_CHARS = 4000
 """Far more than Whisper reads of a prompt (its last ~220 tokens)."""
+MIN_PAUSE_MS = 100
+MAX_PAUSE_MS = 10_000
+"""The range of `Start.vad_pause_ms`: shorter cuts words apart, longer is not a pause."""
 
 
 class _Message(BaseModel):
@@ -58,6 +61,16 @@ class Start(_Message):
     """The first decoding temperature; a window whose text looks wrong retries hotter."""
     word_timestamps: StrictBool = False
     """Segments carry `words`, each with its own times and probability."""
+    live: StrictBool = False
+    """Live mode: the stream is decoded as it arrives; the client also gets `partial`s and
+    may send `commit` and `clear`."""
+    vad: StrictBool = True
+    """Voice activity: non-speech is skipped, never turned into words (files too)."""
+    vad_pause_ms: int | None = Field(default=None, ge=MIN_PAUSE_MS, le=MAX_PAUSE_MS)
+    """Silence that ends a live utterance (its tail is committed at once); None: the
+    worker's default."""
+    vad_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    """Speech probability above which a 32 ms frame is speech; None: the worker's default."""
 
     def audio_format(self) -> AudioFormat:
         return AudioFormat(self.sample_rate, self.channels, self.format)
@@ -78,8 +91,21 @@ class End(_Message):
     type: Literal["end"] = "end"
 
 
-ClientMessage = Start | Resume | End
+class Commit(_Message):
+    """Live only: the current utterance ends now (push-to-talk); its partial is committed."""
+
+    type: Literal["commit"] = "commit"
+
+
+class Clear(_Message):
+    """Live only: drop the audio not committed yet (it is never transcribed)."""
+
+    type: Literal["clear"] = "clear"
+
+
+ClientMessage = Start | Resume | End | Commit | Clear
 """A text message from a client to the broker."""
+CLIENT_TYPES = ("start", "resume", "end", "commit", "clear")
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(
     Annotated[ClientMessage, Field(discriminator="type")]
 )
@@ -127,6 +153,16 @@ class Segment(_Message, _OmitsNone):
     end: float
     text: str
     words: list[Word] | None = None
+
+
+class Partial(_Message):
+    """Live only: the text after the last committed segment, not final yet. Each partial
+    replaces the one before; an empty `text` clears it."""
+
+    type: Literal["partial"] = "partial"
+    text: str
+    start: float
+    end: float
 
 
 CLIENT_SEGMENT_FIELDS = {"id", "start", "end", "text", "words"}
@@ -177,7 +213,7 @@ class Error(_Message):
         return self.model_dump_json(exclude_none=True)
 
 
-ServerMessage = Accepted | Ack | Segment | Final | Error
+ServerMessage = Accepted | Ack | Segment | Partial | Final | Error
 """A text message from the broker to a client."""
 _server_adapter: TypeAdapter[ServerMessage] = TypeAdapter(
     Annotated[ServerMessage, Field(discriminator="type")]
@@ -207,8 +243,10 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         raise ProtocolError(f"text message larger than {MAX_TEXT_MESSAGE_BYTES} bytes")
     data = _load_json_object(text)
     kind = data.get("type")
-    if kind not in ("start", "resume", "end"):
-        raise ProtocolError(f"unknown message type {kind!r} (expected start, resume or end)")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError(
+            f"unknown message type {kind!r} (expected one of {', '.join(CLIENT_TYPES)})"
+        )
     try:
         message = _client_adapter.validate_python(data)
     except ValidationError as exc:

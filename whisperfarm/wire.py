@@ -28,12 +28,15 @@ class Command(StrEnum):
     # worker → broker
     READY = "READY"
     SEGMENT = "SEGMENT"
+    PARTIAL = "PARTIAL"
     FINAL = "FINAL"
     FAILED = "FAILED"
     # broker → worker
     ASSIGN = "ASSIGN"
     AUDIO = "AUDIO"  # header(attempt) + PCM, no JSON
     END = "END"
+    COMMIT = "COMMIT"
+    CLEAR = "CLEAR"
     CANCEL = "CANCEL"
     # both ways
     HEARTBEAT = "HEARTBEAT"

@@ -69,6 +69,17 @@ class SegmentBody(SegmentData, _Attempted):
         return SegmentData.model_validate(self.model_dump(exclude={"attempt"}))
 
 
+class PartialBody(_Attempted):
+    """A live stream's uncommitted tail, after its last segment (`protocol.Partial`)."""
+
+    command = Command.PARTIAL
+    text: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    step_seconds: float | None = None
+    """How long the decode behind it took (the worker's live step time)."""
+
+
 class FinalBody(_Attempted):
     """The stream's whole result."""
 
@@ -104,6 +115,15 @@ class AssignBody(_Attempted):
     prompt: str | None = None
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     word_timestamps: bool = False
+    live: bool = False
+    vad: bool = True
+    vad_pause_ms: int | None = None
+    vad_threshold: float | None = None
+    resume_at: float = Field(default=0.0, ge=0.0)
+    """Stream seconds already committed by earlier attempts: audio before it is skipped,
+    and the attempt's segments continue after them (live streams keep what they sent)."""
+    first_segment_id: int = Field(default=0, ge=0)
+    """The id of this attempt's first segment (segments earlier attempts committed)."""
 
     @classmethod
     def read(cls, message: Message) -> Self:
@@ -122,6 +142,18 @@ class EndBody(_Attempted):
     command = Command.END
 
 
+class CommitBody(_Attempted):
+    """Live: the client ended its utterance; commit the uncommitted audio's text now."""
+
+    command = Command.COMMIT
+
+
+class ClearBody(_Attempted):
+    """Live: the client dropped its uncommitted audio; forget it, decode none of it."""
+
+    command = Command.CLEAR
+
+
 class CancelBody(_Attempted):
     """Drop the stream; send nothing more for it."""
 
@@ -136,6 +168,10 @@ class HeartbeatBody(Body):
 
     command = Command.HEARTBEAT
     busy: int | None = None
+    live: int | None = None
+    """Live streams held (the broker places a new live stream on the least loaded)."""
+    live_step_seconds: float | None = None
+    """Recent mean time of one live decode step (how far behind live streams run)."""
     draining: bool = False
     slots: int | None = None
     """0 while draining: take nothing new."""
@@ -150,10 +186,13 @@ BODIES: dict[Command, type[Body]] = {
     for body in (
         ReadyBody,
         SegmentBody,
+        PartialBody,
         FinalBody,
         FailedBody,
         AssignBody,
         EndBody,
+        CommitBody,
+        ClearBody,
         CancelBody,
         HeartbeatBody,
         DisconnectBody,

@@ -246,7 +246,7 @@ async def test_the_slot_is_free_before_the_result_leaves(
     async def send(message: Message) -> None:
         seen.append((message.command, "job" in holding))
 
-    runner = StreamRunner("job", SPEC, 10.0, engine, ThreadPoolExecutor(1), send)
+    runner = StreamRunner("job", StreamState(SPEC, 10.0), engine, ThreadPoolExecutor(1), send)
     runner.start(lambda r: holding.discard(r.job_id))
     runner.feed(tone(1.0))
     runner.end()

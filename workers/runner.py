@@ -13,10 +13,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from typing import Protocol
 
 from whisperfarm.errors import EngineError, WhisperfarmError
+from whisperfarm.protocol import SegmentData
 from whisperfarm.wire import Message
-from whisperfarm.wire_bodies import AssignBody, FailedBody, FinalBody, SegmentBody
+from whisperfarm.wire_bodies import FailedBody, FinalBody, SegmentBody
 from workers import metrics
 from workers.engines import DecodeRequest, DecodeResult, Engine
 from workers.stream import StreamState, Window
@@ -47,7 +49,13 @@ def timed_transcribe(
     return results, started, ended
 
 
-def decode_window(engine: Engine, window: Window) -> tuple[DecodeResult, float, float]:
+class Decodable(Protocol):
+    """A window or a live step: what becomes one engine request."""
+
+    def to_request(self) -> DecodeRequest: ...
+
+
+def decode_window(engine: Engine, window: Decodable) -> tuple[DecodeResult, float, float]:
     """`timed_transcribe` of one window, its float32 audio made here, in the pool thread:
     a window still queued for a thread holds only its int16 samples (`Window`)."""
     results, started, ended = timed_transcribe(engine, [window.to_request()])
@@ -66,17 +74,11 @@ class StreamRunner:
     """One assigned stream (job id + attempt) from ASSIGN to FINAL, FAILED or cancel."""
 
     def __init__(
-        self,
-        job_id: str,
-        spec: AssignBody,
-        chunk_seconds: float,
-        engine: Engine,
-        executor: Executor,
-        send: Send,
+        self, job_id: str, state: StreamState, engine: Engine, executor: Executor, send: Send
     ) -> None:
         self.job_id = job_id
-        self.attempt = spec.attempt
-        self.state = StreamState(spec, chunk_seconds)
+        self.attempt = state.spec.attempt
+        self.state = state
         self._engine = engine
         self._executor = executor
         self._send = send
@@ -178,7 +180,10 @@ class StreamRunner:
         await self._send_segments(window, result)
 
     async def _send_segments(self, window: Window, result: DecodeResult) -> None:
-        for segment in self.state.commit(window, result):
+        await self._send_committed(self.state.commit(window, result))
+
+    async def _send_committed(self, segments: list[SegmentData]) -> None:
+        for segment in segments:
             body = SegmentBody(attempt=self.attempt, **segment.model_dump())
             await self._send(body.message(self.job_id))
 

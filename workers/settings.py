@@ -84,6 +84,30 @@ class WorkerSettings(ComponentSettings):
             "shorter streams are decoded in one pass at the end."
         ),
     )
+    live_step_ms: int = Field(
+        default=1000,
+        ge=100,
+        le=10_000,
+        description=(
+            "A live stream is decoded again once this much new audio arrived (sooner shows "
+            "words sooner and costs more decodes); a worker that cannot keep up steps less often."
+        ),
+    )
+    live_beam_size: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Beam size of a live stream's decode steps (1: greedy).",
+    )
+    vad_pause_ms: int = Field(
+        default=500,
+        ge=100,
+        le=10_000,
+        description=(
+            "Silence that ends a live utterance (its text is committed at once) when the "
+            "stream's start does not set vad_pause_ms."
+        ),
+    )
     max_batch: int = Field(
         default=8,
         ge=1,

@@ -192,7 +192,7 @@ class StreamState:
         base = self._offset / SAMPLE_RATE
         words = segment.words
         data = SegmentData(
-            id=len(self.segments),
+            id=self.spec.first_segment_id + len(self.segments),
             start=round(base + segment.start, 3),
             end=round(base + segment.end, 3),
             text=segment.text.strip(),

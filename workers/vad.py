@@ -95,12 +95,19 @@ class VoiceActivity:
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
         self.threshold = threshold
+        self.restart_at(0)
+
+    def restart_at(self, sample: int) -> None:
+        """Score from stream position `sample` on with a fresh state, as at a stream's
+        start (the stream starts there, or audio before it was dropped unscored)."""
         self._score = SileroScorer()
         self._pending = np.zeros(0, dtype=np.int16)
         """Samples after the last whole frame, waiting for the rest of their frame."""
         self._flags = np.zeros(0, dtype=bool)
         self._first = 0
-        """Stream frame index of `_flags[0]` (frames before it were forgotten)."""
+        """Frame index (from `_origin`) of `_flags[0]`; frames before it were forgotten."""
+        self._origin = sample
+        """Stream position of frame 0."""
 
     def feed(self, pcm: Pcm) -> None:
         """Score the whole frames that `pcm` completes (16 kHz int16, in stream order)."""
@@ -115,12 +122,12 @@ class VoiceActivity:
 
     @property
     def scored(self) -> int:
-        """Stream samples scored so far (a multiple of `FRAME`)."""
-        return (self._first + len(self._flags)) * FRAME
+        """Stream position up to which audio is scored."""
+        return self._origin + (self._first + len(self._flags)) * FRAME
 
     def forget_before(self, sample: int) -> None:
         """Drop the flags of frames that end before stream position `sample`."""
-        frame = min(sample // FRAME, self._first + len(self._flags))
+        frame = min((sample - self._origin) // FRAME, self._first + len(self._flags))
         if frame > self._first:
             self._flags = self._flags[frame - self._first :]
             self._first = frame
@@ -128,16 +135,17 @@ class VoiceActivity:
     def speech_spans(self, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
         """Speech between stream positions `start` and `end` (default: all scored), as
         (start, end) sample pairs, frame-aligned."""
-        lo = max(start // FRAME, self._first)
+        lo = max((start - self._origin) // FRAME, self._first)
         hi = self._first + len(self._flags)
         if end is not None:
-            hi = min(hi, -(-end // FRAME))
+            hi = min(hi, -(-(end - self._origin) // FRAME))
         if hi <= lo:
             return []
         flags = self._flags[lo - self._first : hi - self._first]
         edges = np.flatnonzero(np.diff(np.concatenate([[False], flags, [False]]).astype(np.int8)))
+        origin = self._origin
         return [
-            ((lo + int(a)) * FRAME, (lo + int(b)) * FRAME)
+            (origin + (lo + int(a)) * FRAME, origin + (lo + int(b)) * FRAME)
             for a, b in zip(edges[::2], edges[1::2], strict=True)
         ]
 
@@ -148,5 +156,5 @@ class VoiceActivity:
         """Samples of non-speech at the end of what is scored (all of it if no speech)."""
         speech = np.flatnonzero(self._flags)
         if not len(speech):
-            return self.scored - self._first * FRAME
+            return len(self._flags) * FRAME
         return (len(self._flags) - 1 - int(speech[-1])) * FRAME

@@ -31,8 +31,11 @@ from whisperfarm.wire_bodies import AssignBody, DisconnectBody, FailedBody, Hear
 from workers import metrics
 from workers.engines import Engine
 from workers.link import EXPIRY_S, Link
+from workers.live import LiveOptions, LiveState
+from workers.live_runner import LiveRunner, LiveStepClock
 from workers.runner import Outcome, StreamRunner
 from workers.settings import WorkerSettings
+from workers.stream import StreamState
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,14 @@ class Worker:
         self._executor = ThreadPoolExecutor(
             decode_threads(engine, settings.slots), thread_name_prefix="decode"
         )
+        self._live_executor = ThreadPoolExecutor(
+            decode_threads(engine, settings.slots), thread_name_prefix="live"
+        )
+        """Live steps' own threads: they never queue behind file windows for a thread."""
+        self._live_options = LiveOptions(
+            settings.live_step_ms, settings.live_beam_size, settings.vad_pause_ms
+        )
+        self._live_clock = LiveStepClock()
         self._link: Link | None = None
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
@@ -80,6 +91,8 @@ class Worker:
             Command.ASSIGN: self._on_assign,
             Command.AUDIO: self._on_audio,
             Command.END: self._on_end,
+            Command.COMMIT: self._on_commit,
+            Command.CLEAR: self._on_clear,
             Command.CANCEL: self._on_cancel,
         }
         metrics.SLOTS.set(settings.slots)
@@ -171,10 +184,17 @@ class Worker:
         )
 
     def _heartbeat_body(self) -> HeartbeatBody:
-        """`busy`; while draining also `draining: true` and `slots: 0` (no new streams)."""
+        """`busy`, the live load when there is one; while draining also `draining: true`
+        and `slots: 0` (no new streams)."""
+        fields: dict[str, int | float | bool] = {"busy": len(self.streams)}
+        live = sum(isinstance(r, LiveRunner) for r in self.streams.values())
+        if live:
+            fields["live"] = live
+        if self._live_clock.mean is not None:
+            fields["live_step_seconds"] = round(self._live_clock.mean, 3)
         if self.draining:
-            return HeartbeatBody(busy=len(self.streams), draining=True, slots=0)
-        return HeartbeatBody(busy=len(self.streams))
+            fields |= {"draining": True, "slots": 0}
+        return HeartbeatBody.model_validate(fields)  # only these are sent (`Body.message`)
 
     async def _heartbeat(self, link: Link) -> None:
         while True:
@@ -247,9 +267,15 @@ class Worker:
         self._start(message.job_id, spec)
 
     def _start(self, job_id: str, spec: AssignBody) -> None:
-        runner = StreamRunner(
-            job_id, spec, self.settings.chunk_seconds, self.engine, self._executor, self._send
-        )
+        runner: StreamRunner
+        if spec.live:
+            state = LiveState(spec, self._live_options)
+            runner = LiveRunner(
+                job_id, state, self.engine, self._live_executor, self._send, self._live_clock
+            )
+        else:
+            file_state = StreamState(spec, self.settings.chunk_seconds)
+            runner = StreamRunner(job_id, file_state, self.engine, self._executor, self._send)
         self.streams[job_id] = runner
         self._idle.clear()
         metrics.STREAMS_ACTIVE.set(len(self.streams))
@@ -277,6 +303,16 @@ class Worker:
             )
             return
         runner.end()
+
+    async def _on_commit(self, message: Message) -> None:
+        runner = self._current(message)
+        if isinstance(runner, LiveRunner):
+            runner.commit()
+
+    async def _on_clear(self, message: Message) -> None:
+        runner = self._current(message)
+        if isinstance(runner, LiveRunner):
+            runner.clear()
 
     async def _on_cancel(self, message: Message) -> None:
         runner = self._current(message)
@@ -357,4 +393,5 @@ class Worker:
         await self._drop_streams("dropped")
         self._ctx.term()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._live_executor.shutdown(wait=False, cancel_futures=True)
         log.info("worker stopped")

@@ -51,9 +51,12 @@ TEMPERATURE_STEP = 0.2
 """How much hotter each retry of a window decodes (OpenAI's and faster-whisper's step)."""
 
 
-def fallback_temperatures(first: float) -> tuple[float, ...]:
+def fallback_temperatures(first: float, fallback: bool = True) -> tuple[float, ...]:
     """The temperatures a window is decoded at, in order, until its text looks right:
-    from `first` up to 1.0 by `TEMPERATURE_STEP`, as OpenAI's `transcribe` builds them."""
+    from `first` up to 1.0 by `TEMPERATURE_STEP`, as OpenAI's `transcribe` builds them
+    (only `first` without `fallback`)."""
+    if not fallback:
+        return (first,)
     steps = int((1.0 - first) / TEMPERATURE_STEP + 1e-9)
     return tuple(round(first + TEMPERATURE_STEP * i, 6) for i in range(steps + 1))
 
@@ -78,6 +81,17 @@ class DecodeRequest:
     temperature: float = 0.0
     """The first decoding temperature (`fallback_temperatures`)."""
     word_timestamps: bool = False
+    beam_size: int | None = None
+    """The beam at temperature 0; None: the engine's own (`--beam-size`). Live steps decode
+    greedily: a step is redone a second later anyway."""
+    fallback: bool = True
+    """Decode again hotter when the text looks wrong (`fallback_temperatures`). A live step
+    that commits nothing by itself skips it: a second later it is decoded again anyway."""
+    fit_window: bool = False
+    """Encode only the audio (rounded up, `fitted_frames`), not a whole zero-padded 30 s
+    window: the encoder's cost follows its input, and a live step's audio is a few seconds.
+    Measured on the test speech: the same words at a third of the time (`bench/RESULTS.md`).
+    Engines that cannot ignore it."""
 
     @property
     def audio(self) -> Samples:
@@ -99,6 +113,21 @@ class DecodeRequest:
     @property
     def seconds(self) -> float:
         return len(self.source) / SAMPLE_RATE
+
+
+FIT_STEP_FRAMES = 200
+"""`fit_window` rounds the encoder's input up to whole steps of this many mel frames (2 s),
+plus one: equal shapes across streams, so their passes can batch, and room after the last word."""
+
+
+FIT_MIN_FRAMES = 1000
+"""The shortest encoder input with `fit_window` (10 s): shorter ones make the decoder loop."""
+
+
+def fitted_frames(samples: int) -> int:
+    """Mel frames (10 ms) to encode for `samples` of audio with `fit_window`."""
+    frames = samples // (SAMPLE_RATE // 100) + 1
+    return min(3000, max(FIT_MIN_FRAMES, (frames // FIT_STEP_FRAMES + 2) * FIT_STEP_FRAMES))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ arrays between the two calls (faster-whisper only hands them back to the model).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import threading
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import ctranslate2
@@ -57,6 +59,17 @@ class GatedCt2Model:
         self._model = model
         self.encode_batch = encode_batch
         self.gate: BatchGate[Item, Any] = BatchGate(self._run, max_batch, wait_s, parallel)
+        self._local = threading.local()
+
+    @contextmanager
+    def encoding_frames(self, frames: int | None) -> Iterator[None]:
+        """The calling thread's windows are encoded over their first `frames` mel frames
+        only (`DecodeRequest.fit_window`); None: whole windows."""
+        self._local.frames = frames
+        try:
+            yield
+        finally:
+            self._local.frames = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
@@ -68,7 +81,11 @@ class GatedCt2Model:
 
         `features` wraps faster-whisper's own padded window: parked as a view of it, not
         a copy (0.96 MB per waiting window with 80 mels)."""
-        result: Features = self.gate.call(("encode",), np.asarray(features))
+        window = np.asarray(features)
+        frames: int | None = getattr(self._local, "frames", None)
+        if frames is not None and frames < window.shape[-1]:
+            window = np.ascontiguousarray(window[..., :frames])
+        result: Features = self.gate.call(("encode",), window)
         return result
 
     def generate(
@@ -76,7 +93,7 @@ class GatedCt2Model:
     ) -> list[Any]:
         """One window (faster-whisper always passes one), batched with equal-shaped ones."""
         (prompt,) = prompts
-        key = ("generate", len(prompt), _frozen(options))
+        key = ("generate", encoder_output.shape[1], len(prompt), _frozen(options))
         return [self.gate.call(key, (encoder_output, prompt, options))]
 
     def detect_language(self, encoder_output: Features) -> Any:

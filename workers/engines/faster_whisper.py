@@ -39,6 +39,7 @@ from workers.engines import (
     DecodeRequest,
     DecodeResult,
     fallback_temperatures,
+    fitted_frames,
 )
 from workers.engines.ct2_gate import GatedCt2Model
 from workers.models import resolve_model
@@ -116,14 +117,15 @@ class FasterWhisperEngine:
         if not len(request.audio):
             return DecodeResult([], request.language)
         prompt: str | list[int] | None = list(request.context) or request.initial_prompt
-        with self.gated.gate.decoding():
+        frames = fitted_frames(len(request.source)) if request.fit_window else None
+        with self.gated.gate.decoding(), self.gated.encoding_frames(frames):
             segments, info = self.whisper.transcribe(
                 request.audio,
                 language=request.language,
                 task=request.task,
-                beam_size=self.beam_size,
+                beam_size=request.beam_size or self.beam_size,
                 initial_prompt=prompt,
-                temperature=fallback_temperatures(request.temperature),
+                temperature=fallback_temperatures(request.temperature, request.fallback),
                 word_timestamps=request.word_timestamps,
             )
             decoded = [_decoded(s) for s in segments]  # iterating runs the decode

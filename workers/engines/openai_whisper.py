@@ -152,14 +152,15 @@ class OpenAIWhisperEngine:
             language = self._language(mel, request.language)
             tokenizer = self._tokenizer(language, request.task)
             decode = lambda window, prompt, t: self.gate.call(  # noqa: E731
-                self._key(language, request.task, t), (window, prompt)
+                self._key(language, request.task, t, request.beam_size or self.beam_size),
+                (window, prompt),
             )
             segments = transcribe_mel(
                 mel,
                 tokenizer,
                 decode,
                 initial_tokens(request, tokenizer),
-                fallback_temperatures(request.temperature),
+                fallback_temperatures(request.temperature, request.fallback),
                 functools.partial(self._align, tokenizer) if request.word_timestamps else None,
             )
         return DecodeResult(segments, language)
@@ -201,8 +202,8 @@ class OpenAIWhisperEngine:
         window = pad_or_trim(mel[:, : content_frames(mel)], N_FRAMES)
         return str(self.gate.call(("detect",), (window, [])).language)
 
-    def _key(self, language: str, task: str, temperature: float) -> Hashable:
-        return ("decode", language, task, temperature)
+    def _key(self, language: str, task: str, temperature: float, beam: int) -> Hashable:
+        return ("decode", language, task, temperature, beam)
 
     def _decode_batch(self, key: Hashable, items: Sequence[Item]) -> list[DecodingResult]:
         """One forward pass for every parked window of one key (runs in the leader thread)."""
@@ -212,7 +213,7 @@ class OpenAIWhisperEngine:
             if key == ("detect",):
                 return self._detect(features)
             assert isinstance(key, tuple)
-            options = self._options(str(key[1]), str(key[2]), float(key[3]))
+            options = self._options(str(key[1]), str(key[2]), float(key[3]), int(key[4]))
             task_ = BatchedDecodingTask(self.whisper, options, [p for _, p in items])
             return task_.run(features)
 
@@ -245,10 +246,13 @@ class OpenAIWhisperEngine:
             for f, p in zip(features, probs, strict=True)
         ]
 
-    def _options(self, language: str, task: str, temperature: float) -> DecodingOptions:
-        """faster-whisper's defaults: beam search at 0, best-of-5 sampling when hotter."""
+    def _options(self, language: str, task: str, temperature: float, beam: int) -> DecodingOptions:
+        """faster-whisper's defaults: beam search at 0, best-of-5 sampling when hotter;
+        a beam of 1 is greedy (openai-whisper refuses `beam_size=1` with `patience`)."""
         search: dict[str, Any] = (
-            {"beam_size": self.beam_size, "patience": 1.0} if temperature == 0 else {"best_of": 5}
+            ({"beam_size": beam, "patience": 1.0} if beam > 1 else {})
+            if temperature == 0
+            else {"best_of": 5}
         )
         return DecodingOptions(
             task=task, language=language, temperature=temperature, fp16=self._fp16, **search

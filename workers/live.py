@@ -1,0 +1,377 @@
+"""A live stream's decoding: a partial every step, committed segments that never change.
+
+The policy (docs/protocol.md, "Live mode"): every `step` of new audio, the uncommitted audio
+is decoded again from its start, with word timestamps. The leading words that this decode
+and the one before agree on (LocalAgreement-2; case and punctuation aside) are committed:
+sent as `segment`s (one per Whisper segment they belong to), never revised, and the buffer
+is cut at the end of the last of them, so the next decode starts after them with the
+committed text as its prompt. What is not committed is the `partial`. Agreement on words,
+not on whole segments: a sentence read without a pause is one Whisper segment, and its
+first words would wait for its end.
+
+Voice activity (`workers.vad`, scored as packets arrive, on the event loop: a frame costs
+~0.1 ms) shapes the steps: audio with no speech is never decoded and is dropped at once, so a
+silent stream costs a VAD score and nothing else; leading silence is cut off before a
+decode; and once the speech is followed by `pause` of silence the utterance is over — a step
+runs at once, without waiting for the next `step` of audio, and commits all its text
+(there is nothing left to agree with). A client's `commit` does the same now; `clear`
+forgets the uncommitted audio (a step already decoding it is ignored when it returns). A
+decode never covers more than one Whisper window: once the uncommitted audio reaches
+`FORCE_COMMIT_S`, the oldest complete segments are committed without agreement.
+
+A new attempt of a stream (a resume, a worker's death) starts at `AssignBody.resume_at`,
+the end of what earlier attempts committed, with their text as its prompt, so no committed
+text is decoded again or changed.
+
+Like `workers.stream`, this is free of asyncio and sockets; `workers.live_runner` drives it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field, replace
+
+from whisperfarm.protocol import SegmentData
+from whisperfarm.wire_bodies import AssignBody
+from workers.audio import SAMPLE_RATE, Pcm
+from workers.engines import DecodedSegment, DecodedWord, DecodeRequest, DecodeResult
+from workers.stream import PROMPT_CHARS, StreamState
+from workers.vad import DEFAULT_THRESHOLD, VoiceActivity
+
+WINDOW = 30 * SAMPLE_RATE
+"""A Whisper window: the most one step decodes."""
+FORCE_COMMIT_S = 25.0
+"""Uncommitted audio this long commits its oldest complete segments without agreement."""
+SPEECH_PAD = SAMPLE_RATE // 5
+"""Audio kept around speech (200 ms): VAD frames start late and end early on soft sounds."""
+TRIM_S = 10.0
+"""Uncommitted audio after which the buffer is cut in a gap after the committed words."""
+MIN_GAP_S = 0.08
+"""A gap between words this wide is a safe place to cut (word times are approximate)."""
+OVERLAP_S = 0.1
+"""A word starting this little before the committed end is still a new word."""
+SEAM_WORDS = 2
+"""How far (in words) from where the times put it the copy of the last committed word is
+looked for."""
+MAX_REPEAT = 5
+"""Longest run of committed words a decode may repeat at its start (dropped)."""
+SAID_WORDS = 200
+"""Committed words remembered (the prompt's tail and the repeat check)."""
+
+MADE_UP_SECONDS = 0.02
+MADE_UP_PROBABILITY = 0.05
+"""A word shorter or less likely than this was invented by the decoder (`_until_made_up`)."""
+
+_Heard = tuple[DecodedWord, DecodedSegment]
+"""A decoded word and the Whisper segment it belongs to."""
+
+_WORD = re.compile(r"[\w']+")
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """The worker's live settings (`WorkerSettings.live_step_ms` and friends)."""
+
+    step_ms: int = 1000
+    beam_size: int = 1
+    pause_ms: int = 500
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The uncommitted tail as the client sees it (stream seconds)."""
+
+    text: str = ""
+    start: float = 0.0
+    end: float = 0.0
+
+
+@dataclass(frozen=True)
+class LiveStep:
+    """One step: the audio to decode (maybe none) and what to do with its text."""
+
+    base: int
+    """Stream position of `pcm[0]`; uncommitted audio before it is dropped (silence)."""
+    pcm: Pcm
+    closes: bool
+    """Commit everything this step decodes (a pause, the client's commit, the end)."""
+    generation: int
+    """`LiveState.generation` when planned: a `clear` since makes the step moot."""
+    request: DecodeRequest | None = None
+    """None: nothing to decode (no speech); the step only drops audio."""
+    speech_end: int | None = None
+    """Where the voice activity in `pcm` ends (with its pad; None without VAD): words the
+    decoder puts after it are made up ("Thank you." in the silence after speech)."""
+
+    def to_request(self) -> DecodeRequest:
+        assert self.request is not None
+        return self.request
+
+
+@dataclass
+class _Hypothesis:
+    """The previous step's uncommitted words, to agree with (LocalAgreement-2)."""
+
+    words: list[str] = field(default_factory=list)
+
+
+class LiveState(StreamState):
+    """One live stream's buffer, voice activity, agreement and partial (module docstring)."""
+
+    def __init__(self, spec: AssignBody, options: LiveOptions) -> None:
+        super().__init__(spec, chunk_seconds=FORCE_COMMIT_S)
+        self.options = options
+        self.generation = 0
+        self.partial = Partial()
+        self._step = options.step_ms * SAMPLE_RATE // 1000
+        self._pause = (spec.vad_pause_ms or options.pause_ms) * SAMPLE_RATE // 1000
+        self._offset = round(spec.resume_at * SAMPLE_RATE)
+        self._skip = self._offset
+        """Samples of the replayed audio still to skip: earlier attempts committed them."""
+        self._stepped_to = self._offset
+        """Stream position of the end of the audio the last step looked at."""
+        self._commit_asked = False
+        self._previous = _Hypothesis()
+        self._committed_to = self._offset
+        """Stream position where the last committed word ends."""
+        self._said: list[tuple[int, str]] = []
+        """Committed words (their end, their text), the last `SAID_WORDS`."""
+        self._vad: VoiceActivity | None = None
+        if spec.vad:
+            self._vad = VoiceActivity(spec.vad_threshold or DEFAULT_THRESHOLD)
+            self._vad.restart_at(self._offset)
+
+    # ---- audio and client requests --------------------------------------------------------
+
+    def _append(self, samples: Pcm) -> None:
+        if self._skip:
+            skipped = min(self._skip, len(samples))
+            samples, self._skip = samples[skipped:], self._skip - skipped
+        if len(samples):
+            super()._append(samples)
+            if self._vad is not None:
+                self._vad.feed(samples)
+
+    def ask_commit(self) -> None:
+        """The client ended its utterance: the next step commits what it decodes."""
+        self._commit_asked = True
+
+    def clear(self) -> None:
+        """Forget the uncommitted audio now; a step decoding it is ignored on return."""
+        end = self._end
+        self.generation += 1
+        self._drop(len(self._audio))
+        self._stepped_to = end
+        self._previous = _Hypothesis()
+        self.partial = Partial()
+        if self._vad is not None:
+            self._vad.restart_at(end)
+
+    @property
+    def _end(self) -> int:
+        """Stream position of the end of the buffered audio."""
+        return self._offset + len(self._audio)
+
+    # ---- steps ------------------------------------------------------------------------------
+
+    def wants_step(self) -> bool:
+        """Time for a step: `step` of new audio, a pause after speech, or a commit."""
+        if self._commit_asked:
+            return True
+        if self._end - self._stepped_to >= self._step:
+            return True
+        return self._paused()
+
+    def _paused(self) -> bool:
+        """Speech in the buffer, followed by at least `pause` of silence."""
+        vad = self._vad
+        if vad is None or vad.scored - self._stepped_to < SPEECH_PAD:
+            return False
+        said = max(self._offset, self._committed_to)
+        return vad.has_speech(said) and vad.trailing_silence() >= self._pause
+
+    def next_step(self, final: bool) -> LiveStep:
+        """Plan a step over the uncommitted audio (`final`: the stream has ended)."""
+        pcm = self._audio.view()
+        offset, end = self._offset, self._end
+        closes = final or self._commit_asked
+        self._commit_asked = False
+        self._stepped_to = end
+        start, stop, speech_end = 0, len(pcm), None
+        if self._vad is not None:
+            spans = self._vad.speech_spans(offset, end)
+            said = max(offset, self._committed_to)
+            spans = [(a, b) for a, b in spans if b > said]
+            if not spans:  # nothing said: drop it, but keep where a word may be starting
+                keep = 0 if closes else min(len(pcm), SPEECH_PAD)
+                return LiveStep(end - keep, pcm[len(pcm) - keep :], closes, self.generation)
+            if spans[0][0] > said:  # silence after the committed words: skip it
+                start = max(0, spans[0][0] - SPEECH_PAD - offset)
+            speech_end = min(len(pcm), spans[-1][1] + SPEECH_PAD - offset)
+            if closes or self._vad.trailing_silence() >= self._pause:
+                stop, closes = speech_end, True
+        stop = min(stop, start + WINDOW)
+        audio = pcm[start:stop]
+        request = self._request(audio, closes)
+        heard_until = None if speech_end is None else speech_end - start
+        return LiveStep(offset + start, audio, closes, self.generation, request, heard_until)
+
+    def _request(self, pcm: Pcm, closes: bool) -> DecodeRequest:
+        spec = self.spec
+        return DecodeRequest(
+            pcm,
+            self.language,
+            spec.task,
+            self._prompt(),
+            (),
+            spec.temperature,
+            word_timestamps=True,
+            beam_size=self.options.beam_size,
+            fallback=closes,
+            fit_window=True,
+        )
+
+    def apply(self, step: LiveStep, result: DecodeResult | None) -> list[SegmentData]:
+        """A step's outcome: the segments it commits (in order); `partial` is updated."""
+        if step.generation != self.generation:
+            return []
+        self._drop(step.base - self._offset)
+        if result is None:
+            self._previous, self.partial = _Hypothesis(), Partial()
+            return []
+        if self.language is None:
+            self.language = result.language
+        heard = _until_made_up([(w, s) for s in result.segments for w in s.words or ()])
+        if step.speech_end is not None:
+            heard = [(w, s) for w, s in heard if w.start * SAMPLE_RATE < step.speech_end]
+        new = self._after_committed(heard)
+        keep = len(new) if step.closes else self._agreed(new, len(step.pcm))
+        committed = [self._to_stream_time(piece) for piece in _pieces(new[:keep])]
+        if keep:
+            self._committed_to = self._offset + round(new[keep - 1][0].end * SAMPLE_RATE)
+            self._said += [(self._committed_to, w.word) for w, _ in new[:keep]]
+            del self._said[:-SAID_WORDS]
+        rest = [w for w, _ in new[keep:]]
+        self._previous = _Hypothesis([_norm(w.word) for w in rest])
+        self.partial = _partial(rest, self._offset / SAMPLE_RATE)
+        self._drop(len(step.pcm) if step.closes else self._trim_point([w for w, _ in heard]))
+        return committed
+
+    def _after_committed(self, heard: list[_Heard]) -> list[_Heard]:
+        """The decode's words after the committed ones. Word times are approximate, so
+        the time the last committed word ends only says roughly where to look: the new
+        words begin right after the decode's copy of that word, found by text within
+        `SEAM_WORDS` of that place; without one, where the time says, less a repeat of
+        the committed tail at its start."""
+        since = (self._committed_to - self._offset) / SAMPLE_RATE - OVERLAP_S
+        at = next((i for i, (w, _) in enumerate(heard) if w.start >= since), len(heard))
+        said = [_norm(word) for end, word in self._said[-MAX_REPEAT:] if end > self._offset]
+        if said:
+            texts = [_norm(w.word) for w, _ in heard]
+            for shift in sorted(range(-SEAM_WORDS, SEAM_WORDS + 1), key=abs):
+                seam = at + shift
+                if 0 < seam <= len(texts) and texts[seam - 1] == said[-1]:
+                    return heard[seam:]
+        new = heard[at:]
+        said = [_norm(word) for _, word in self._said[-MAX_REPEAT:]]
+        for n in range(min(MAX_REPEAT, len(new), len(said)), 0, -1):
+            if said[-n:] == [_norm(w.word) for w, _ in new[:n]]:
+                return new[n:]
+        return new
+
+    def _agreed(self, words: list[_Heard], decoded: int) -> int:
+        """How many leading words to commit: those the previous step had too; or, near a
+        full window, the words of every segment but the last."""
+        previous = self._previous.words
+        agreed = 0
+        while (
+            agreed < min(len(words), len(previous))
+            and _norm(words[agreed][0].word) == previous[agreed]
+        ):
+            agreed += 1
+        if not agreed and decoded >= FORCE_COMMIT_S * SAMPLE_RATE and words:
+            last = words[-1][1]
+            agreed = sum(1 for _, s in words if s is not last) or len(words)
+        return agreed
+
+    def _trim_point(self, words: list[DecodedWord]) -> int:
+        """Where to cut the buffer (0: keep it): past `TRIM_S`, in the widest gap after a
+        committed word, so no word that follows loses its start; past `FORCE_COMMIT_S`,
+        right after the last committed word, gap or not."""
+        if len(self._audio) < TRIM_S * SAMPLE_RATE:
+            return 0
+        committed = (self._committed_to - self._offset) / SAMPLE_RATE
+        best, widest = 0.0, MIN_GAP_S
+        for word, following in zip(words, [*words[1:], None], strict=True):
+            if word.end > committed + 1e-3:
+                break
+            start = following.start if following is not None else word.end + MIN_GAP_S
+            if start - word.end >= widest:
+                best, widest = (word.end + start) / 2, start - word.end
+        if not best and len(self._audio) >= FORCE_COMMIT_S * SAMPLE_RATE:
+            best = committed
+        return max(0, round(best * SAMPLE_RATE))
+
+    def _prompt(self) -> str | None:
+        """The committed words whose audio is no longer in the buffer (those still in it
+        are decoded again); before any, the client's prompt."""
+        said = "".join(word for end, word in self._said if end <= self._offset).strip()
+        if not said:
+            return self.spec.prompt
+        return said[-PROMPT_CHARS:].partition(" ")[2] if len(said) > PROMPT_CHARS else said
+
+    def _to_stream_time(self, segment: DecodedSegment) -> SegmentData:
+        """As a file stream's, without the words the client did not ask for."""
+        data = super()._to_stream_time(segment)
+        if not self.spec.word_timestamps:
+            data.words = None
+        return data
+
+    def _drop(self, samples: int) -> None:
+        super()._drop(samples)
+        if self._vad is not None and samples > 0:
+            self._vad.forget_before(self._offset)
+
+
+def _norm(word: str) -> str:
+    """A word as agreement compares it: case and punctuation do not count."""
+    return "".join(_WORD.findall(word.lower()))
+
+
+def _until_made_up(heard: list[_Heard]) -> list[_Heard]:
+    """The words before the first one the decoder made up: one it gives no time (Whisper
+    squeezes what it invents after the speech into zero-length words) or is all but
+    sure is wrong. What follows such a word ("Thank you. Thank you very much.") is
+    invented too; real words cut off here are decoded again in the next step."""
+    for index, (word, _) in enumerate(heard):
+        if word.end - word.start < MADE_UP_SECONDS or word.probability < MADE_UP_PROBABILITY:
+            return heard[:index]
+    return heard
+
+
+def _pieces(words: list[_Heard]) -> list[DecodedSegment]:
+    """Committed words as segments: one per Whisper segment they came from, with that
+    segment's decoding figures (its tokens only when all its words are in)."""
+    pieces: list[DecodedSegment] = []
+    for segment, group in itertools.groupby(words, key=lambda pair: pair[1]):
+        chosen = tuple(w for w, _ in group)
+        whole = chosen == segment.words
+        pieces.append(
+            replace(
+                segment,
+                start=chosen[0].start,
+                end=chosen[-1].end,
+                text="".join(w.word for w in chosen),
+                tokens=segment.tokens if whole else (),
+                words=chosen,
+            )
+        )
+    return pieces
+
+
+def _partial(words: list[DecodedWord], base: float) -> Partial:
+    text = "".join(w.word for w in words).strip()
+    if not text:
+        return Partial()
+    return Partial(text, round(base + words[0].start, 3), round(base + words[-1].end, 3))

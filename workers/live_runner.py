@@ -1,0 +1,115 @@
+"""Drives one live stream: a decode step whenever `LiveState` wants one, results at once.
+
+The same task shape as `StreamRunner` (one task per stream, so at most one step in flight
+per stream): a step starts when enough new audio arrived, a pause ended an utterance, or
+the client asked to commit; audio arriving during a step waits for the next one. A worker
+that cannot keep up thus steps each stream less often — every step covers all the audio
+that came meanwhile, so the lag grows smoothly, no backlog of steps builds up, and no audio
+is skipped. Steps run in their own thread pool (`live_executor`), so a live stream never
+queues behind file windows waiting for a decoding thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+
+from whisperfarm.wire_bodies import PartialBody
+from workers.engines import DecodeResult, Engine
+from workers.live import LiveState, LiveStep, Partial
+from workers.runner import Send, StreamRunner, decode_window
+
+STEP_TIME_WEIGHT = 0.2
+"""Weight of the newest step in the worker's running mean of live step time."""
+
+
+class LiveStepClock:
+    """The worker's recent live step time (an exponential mean), for its heartbeats."""
+
+    def __init__(self) -> None:
+        self.mean: float | None = None
+
+    def observe(self, seconds: float) -> None:
+        self.mean = (
+            seconds if self.mean is None else self.mean + STEP_TIME_WEIGHT * (seconds - self.mean)
+        )
+
+
+class LiveRunner(StreamRunner):
+    """One live stream (job id + attempt) from ASSIGN to FINAL, FAILED or cancel."""
+
+    def __init__(
+        self,
+        job_id: str,
+        state: LiveState,
+        engine: Engine,
+        executor: Executor,
+        send: Send,
+        clock: LiveStepClock,
+    ) -> None:
+        super().__init__(job_id, state, engine, executor, send)
+        self.live = state
+        self._clock = clock
+        self._sent_partial = Partial()
+
+    # ---- called by the worker as messages arrive ---------------------------------------
+
+    def commit(self) -> None:
+        self.live.ask_commit()
+        self._wake.set()
+
+    def clear(self) -> None:
+        self.live.clear()
+        self._wake.set()  # the task sends the cleared partial
+
+    # ---- the task -------------------------------------------------------------------------
+
+    async def _decode_while_streaming(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._failure is not None:
+                raise self._failure
+            if self.state.ended:
+                return
+            if self.live.wants_step():
+                await self._step(final=False)
+                self._wake.set()  # audio that came during the step may want another
+            else:
+                await self._send_partial()
+
+    async def _decode(self, final: bool) -> None:
+        """The last step: everything left is committed (`StreamRunner._run` calls it)."""
+        await self._step(final=True)
+
+    async def _step(self, final: bool) -> None:
+        step = self.live.next_step(final)
+        result = await self._decoded(step)
+        await self._send_committed(self.live.apply(step, result))
+        await self._send_partial()
+
+    async def _decoded(self, step: LiveStep) -> DecodeResult | None:
+        if step.request is None:
+            return None
+        loop = asyncio.get_running_loop()
+        result, started, ended = await loop.run_in_executor(
+            self._executor, decode_window, self._engine, step
+        )
+        self.state.record_inference(started, ended)
+        self._clock.observe(ended - started)
+        return result
+
+    async def _send_partial(self) -> None:
+        """The partial, when it changed since the last one sent."""
+        partial = self.live.partial
+        if partial == self._sent_partial:
+            return
+        self._sent_partial = partial
+        body = PartialBody(
+            attempt=self.attempt,
+            text=partial.text,
+            start=partial.start,
+            end=partial.end,
+            step_seconds=self._clock.mean,
+        )
+        await self._send(body.message(self.job_id))

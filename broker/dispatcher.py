@@ -33,11 +33,14 @@ from whisperfarm.wire import Command, Message
 from whisperfarm.wire_bodies import (
     AssignBody,
     CancelBody,
+    ClearBody,
+    CommitBody,
     DisconnectBody,
     EndBody,
     FailedBody,
     FinalBody,
     HeartbeatBody,
+    PartialBody,
     ReadyBody,
     SegmentBody,
 )
@@ -57,6 +60,7 @@ class DispatchListener(Protocol):
     def on_assigned(self, run: StreamRun, worker: WorkerInfo, attempt: int) -> None: ...
     def on_requeued(self, run: StreamRun) -> None: ...
     def on_segment(self, run: StreamRun, body: SegmentBody) -> None: ...
+    def on_partial(self, run: StreamRun, body: PartialBody) -> None: ...
     def on_final(self, run: StreamRun, body: FinalBody) -> None: ...
     def on_failed(self, run: StreamRun, error: str) -> None: ...
     def on_farm_changed(self) -> None: ...
@@ -86,6 +90,10 @@ class WorkerInfo:
     connected_at: float = field(default_factory=time.time)
     draining: bool = False
     """The worker finishes what it holds and takes nothing new (it is shutting down)."""
+    live: set[str] = field(default_factory=set)
+    """The live streams among `streams` (a new live stream goes where they are fewest)."""
+    live_step_seconds: float = 0.0
+    """Its recent live step time, by its last heartbeat."""
     refusing: bool = False
     """It refused an ASSIGN (its count of free slots was not ours): nothing new for it
     until its next heartbeat, so a stream cannot bounce between it and the queue."""
@@ -175,6 +183,14 @@ class Dispatcher:
         if held is not None and held.caught_up:
             self._send(held.worker, wire.audio(run.job_id, held.attempt, packet))
 
+    def tell(self, run: StreamRun, kind: type[CommitBody | ClearBody]) -> None:
+        """A live client's `commit` or `clear` to the worker, after the audio before it
+        (forwarded first). Before the spool's replay caught up there is no utterance
+        under way to act on yet: nothing is sent."""
+        held = self._held.get(run.job_id)
+        if held is not None and held.caught_up:
+            self._send(held.worker, kind(attempt=held.attempt).message(run.job_id))
+
     def end_audio(self, run: StreamRun) -> None:
         """No more audio: the worker finishes (or the replay tells it when it catches up)."""
         held = self._held.get(run.job_id)
@@ -190,6 +206,7 @@ class Dispatcher:
         if held is not None and worker is not None:
             self._send(worker.identity, CancelBody(attempt=held.attempt).message(run.job_id))
             worker.streams.discard(run.job_id)
+            worker.live.discard(run.job_id)
         self._update_gauges()
 
     def snapshot(self) -> list[WorkerView]:
@@ -287,8 +304,10 @@ class Dispatcher:
             return
         worker.expiry = self._expiry()
         if message.command is Command.HEARTBEAT:
-            if HeartbeatBody.read(message).draining:
+            beat = HeartbeatBody.read(message)
+            if beat.draining:
                 self._mark_draining(worker)
+            worker.live_step_seconds = beat.live_step_seconds or 0.0
             if worker.refusing:
                 worker.refusing = False
                 self._assign_pending()
@@ -353,6 +372,11 @@ class Dispatcher:
         if run is not None:
             self.listener.on_segment(run, SegmentBody.read(message))
 
+    def _on_partial(self, worker: WorkerInfo, message: Message) -> None:
+        run = self._current_run(worker, message)
+        if run is not None:
+            self.listener.on_partial(run, PartialBody.read(message))
+
     def _on_final(self, worker: WorkerInfo, message: Message) -> None:
         run = self._current_run(worker, message)
         if run is None:
@@ -401,6 +425,7 @@ class Dispatcher:
 
     _result_handlers: ClassVar[dict[Command, Callable[[Dispatcher, WorkerInfo, Message], None]]] = {
         Command.SEGMENT: _on_segment,
+        Command.PARTIAL: _on_partial,
         Command.FINAL: _on_final,
         Command.FAILED: _on_failed,
     }
@@ -413,7 +438,7 @@ class Dispatcher:
         waiting: list[StreamRun] = []
         while self.queue and any(w.free > 0 for w in self.workers.values()):
             run = self.queue.popleft()
-            worker = self._pick_worker(run.job.model)
+            worker = self._pick_worker(run.job.model, run.job.live)
             if worker is None:
                 waiting.append(run)
             else:
@@ -421,8 +446,16 @@ class Dispatcher:
         self.queue.extendleft(reversed(waiting))
         self._update_gauges()
 
-    def _pick_worker(self, model: str | None) -> WorkerInfo | None:
+    def _pick_worker(self, model: str | None, live: bool = False) -> WorkerInfo | None:
+        """The least busy worker serving `model`; for a live stream, the one with the
+        least live load (live streams, then step time: live work goes first there)."""
         candidates = [w for w in self.workers.values() if w.free > 0 and model in (None, w.model)]
+        if live:
+            return min(
+                candidates,
+                key=lambda w: (len(w.live), w.live_step_seconds, len(w.streams), w.connected_at),
+                default=None,
+            )
         return min(candidates, key=lambda w: (len(w.streams), w.connected_at), default=None)
 
     def models(self) -> collections.Counter[str]:
@@ -433,6 +466,8 @@ class Dispatcher:
         held = Assignment(worker.identity, run.job.attempt + 1)
         self._held[run.job_id] = held
         worker.streams.add(run.job_id)
+        if run.job.live:
+            worker.live.add(run.job_id)
         audio = run.audio
         body = AssignBody(
             attempt=held.attempt,
@@ -441,7 +476,7 @@ class Dispatcher:
             format=audio.format,
             language=run.job.language,
             task=run.job.task,
-            **run.job.decode_options(),
+            **(run.job.decode_options() | run.resume_point()),
         )
         self._send(worker.identity, body.message(run.job_id))
         self.listener.on_assigned(run, worker, held.attempt)
@@ -476,6 +511,7 @@ class Dispatcher:
 
     def _release(self, worker: WorkerInfo, run: StreamRun) -> None:
         worker.streams.discard(run.job_id)
+        worker.live.discard(run.job_id)
         self._held.pop(run.job_id, None)
 
     def _drop_worker(self, worker: WorkerInfo, reason: str) -> None:

@@ -28,6 +28,7 @@ from broker.spool import JobFiles, SpoolWriter
 from whisperfarm.errors import BadPacket, Interrupted, TooLarge, WhisperfarmError
 from whisperfarm.jobs import Job
 from whisperfarm.protocol import Ack
+from whisperfarm.wire_bodies import ClearBody, CommitBody
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,11 @@ class Intake:
             run.packets_since_ack = 0
             self.pass_on(run)
             run.syncing = asyncio.create_task(self._ack(run))
-        elif spool.flush_due(now):
-            self.pass_on(run)  # each stream on its own clock: writes spread over time
+        elif run.job.live or spool.flush_due(now):
+            # A live packet goes to its worker now: the flush timer would add up to its
+            # interval to every word's lag. Files wait, each stream on its own clock, so
+            # writes spread over time.
+            self.pass_on(run)
 
     def pass_on(self, run: StreamRun) -> None:
         """Write the run's pending packets to its spool in one append and forward the
@@ -105,6 +109,11 @@ class Intake:
         metrics.BYTES_RECEIVED.inc(len(data))
         metrics.AUDIO_SECONDS_RECEIVED.inc(run.audio.seconds(run.audio.frames_in(len(data))))
         self._dispatcher.forward(run, data)
+
+    def tell(self, run: StreamRun, kind: type[CommitBody | ClearBody]) -> None:
+        """A live client's `commit` or `clear`: the audio before it goes on first."""
+        self.pass_on(run)
+        self._dispatcher.tell(run, kind)
 
     def due(self, runs: list[StreamRun], now: float) -> list[StreamRun]:
         """The runs whose oldest pending packet has waited the flush interval."""

@@ -20,9 +20,9 @@ from broker.run import StreamRun
 from broker.transcript_store import TranscriptStore
 from whisperfarm.errors import CloseCode, EngineError
 from whisperfarm.jobs import Job, JobStatus, preview_of
-from whisperfarm.protocol import CLIENT_SEGMENT_FIELDS, Ack, Final, Segment
+from whisperfarm.protocol import CLIENT_SEGMENT_FIELDS, Ack, Final, Partial, Segment, SegmentData
 from whisperfarm.transcripts import Transcript, join_segments, render
-from whisperfarm.wire_bodies import FinalBody, SegmentBody
+from whisperfarm.wire_bodies import FinalBody, PartialBody, SegmentBody
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ class WorkerResults:
         job.attempt = attempt
         job.worker = worker.name
         job.started_at = job.started_at or time.time()
-        run.segments.clear()
+        if not job.live:  # a live run's new attempt goes on after its committed segments
+            run.segments.clear()
         self._lifecycle.set_status(
             job, JobStatus.TRANSCRIBING if run.ended else JobStatus.STREAMING
         )
@@ -53,14 +54,21 @@ class WorkerResults:
 
     def on_segment(self, run: StreamRun, body: SegmentBody) -> None:
         segment = body.segment()
+        if run.job.live and run.segments and segment.id <= run.segments[-1].id:
+            return  # committed already: a live segment is never sent twice, nor changed
         run.segments.append(segment)
         if segment.id >= run.segments_sent:  # a re-dispatched attempt repeats what was sent
             run.segments_sent = segment.id + 1
             run.emit(Segment.model_validate(segment.model_dump(include=CLIENT_SEGMENT_FIELDS)))
 
+    def on_partial(self, run: StreamRun, body: PartialBody) -> None:
+        """A live run's uncommitted tail, to its client (only live runs have one)."""
+        if run.job.live:
+            run.emit(Partial(text=body.text, start=body.start, end=body.end))
+
     def on_final(self, run: StreamRun, body: FinalBody) -> None:
         job = run.job
-        transcript = _transcript(job, body)
+        transcript = _transcript(job, body, run.segments if job.live else body.segments)
         stored = render(transcript, "json")
         # The JSON is the one stored form (txt, srt and vtt are rendered from it when
         # asked for); written only once the job is complete, so its presence after a
@@ -105,13 +113,15 @@ class WorkerResults:
         self._lifecycle.farm_changed()
 
 
-def _transcript(job: Job, body: FinalBody) -> Transcript:
-    """The worker's FINAL body as the job's transcript."""
+def _transcript(job: Job, body: FinalBody, segments: list[SegmentData]) -> Transcript:
+    """The worker's FINAL body as the job's transcript; a live job's `segments` are the
+    ones committed over all its attempts, and its text is theirs."""
+    text = join_segments(segments) if job.live else body.text or join_segments(segments)
     return Transcript(
         job_id=job.id,
         name=job.name,
-        text=(body.text or join_segments(body.segments)).strip(),
-        segments=body.segments,
+        text=text.strip(),
+        segments=segments,
         language=body.language or job.language,
         duration=job.duration,
     )

@@ -16,7 +16,8 @@ from broker.spool import JobFiles, SpoolWriter
 from whisperfarm.errors import CloseCode
 from whisperfarm.jobs import Job
 from whisperfarm.packets import AudioFormat, PacketValidator
-from whisperfarm.protocol import SegmentData, ServerMessage
+from whisperfarm.protocol import MAX_PROMPT_CHARS, SegmentData, ServerMessage
+from whisperfarm.transcripts import join_segments
 
 Outgoing = tuple[ServerMessage, CloseCode | None]
 """A message for the client and, for the last one, the close code to follow it."""
@@ -38,6 +39,7 @@ class StreamRun:
     admitted: bool = False
     """Holds an admission slot, released when the run finishes."""
     segments: list[SegmentData] = field(default_factory=list)
+    """The current attempt's segments; a live run's committed ones, over every attempt."""
     segments_sent: int = 0
     """Segments already streamed to the client, over every attempt."""
     accepted_at: float = field(default_factory=time.monotonic)
@@ -80,6 +82,18 @@ class StreamRun:
         if spool is not None:
             self.closed_spool_bytes = spool.written
         return spool
+
+    def resume_point(self) -> dict[str, float | int | str]:
+        """ASSIGN's fields that make a live run's new attempt go on after what earlier
+        ones committed (`AssignBody.resume_at`): committed text is never decoded again.
+        Empty for a file run (a new attempt transcribes it all again) or one with none."""
+        if not self.job.live or not self.segments:
+            return {}
+        return {
+            "resume_at": self.segments[-1].end,
+            "first_segment_id": self.segments[-1].id + 1,
+            "prompt": join_segments(self.segments)[-MAX_PROMPT_CHARS:],
+        }
 
     def emit(self, message: ServerMessage, close: CloseCode | None = None) -> None:
         """Queue a message for the attached client, if any (headless runs drop it)."""

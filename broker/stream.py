@@ -28,7 +28,17 @@ from whisperfarm.errors import (
     Timeout,
     WhisperfarmError,
 )
-from whisperfarm.protocol import Accepted, End, Error, Final, Resume, Start, parse_client_message
+from whisperfarm.protocol import (
+    Accepted,
+    Clear,
+    Commit,
+    End,
+    Error,
+    Final,
+    Resume,
+    Start,
+    parse_client_message,
+)
 
 log = logging.getLogger(__name__)
 SEND_GRACE_S = 5.0
@@ -110,17 +120,29 @@ async def _receive_upload(ws: WebSocket, farm: Farm, upload: Upload) -> None:
                     if direct is not None and direct.error is not None:
                         raise direct.error
                     data: bytes | None = event.get("bytes")
-                    if data is None:
+                    if data is not None:
+                        upload.feed(data)
+                        continue
+                    message = parse_client_message(event.get("text") or "")
+                    if isinstance(message, End):
                         break
-                    upload.feed(data)
+                    if not isinstance(message, Commit | Clear):
+                        raise ProtocolError(f"unexpected {message.type} during the upload")
+                    if direct is None:  # else the sink acted on it, in order with packets
+                        _tell(upload, message)
     except TimeoutError:
         raise Timeout(f"nothing received for {farm.settings.idle_timeout:g} s") from None
-    message = parse_client_message(event.get("text") or "")
-    if not isinstance(message, End):
-        raise ProtocolError(f"unexpected {message.type} during the upload")
     if direct is None or not direct.saw_end:
         upload.end()
     await upload.settled()
+
+
+def _tell(upload: Upload, message: Commit | Clear) -> None:
+    """A live client's `commit` or `clear` (raises for a stream that is not live)."""
+    if isinstance(message, Commit):
+        upload.commit()
+    else:
+        upload.clear()
 
 
 class _IdleDeadline:
@@ -150,8 +172,9 @@ class _DirectPackets:
     packet, a full disk) is kept, further packets are dropped, and the endpoint is
     woken to raise it, exactly as if it had read the packet itself. The connection is
     the upload's `Reader` (backpressure). It sees every text message a turn of the loop
-    before the endpoint does, and acts on `end` then (`saw_end`: the endpoint does
-    not); packets after it are not the upload's.
+    before the endpoint does, and acts then on `end` (`saw_end`: the endpoint does
+    not; packets after it are not the upload's) and on a live client's `commit` and `clear`,
+    so that they fall between the packets they were sent between.
     """
 
     def __init__(self, upload: Upload, idle: _IdleDeadline) -> None:
@@ -193,13 +216,17 @@ class _DirectPackets:
             self._keep(WhisperfarmError("internal error; the job was not finished"))
 
     def message(self, text: str) -> None:
-        if self.saw_end or not _is_end(text):
+        if self.saw_end or self.error is not None:
+            return  # the endpoint raises the error as it reads the next message
+        message = _control(text)
+        if message is None:
             return
-        self.saw_end = True
-        if self.error is not None:
-            return  # the endpoint raises it as it reads `end`
         try:
-            self.upload.end()
+            if isinstance(message, End):
+                self.saw_end = True
+                self.upload.end()
+            else:
+                _tell(self.upload, message)
         except WhisperfarmError as exc:
             self._keep(exc)
         except Exception:
@@ -214,11 +241,13 @@ class _DirectPackets:
         self.control.wake()
 
 
-def _is_end(text: str) -> bool:
+def _control(text: str) -> End | Commit | Clear | None:
+    """An `end`, `commit` or `clear`; None for anything else (the endpoint answers it)."""
     try:
-        return isinstance(parse_client_message(text), End)
+        message = parse_client_message(text)
     except (WhisperfarmError, ValueError):
-        return False  # the endpoint answers it
+        return None
+    return message if isinstance(message, End | Commit | Clear) else None
 
 
 async def _await_result(ws: WebSocket, upload: Upload, sender: asyncio.Task[None]) -> None:

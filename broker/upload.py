@@ -1,10 +1,11 @@
 """`Upload`: what an edge holds for one stream — audio in, `end`, replies out.
 
 An edge (the WebSocket `/v1/stream`, and every edge after it) gets an `Upload` from
-`Farm.open` or `Farm.resume` and does four things with it: `feed` it packets, `end` it
-once, read its `replies` (accepted, acks, segments, then one final or error), and tell
-it when the client went away or broke the protocol (`abort`, `disconnected`). Everything
-behind it — limits, spool, worker, job status — is the farm's.
+`Farm.open` or `Farm.resume` and does four things with it: `feed` it packets (and, live,
+`commit` or `clear` between them), `end` it once, read its `replies` (accepted, acks,
+segments, partials, then one final or error), and tell it when the client went away or
+broke the protocol (`abort`, `disconnected`). Everything behind it — limits, spool,
+worker, job status — is the farm's.
 
 Backpressure has one mechanism: after a packet, while the disk agent is behind, the
 upload holds its `Reader` (the edge's way to stop reading the client) until the disk
@@ -22,9 +23,10 @@ from broker.disk import Disk
 from broker.lifecycle import JobLifecycle
 from broker.run import Outgoing, StreamRun
 from broker.transcript_store import TranscriptStore
-from whisperfarm.errors import CloseCode, EngineError, TooLarge, WhisperfarmError
+from whisperfarm.errors import CloseCode, EngineError, ProtocolError, TooLarge, WhisperfarmError
 from whisperfarm.jobs import JobStatus
 from whisperfarm.protocol import Final
+from whisperfarm.wire_bodies import ClearBody, CommitBody
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,21 @@ class Upload:
         if self._held and self._reader is not None:
             self._held = False
             self._reader.release()
+
+    def commit(self) -> None:
+        """Live: the client's `commit` (its utterance is over: commit its text now)."""
+        self._tell(CommitBody, "commit")
+
+    def clear(self) -> None:
+        """Live: the client's `clear` (drop the audio not committed yet)."""
+        self._tell(ClearBody, "clear")
+
+    def _tell(self, kind: type[CommitBody | ClearBody], name: str) -> None:
+        if not self._run.job.live:
+            raise ProtocolError(f'{name} is for live streams (start with "live": true)')
+        if self._end_called:
+            raise ProtocolError(f"{name} after end")
+        self._lifecycle.intake.tell(self._run, kind)
 
     def end(self) -> None:
         """The client's `end`; an edge calls this once. Raises the spool's error."""

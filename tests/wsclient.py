@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,3 +85,48 @@ async def send_raw(url: str, *frames: str | bytes) -> Reply:
         for frame in frames:
             await ws.send(frame)
         return await read_all(ws, Reply())
+
+
+@dataclass
+class LiveReply(Reply):
+    """A live stream's replies, each with when it arrived (seconds from the first packet)."""
+
+    arrived: list[float] = field(default_factory=list)
+
+
+async def stream_live(
+    url: str,
+    pcm: bytes,
+    *,
+    speed: float = 1.0,
+    controls: dict[int, str] | None = None,
+    **start: Any,
+) -> LiveReply:
+    """Start a live stream and send 16 kHz mono `pcm` paced at `speed` × real time; after
+    packet N send `controls[N]` (`commit`, `clear`); then `end`, and collect everything."""
+    loop = asyncio.get_running_loop()
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(start_message(live=True, **start))
+        reply = LiveReply([json.loads(await ws.recv())], arrived=[0.0])
+        if reply.last.get("type") != "accepted":
+            await read_all(ws, reply)
+            return reply
+        began = loop.time()
+
+        async def listen() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for raw in ws:
+                    reply.messages.append(json.loads(raw))
+                    reply.arrived.append(loop.time() - began)
+            reply.close_code = ws.close_code
+
+        listener = asyncio.create_task(listen())
+        for index, packet in enumerate(packets(pcm)):
+            due = began + index * FRAMES_PER_PACKET / 16_000 / speed
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            await ws.send(packet)
+            if controls and index in controls:
+                await ws.send(json.dumps({"type": controls[index]}))
+        await ws.send(json.dumps({"type": "end"}))
+        await listener
+    return reply

@@ -61,6 +61,7 @@ SAID_WORDS = 200
 
 MADE_UP_SECONDS = 0.02
 MADE_UP_PROBABILITY = 0.05
+MADE_UP_TAIL_S = 1.0
 """A word shorter or less likely than this was invented by the decoder (`_until_made_up`)."""
 
 _Heard = tuple[DecodedWord, DecodedSegment]
@@ -242,7 +243,9 @@ class LiveState(StreamState):
             return []
         if self.language is None:
             self.language = result.language
-        heard = _until_made_up([(w, s) for s in result.segments for w in s.words or ()])
+        heard = _until_made_up(
+            [(w, s) for s in result.segments for w in s.words or ()], len(step.pcm) / SAMPLE_RATE
+        )
         if step.speech_end is not None:
             heard = [(w, s) for w, s in heard if w.start * SAMPLE_RATE < step.speech_end]
         new = self._after_committed(heard)
@@ -339,13 +342,16 @@ def _norm(word: str) -> str:
     return "".join(_WORD.findall(word.lower()))
 
 
-def _until_made_up(heard: list[_Heard]) -> list[_Heard]:
-    """The words before the first one the decoder made up: one it gives no time (Whisper
-    squeezes what it invents after the speech into zero-length words) or is all but
-    sure is wrong. What follows such a word ("Thank you. Thank you very much.") is
-    invented too; real words cut off here are decoded again in the next step."""
+def _until_made_up(heard: list[_Heard], decoded: float) -> list[_Heard]:
+    """The words before the first one the decoder made up after the speech: one it gives
+    no time (Whisper squeezes what it invents at the end into zero-length words), or an
+    all but unlikely one in the last `MADE_UP_TAIL_S` of the audio. What follows such a
+    word ("Thank you. Thank you very much.") is invented too; a real word cut off here is
+    decoded again in the next step."""
     for index, (word, _) in enumerate(heard):
-        if word.end - word.start < MADE_UP_SECONDS or word.probability < MADE_UP_PROBABILITY:
+        timeless = word.end - word.start < MADE_UP_SECONDS
+        unlikely = word.probability < MADE_UP_PROBABILITY and word.start >= decoded - MADE_UP_TAIL_S
+        if timeless or unlikely:
             return heard[:index]
     return heard
 

@@ -27,7 +27,7 @@ from whisperfarm.errors import Interrupted, Timeout, WhisperfarmError
 from whisperfarm.farm_view import FarmView, StreamsView
 from whisperfarm.jobs import Job, JobStatus
 from whisperfarm.packets import PacketValidator
-from whisperfarm.protocol import Ack, Error
+from whisperfarm.protocol import Ack, Error, SegmentData
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,20 @@ class JobLifecycle:
         self._dispatcher = dispatcher
         self.intake = Intake(settings, disk, dispatcher, self.publish_job)
         self.runs: dict[str, StreamRun] = {}
+        self._kept_commits: dict[str, list[SegmentData]] = {}
+        """Interrupted live jobs' committed segments: their resume goes on after them.
+        In memory only: after a broker restart, a live job's spool is transcribed again
+        from its start like a file's."""
 
     # ---- into the farm ----------------------------------------------------------------
 
     def admit(self, run: StreamRun) -> None:
-        """An admitted stream (new or resumed) waits for a worker; its client is attached."""
+        """An admitted stream (new or resumed) waits for a worker; its client is attached.
+        A resumed live stream goes on after the segments it had committed."""
+        kept = self._kept_commits.pop(run.job_id, None)
+        if kept:
+            run.segments = kept
+            run.segments_sent = kept[-1].id + 1
         self.runs[run.job_id] = run
         run.outbox = asyncio.Queue()
         self.set_status(run.job, JobStatus.QUEUED)
@@ -121,6 +130,8 @@ class JobLifecycle:
         except WhisperfarmError as exc:  # a resume starts from what the file holds
             log.warning("job %s: %s", run.job_id, exc.detail)
         closing = asyncio.ensure_future(self._close_kept_spool(run))
+        if run.job.live and run.segments:
+            self._kept_commits[run.job_id] = list(run.segments)
         run.job.error = reason
         self.set_status(run.job, JobStatus.INTERRUPTED)
         self._finish(run)
@@ -189,6 +200,7 @@ class JobLifecycle:
         job.touch()
         if status in (JobStatus.DONE, JobStatus.FAILED):
             job.finished_at = job.updated_at
+            self._kept_commits.pop(job.id, None)
             if not self._transcripts.pending(job.id):  # else once it is durable
                 self.expire_spool(job)
         self._store.save(job)

@@ -128,8 +128,7 @@ async def _receive_upload(ws: WebSocket, farm: Farm, upload: Upload) -> None:
                         break
                     if not isinstance(message, Commit | Clear):
                         raise ProtocolError(f"unexpected {message.type} during the upload")
-                    if direct is None:  # else the sink acted on it, in order with packets
-                        _tell(upload, message)
+                    _tell(upload, message)  # one the packet sink did not take
     except TimeoutError:
         raise Timeout(f"nothing received for {farm.settings.idle_timeout:g} s") from None
     if direct is None or not direct.saw_end:
@@ -215,24 +214,28 @@ class _DirectPackets:
                       exc_info=True)  # fmt: skip
             self._keep(WhisperfarmError("internal error; the job was not finished"))
 
-    def message(self, text: str) -> None:
+    def message(self, text: str) -> bool:
+        """`end` is acted on here and still goes to the endpoint (which stops reading);
+        `commit` and `clear` are taken here: the endpoint does not see them."""
         if self.saw_end or self.error is not None:
-            return  # the endpoint raises the error as it reads the next message
+            return False  # the endpoint raises the error as it reads the next message
         message = _control(text)
         if message is None:
-            return
+            return False
         try:
             if isinstance(message, End):
                 self.saw_end = True
                 self.upload.end()
             else:
                 _tell(self.upload, message)
+                return True
         except WhisperfarmError as exc:
             self._keep(exc)
         except Exception:
             log.error("unexpected error ending the upload of job %s", self.upload.job_id,
                       exc_info=True)  # fmt: skip
             self._keep(WhisperfarmError("internal error; the job was not finished"))
+        return False
 
     def _keep(self, error: WhisperfarmError) -> None:
         """Drop further packets and wake the endpoint to raise `error`."""

@@ -86,8 +86,9 @@ class PacketSink(Protocol):
     def __call__(self, data: bytes) -> None:
         """One binary message; must not raise (keep the error, then `wake` the endpoint)."""
 
-    def message(self, text: str) -> None:
-        """A text message, just before it goes to the endpoint; must not raise."""
+    def message(self, text: str) -> bool:
+        """A text message, just before it goes to the endpoint; must not raise. True:
+        the sink took it, and the endpoint never sees it."""
 
 
 class PacketControl(Protocol):
@@ -211,7 +212,9 @@ class PacketProtocol(WebSocketsSansIOProtocol):
         except UnicodeDecodeError:
             pass  # uvicorn's own path refuses it (1007)
         else:
-            sink.message(text)
+            if sink.message(text):
+                self.frames = []
+                return
         super().send_receive_event_to_app()
 
 

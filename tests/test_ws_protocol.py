@@ -33,8 +33,9 @@ class LoggingSink:
     def __call__(self, data: bytes) -> None:
         self.log.append(("sink", bytes(data)))
 
-    def message(self, text: str) -> None:
+    def message(self, text: str) -> bool:
         self.log.append(("seen", text))
+        return text == "take"
 
 
 class Recorder:
@@ -141,6 +142,28 @@ async def test_a_packet_never_overtakes_a_message_still_queued() -> None:
         ("asgi", "mark"),
         ("asgi", b"packet"),
         ("sink", b"later"),  # the queue was empty again
+    ]
+
+
+async def test_a_text_the_sink_takes_never_reaches_the_app() -> None:
+    """A live client's `commit` is acted on by the sink, between the packets around it;
+    the app must not see it again (it would act twice)."""
+    app = Recorder()
+    async with serving(app) as url, websockets.connect(url) as ws:
+        await ws.send(b"before")
+        await asyncio.wait_for(app.registered.wait(), 5)
+        await asyncio.sleep(0.2)
+        await ws.send("take")
+        await asyncio.sleep(0.2)
+        await ws.send(b"after")
+        await ws.send("keep")
+        await asyncio.sleep(0.2)
+    assert app.log == [
+        ("asgi", b"before"),
+        ("seen", "take"),
+        ("sink", b"after"),
+        ("seen", "keep"),
+        ("asgi", "keep"),
     ]
 
 

@@ -47,6 +47,20 @@ EVENT_LOOP_LAG = Histogram(
     "packets, acks and finals share",
     buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+LIVE_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30)
+"""From a word-by-word display (tenths of a second) to a stream that fell a window behind;
+5 s, the commit-lag alert's threshold, is a bucket edge."""
+LIVE_PARTIAL_LAG = Histogram(
+    "whisperfarm_broker_live_partial_lag_seconds",
+    "A live partial sent to its client minus the arrival of the audio up to its end",
+    buckets=LIVE_LAG_BUCKETS,
+)
+LIVE_COMMIT_LAG = Histogram(
+    "whisperfarm_broker_live_commit_lag_seconds",
+    "A live segment sent to its client minus the arrival of the audio up to its end",
+    buckets=LIVE_LAG_BUCKETS,
+)
+LIVE_STREAMS = Gauge("whisperfarm_broker_live_streams", "Live streams in progress")
 JOB_RTF = Histogram(
     "whisperfarm_broker_job_realtime_factor",
     "Job wall time (accepted to final) divided by its audio duration; < 1 is faster than real time",

@@ -88,10 +88,19 @@ def test_dashboard_shows_what_the_issue_asks() -> None:
         "utilisation per worker",
         "batch size",
         "gpu memory",
+        "live partial lag",
+        "live commit lag",
+        "live streams",
+        "live step time per worker",
     ):
         assert wanted in titles, wanted
     exprs = " ".join(expr for _, expr in dashboard_exprs(dashboard()))
     assert "histogram_quantile(0.99" in exprs
+    for lag in ("partial", "commit"):
+        for level in ("0.5", "0.95"):
+            wanted = f"histogram_quantile({level}, sum by (le) (rate(whisperfarm_broker_live_{lag}"
+            assert wanted in exprs, wanted
+    assert "sum by (instance, le) (rate(whisperfarm_worker_live_step_seconds_bucket" in exprs
     variables = {v["name"] for v in dashboard()["templating"]["list"]}
     assert variables == {"datasource", "namespace"}
 

@@ -136,7 +136,7 @@ def test_every_alert_is_unit_tested_and_documented() -> None:
         assert rule["labels"]["severity"] in {"critical", "warning"}
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
     required = {"WhisperfarmNoWorkersReady", "WhisperfarmOverloaded", "WhisperfarmJobFailures"}
-    assert required | {"WhisperfarmJobLatencyHigh"} <= names
+    assert required | {"WhisperfarmJobLatencyHigh", "WhisperfarmLiveCommitLagHigh"} <= names
 
 
 def test_alert_rules_read_only_live_metrics(live_farm: LiveFarm) -> None:

@@ -89,9 +89,12 @@ async def send_raw(url: str, *frames: str | bytes) -> Reply:
 
 @dataclass
 class LiveReply(Reply):
-    """A live stream's replies, each with when it arrived (seconds from the first packet)."""
+    """A live stream's replies, each with when it arrived, and when each packet and the
+    `end` went (seconds from the first packet; a benchmark measures lag with them)."""
 
     arrived: list[float] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)
+    ended: float = 0.0
 
 
 async def stream_live(
@@ -125,8 +128,10 @@ async def stream_live(
             due = began + index * FRAMES_PER_PACKET / 16_000 / speed
             await asyncio.sleep(max(0.0, due - loop.time()))
             await ws.send(packet)
+            reply.sent.append(loop.time() - began)
             if controls and index in controls:
                 await ws.send(json.dumps({"type": controls[index]}))
         await ws.send(json.dumps({"type": "end"}))
+        reply.ended = loop.time() - began
         await listener
     return reply

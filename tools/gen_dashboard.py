@@ -124,15 +124,20 @@ def increase(metric: str) -> str:
     return f"increase({sel(metric)}[{RATE}])"
 
 
-def quantiles(metric: str) -> list[Query]:
-    """p50/p90/p99 of a histogram over the whole farm."""
+def quantiles(metric: str, levels: tuple[float, ...] = (0.5, 0.9, 0.99)) -> list[Query]:
+    """Quantiles (p50/p90/p99 unless told) of a histogram over the whole farm."""
     return [
         q(
             f"histogram_quantile({p}, sum by (le) ({rate(metric + '_bucket')}))",
             f"p{round(p * 100)}",
         )
-        for p in (0.5, 0.9, 0.99)
+        for p in levels
     ]
+
+
+def per_worker_quantile(level: float, metric: str) -> str:
+    """A quantile of a histogram for each worker (`instance`)."""
+    return f"histogram_quantile({level}, sum by (instance, le) ({rate(metric + '_bucket')}))"
 
 
 B = "whisperfarm_broker_"
@@ -220,6 +225,32 @@ def speed_row(dash: db.Dashboard) -> None:
         dash.with_panel(panel)
 
 
+def live_row(dash: db.Dashboard) -> None:
+    dash.with_row(db.Row("Live mode"))
+    lag = (
+        "sent to the client minus the arrival at the broker of the audio up to its end "
+        "(the server's share of what a speaker waits for)."
+    )
+    panels = [
+        graph("Live partial lag", f"A live partial {lag}", "s",
+              quantiles(B + "live_partial_lag_seconds", (0.5, 0.95)), width=12),
+        graph("Live commit lag", f"A committed live segment {lag} Above 5 s at the p95 for "
+              "5 minutes: alert WhisperfarmLiveCommitLagHigh.", "s",
+              quantiles(B + "live_commit_lag_seconds", (0.5, 0.95)), width=12),
+        graph("Live streams", "Live streams in progress at the broker, and held by each "
+              "worker.", "none",
+              [q(f"sum({sel(B + 'live_streams')})", "broker"),
+               q(f"sum by (instance) ({sel(W + 'live_streams')})", "{{instance}}")], width=12),
+        graph("Live step time per worker", "Wall time of one live decode step (a stream's "
+              "uncommitted audio decoded again), p50 and p95 per worker; above --live-step-ms "
+              "every live stream on the worker steps less often.", "s",
+              [q(per_worker_quantile(p, W + "live_step_seconds"),
+                 f"p{round(p * 100)} {{{{instance}}}}") for p in (0.5, 0.95)], width=12),
+    ]  # fmt: skip
+    for panel in panels:
+        dash.with_panel(panel)
+
+
 def batch_heatmap() -> heatmap.Panel:
     return (
         heatmap.Panel()
@@ -259,10 +290,8 @@ def workers_row(dash: db.Dashboard) -> None:
         batch_heatmap(),
         graph("Inference time per worker (p95)",
               "Wall time of one engine call, and of one batched forward pass.", "s",
-              [q(f"histogram_quantile(0.95, sum by (instance, le)"
-                 f" ({rate(W + 'inference_seconds_bucket')}))", "call {{instance}}"),
-               q(f"histogram_quantile(0.95, sum by (instance, le)"
-                 f" ({rate(W + 'forward_seconds_bucket')}))", "forward {{instance}}")]),
+              [q(per_worker_quantile(0.95, W + "inference_seconds"), "call {{instance}}"),
+               q(per_worker_quantile(0.95, W + "forward_seconds"), "forward {{instance}}")]),
         graph("Draining workers", "Workers finishing their streams before they stop.", "none",
               [q(f"sum({sel(W + 'draining')})", "draining")]),
         graph("Streams leaving workers",
@@ -319,7 +348,9 @@ def build() -> dict[str, Any]:
     dash = (
         db.Dashboard("whisperfarm")
         .uid(UID)
-        .description("Speech-to-text farm: streams, admissions, throughput, speed, workers, GPUs.")
+        .description(
+            "Speech-to-text farm: streams, admissions, live lag, throughput, speed, workers, GPUs."
+        )
         .tags(["whisperfarm", "speech-to-text"])
         .editable()
         .tooltip(dm.DashboardCursorSync.CROSSHAIR)
@@ -327,7 +358,7 @@ def build() -> dict[str, Any]:
         .refresh("30s")
         .variables(variables())
     )
-    for row in (overview_row, streams_row, speed_row, workers_row, gpu_row):
+    for row in (overview_row, streams_row, live_row, speed_row, workers_row, gpu_row):
         row(dash)
     encoded: dict[str, Any] = json.loads(json.dumps(dash.build(), cls=JSONEncoder))
     for number, panel in enumerate(encoded["panels"], start=1):

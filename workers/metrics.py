@@ -81,6 +81,18 @@ FORWARD_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60),
     registry=REGISTRY,
 )
+LIVE_STREAMS = Gauge(
+    "whisperfarm_worker_live_streams",
+    "Live streams assigned to this worker and not finished yet (counted in streams_active too).",
+    registry=REGISTRY,
+)
+LIVE_STEP_SECONDS = Histogram(
+    "whisperfarm_worker_live_step_seconds",
+    "Wall time of one live decode step (a live stream's uncommitted audio decoded again); "
+    "a stream's partials come at best this often.",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
+    registry=REGISTRY,
+)
 GPU_MEMORY_BYTES = Gauge(
     "whisperfarm_worker_gpu_memory_bytes",
     "GPU memory this process holds (openai-whisper: reserved by torch's allocator; "

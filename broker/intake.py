@@ -79,6 +79,8 @@ class Intake:
         spool = run.spool
         spool.append(packet, now)
         run.job.frames = run.validator.frames
+        if run.arrivals is not None:
+            run.arrivals.arrived(run.validator.frames / run.audio.sample_rate)
         run.packets_since_ack += 1
         if run.packets_since_ack >= s.ack_every_packets and run.syncing is None:
             run.packets_since_ack = 0

@@ -66,7 +66,7 @@ class JobLifecycle:
         if kept:
             run.segments = kept
             run.segments_sent = kept[-1].id + 1
-        self.runs[run.job_id] = run
+        self._hold(run)
         run.outbox = asyncio.Queue()
         self.set_status(run.job, JobStatus.QUEUED)
         self._dispatcher.submit(run)
@@ -80,7 +80,7 @@ class JobLifecycle:
         run.closed_spool_bytes = files.spool_size()  # complete: its upload had ended
         run.ended_at = time.monotonic()
         job.worker = None
-        self.runs[job.id] = run
+        self._hold(run)
         self.set_status(job, JobStatus.QUEUED)
         self._dispatcher.submit(run)
 
@@ -164,8 +164,15 @@ class JobLifecycle:
         self._observe_done(run)
         self._finish(run)
 
+    def _hold(self, run: StreamRun) -> None:
+        """The run is in the farm until `_finish`."""
+        self.runs[run.job_id] = run
+        if run.job.live:
+            metrics.LIVE_STREAMS.inc()
+
     def _finish(self, run: StreamRun) -> None:
-        self.runs.pop(run.job_id, None)
+        if self.runs.pop(run.job_id, None) is run and run.job.live:
+            metrics.LIVE_STREAMS.dec()
         if run.admitted:
             run.admitted = False
             self._admission.release(run.job.owner)

@@ -60,11 +60,15 @@ class WorkerResults:
         if segment.id >= run.segments_sent:  # a re-dispatched attempt repeats what was sent
             run.segments_sent = segment.id + 1
             run.emit(Segment.model_validate(segment.model_dump(include=CLIENT_SEGMENT_FIELDS)))
+            if run.arrivals is not None:
+                run.arrivals.segment_sent(segment.end)
 
     def on_partial(self, run: StreamRun, body: PartialBody) -> None:
         """A live run's uncommitted tail, to its client (only live runs have one)."""
         if run.job.live:
             run.emit(Partial(text=body.text, start=body.start, end=body.end))
+            if run.arrivals is not None and body.text:
+                run.arrivals.partial_sent(body.end)
 
     def on_final(self, run: StreamRun, body: FinalBody) -> None:
         job = run.job

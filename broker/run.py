@@ -12,6 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from broker.live_lag import ArrivalTimes
 from broker.spool import JobFiles, SpoolWriter
 from whisperfarm.errors import CloseCode
 from whisperfarm.jobs import Job
@@ -52,6 +53,12 @@ class StreamRun:
     """After `end`: the spool's last flush, round and close, then the ack of every frame
     and the ended status (shielded from the stream handler's cancellation)."""
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    arrivals: ArrivalTimes | None = None
+    """A live run's packet arrivals, for the lag of what is sent about them."""
+
+    def __post_init__(self) -> None:
+        if self.job.live:
+            self.arrivals = ArrivalTimes()
 
     @property
     def job_id(self) -> str:

@@ -71,7 +71,7 @@ def join_segments_of(segments: list[dict[str, Any]]) -> str:
 
 
 def test_words_show_as_partials_then_commit(live_farm: tuple[Broker, Worker]) -> None:
-    broker, _ = live_farm
+    broker, worker = live_farm
     reply = asyncio.run(stream_live(broker.ws, pcm_of(JFK)))
     assert reply.close_code == 1000
     final = check_final_is_the_commits(reply)
@@ -79,6 +79,7 @@ def test_words_show_as_partials_then_commit(live_farm: tuple[Broker, Worker]) ->
     kinds = [m["type"] for m in reply.messages if m["type"] in ("partial", "segment")]
     assert kinds.index("partial") < kinds.index("segment")
     shown = [m for m in reply.of("partial") if m["text"]]
+    segments = committed(reply)
     assert len(shown) >= 3, "the text should grow step by step"
     # A partial is the tail after the last commit: it never starts before that commit ends.
     last_end = 0.0
@@ -91,6 +92,10 @@ def test_words_show_as_partials_then_commit(live_farm: tuple[Broker, Worker]) ->
     assert job["status"] == "done" and job["live"] is True
     stored = broker.get(f"/v1/jobs/{final['job_id']}/transcript", format="json").json()
     assert join_segments_of(stored["segments"]) == final["text"]
+    assert broker.metric("whisperfarm_broker_live_partial_lag_seconds_count") >= len(shown)
+    assert broker.metric("whisperfarm_broker_live_commit_lag_seconds_count") >= len(segments)
+    assert broker.metric("whisperfarm_broker_live_streams") == 0
+    assert worker.metric("whisperfarm_worker_live_step_seconds_count") >= len(shown)
 
 
 def test_silence_gives_no_words_and_costs_no_decode(live_farm: tuple[Broker, Worker]) -> None:

@@ -15,6 +15,7 @@ import asyncio
 from concurrent.futures import Executor
 
 from whisperfarm.wire_bodies import PartialBody
+from workers import metrics
 from workers.engines import DecodeResult, Engine
 from workers.live import LiveState, LiveStep, Partial
 from workers.runner import Send, StreamRunner, decode_window
@@ -97,6 +98,7 @@ class LiveRunner(StreamRunner):
         )
         self.state.record_inference(started, ended)
         self._clock.observe(ended - started)
+        metrics.LIVE_STEP_SECONDS.observe(ended - started)
         return result
 
     async def _send_partial(self) -> None:

@@ -187,7 +187,7 @@ class Worker:
         """`busy`, the live load when there is one; while draining also `draining: true`
         and `slots: 0` (no new streams)."""
         fields: dict[str, int | float | bool] = {"busy": len(self.streams)}
-        live = sum(isinstance(r, LiveRunner) for r in self.streams.values())
+        live = self._live_count()
         if live:
             fields["live"] = live
         if self._live_clock.mean is not None:
@@ -278,7 +278,7 @@ class Worker:
             runner = StreamRunner(job_id, file_state, self.engine, self._executor, self._send)
         self.streams[job_id] = runner
         self._idle.clear()
-        metrics.STREAMS_ACTIVE.set(len(self.streams))
+        self._count_streams()
         runner.start(self._forget)
         log.info(
             "stream %s attempt %d assigned (%d Hz, %d ch, %s)",
@@ -345,7 +345,14 @@ class Worker:
             del self.streams[runner.job_id]
         if not self.streams:
             self._idle.set()
+        self._count_streams()
+
+    def _count_streams(self) -> None:
         metrics.STREAMS_ACTIVE.set(len(self.streams))
+        metrics.LIVE_STREAMS.set(self._live_count())
+
+    def _live_count(self) -> int:
+        return sum(isinstance(r, LiveRunner) for r in self.streams.values())
 
     async def _send(self, message: Message) -> None:
         """Send on the current link; a failure is logged, never raised into a stream."""

@@ -54,6 +54,9 @@ OVERLAP_S = 0.1
 SEAM_WORDS = 2
 """How far (in words) from where the times put it the copy of the last committed word is
 looked for."""
+SEAM_MATCH = 2
+"""Committed words the decode's copy must match, at most (one word alone matches too often:
+"you … ask what you")."""
 MAX_REPEAT = 5
 """Longest run of committed words a decode may repeat at its start (dropped)."""
 SAID_WORDS = 200
@@ -76,6 +79,8 @@ class LiveOptions:
 
     step_ms: int = 1000
     beam_size: int = 1
+    """Of the steps that wait for agreement; a step that commits all it decodes (a pause,
+    a commit, the end) has no second decode to catch its errors: it decodes as files do."""
     pause_ms: int = 500
 
 
@@ -228,7 +233,7 @@ class LiveState(StreamState):
             (),
             spec.temperature,
             word_timestamps=True,
-            beam_size=self.options.beam_size,
+            beam_size=None if closes else self.options.beam_size,
             fallback=closes,
             fit_window=True,
         )
@@ -264,17 +269,18 @@ class LiveState(StreamState):
     def _after_committed(self, heard: list[_Heard]) -> list[_Heard]:
         """The decode's words after the committed ones. Word times are approximate, so
         the time the last committed word ends only says roughly where to look: the new
-        words begin right after the decode's copy of that word, found by text within
-        `SEAM_WORDS` of that place; without one, where the time says, less a repeat of
-        the committed tail at its start."""
+        words begin right after the decode's copy of the last committed words, found by
+        their text within `SEAM_WORDS` of that place; without one, where the time says,
+        less a repeat of the committed tail at its start."""
         since = (self._committed_to - self._offset) / SAMPLE_RATE - OVERLAP_S
         at = next((i for i, (w, _) in enumerate(heard) if w.start >= since), len(heard))
         said = [_norm(word) for end, word in self._said[-MAX_REPEAT:] if end > self._offset]
         if said:
             texts = [_norm(w.word) for w, _ in heard]
+            tail = said[-SEAM_MATCH:]
             for shift in sorted(range(-SEAM_WORDS, SEAM_WORDS + 1), key=abs):
                 seam = at + shift
-                if 0 < seam <= len(texts) and texts[seam - 1] == said[-1]:
+                if len(tail) <= seam <= len(texts) and texts[seam - len(tail) : seam] == tail:
                     return heard[seam:]
         new = heard[at:]
         said = [_norm(word) for _, word in self._said[-MAX_REPEAT:]]

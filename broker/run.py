@@ -17,8 +17,7 @@ from broker.spool import JobFiles, SpoolWriter
 from whisperfarm.errors import CloseCode
 from whisperfarm.jobs import Job
 from whisperfarm.packets import AudioFormat, PacketValidator
-from whisperfarm.protocol import MAX_PROMPT_CHARS, SegmentData, ServerMessage
-from whisperfarm.transcripts import join_segments
+from whisperfarm.protocol import SegmentData, ServerMessage
 
 Outgoing = tuple[ServerMessage, CloseCode | None]
 """A message for the client and, for the last one, the close code to follow it."""
@@ -96,11 +95,7 @@ class StreamRun:
         Empty for a file run (a new attempt transcribes it all again) or one with none."""
         if not self.job.live or not self.segments:
             return {}
-        return {
-            "resume_at": self.segments[-1].end,
-            "first_segment_id": self.segments[-1].id + 1,
-            "prompt": join_segments(self.segments)[-MAX_PROMPT_CHARS:],
-        }
+        return {"resume_at": self.segments[-1].end, "first_segment_id": self.segments[-1].id + 1}
 
     def emit(self, message: ServerMessage, close: CloseCode | None = None) -> None:
         """Queue a message for the attached client, if any (headless runs drop it)."""

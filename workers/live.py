@@ -4,8 +4,10 @@ The policy (docs/protocol.md, "Live mode"): every `step` of new audio, the uncom
 is decoded again from its start, with word timestamps. The leading words that this decode
 and the one before agree on (LocalAgreement-2; case and punctuation aside) are committed:
 sent as `segment`s (one per Whisper segment they belong to), never revised, and the buffer
-is cut at the end of the last of them, so the next decode starts after them with the
-committed text as its prompt. What is not committed is the `partial`. Agreement on words,
+is cut in a gap after them now and then, and the next decodes start there (no prompt: the
+committed text as a prompt made tiny.en's steps four times slower, with word timestamps,
+and its words worse, `bench/RESULTS.md`; the client's own `prompt` leads its first words).
+What is not committed is the `partial`. Agreement on words,
 not on whole segments: a sentence read without a pause is one Whisper segment, and its
 first words would wait for its end.
 
@@ -20,8 +22,7 @@ decode never covers more than one Whisper window: once the uncommitted audio rea
 `FORCE_COMMIT_S`, the oldest complete segments are committed without agreement.
 
 A new attempt of a stream (a resume, a worker's death) starts at `AssignBody.resume_at`,
-the end of what earlier attempts committed, with their text as its prompt, so no committed
-text is decoded again or changed.
+the end of what earlier attempts committed, so no committed text is decoded again or changed.
 
 Like `workers.stream`, this is free of asyncio and sockets; `workers.live_runner` drives it.
 """
@@ -36,7 +37,7 @@ from whisperfarm.protocol import SegmentData
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE, Pcm
 from workers.engines import DecodedSegment, DecodedWord, DecodeRequest, DecodeResult
-from workers.stream import PROMPT_CHARS, StreamState
+from workers.stream import StreamState
 from workers.vad import DEFAULT_THRESHOLD, VoiceActivity
 
 WINDOW = 30 * SAMPLE_RATE
@@ -54,13 +55,17 @@ OVERLAP_S = 0.1
 SEAM_WORDS = 2
 """How far (in words) from where the times put it the copy of the last committed word is
 looked for."""
+TOKENS_PER_SECOND = 8
+MIN_NEW_TOKENS = 10
+"""A step's decoder stops after this many tokens per second of its audio, plus the minimum:
+fast speech is ~5 tokens/s with timestamps; a decoder past that is looping."""
 SEAM_MATCH = 2
 """Committed words the decode's copy must match, at most (one word alone matches too often:
 "you … ask what you")."""
 MAX_REPEAT = 5
 """Longest run of committed words a decode may repeat at its start (dropped)."""
 SAID_WORDS = 200
-"""Committed words remembered (the prompt's tail and the repeat check)."""
+"""Committed words remembered (for finding the seam after them)."""
 
 MADE_UP_SECONDS = 0.02
 MADE_UP_PROBABILITY = 0.05
@@ -80,9 +85,8 @@ class LiveOptions:
     step_ms: int = 1000
     beam_size: int = 1
     """Of the steps that wait for agreement; a step that commits all it decodes (a pause,
-    a commit, the end) has no second decode to catch its errors: it decodes as files do
-    (the engine's beam, temperature fallback, a whole window: in a window fitted to the
-    utterance, tiny.en ends it with an invented "Thank you")."""
+    a commit, the end) has no second decode to catch its errors: it takes the engine's
+    beam and temperature fallback, as files do."""
     pause_ms: int = 500
 
 
@@ -231,13 +235,14 @@ class LiveState(StreamState):
             pcm,
             self.language,
             spec.task,
-            self._prompt(),
+            None if self._said else spec.prompt,
             (),
             spec.temperature,
             word_timestamps=True,
             beam_size=None if closes else self.options.beam_size,
-            fallback=closes,
-            fit_window=not closes,
+            max_new_tokens=round(len(pcm) / SAMPLE_RATE * TOKENS_PER_SECOND) + MIN_NEW_TOKENS,
+            fallback=False,
+            fit_window=True,
         )
 
     def apply(self, step: LiveStep, result: DecodeResult | None) -> list[SegmentData]:
@@ -323,14 +328,6 @@ class LiveState(StreamState):
         if not best and len(self._audio) >= FORCE_COMMIT_S * SAMPLE_RATE:
             best = committed
         return max(0, round(best * SAMPLE_RATE))
-
-    def _prompt(self) -> str | None:
-        """The committed words whose audio is no longer in the buffer (those still in it
-        are decoded again); before any, the client's prompt."""
-        said = "".join(word for end, word in self._said if end <= self._offset).strip()
-        if not said:
-            return self.spec.prompt
-        return said[-PROMPT_CHARS:].partition(" ")[2] if len(said) > PROMPT_CHARS else said
 
     def _to_stream_time(self, segment: DecodedSegment) -> SegmentData:
         """As a file stream's, without the words the client did not ask for."""

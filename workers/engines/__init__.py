@@ -87,6 +87,10 @@ class DecodeRequest:
     fallback: bool = True
     """Decode again hotter when the text looks wrong (`fallback_temperatures`). A live step
     that commits nothing by itself skips it: a second later it is decoded again anyway."""
+    max_new_tokens: int | None = None
+    """At most this many tokens per window (None: Whisper's own limit, 224). A live step's
+    audio holds a few seconds of speech: a decoder that loops ("and so and so …") would
+    otherwise run to the limit, a second or more of CPU for nothing."""
     fit_window: bool = False
     """Encode only the audio (rounded up, `fitted_frames`), not a whole zero-padded 30 s
     window: the encoder's cost follows its input, and a live step's audio is a few seconds.

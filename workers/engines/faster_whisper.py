@@ -127,6 +127,7 @@ class FasterWhisperEngine:
                 initial_prompt=prompt,
                 temperature=fallback_temperatures(request.temperature, request.fallback),
                 word_timestamps=request.word_timestamps,
+                max_new_tokens=request.max_new_tokens,
             )
             decoded = [_decoded(s) for s in segments]  # iterating runs the decode
         return DecodeResult(decoded, info.language)

@@ -152,7 +152,13 @@ class OpenAIWhisperEngine:
             language = self._language(mel, request.language)
             tokenizer = self._tokenizer(language, request.task)
             decode = lambda window, prompt, t: self.gate.call(  # noqa: E731
-                self._key(language, request.task, t, request.beam_size or self.beam_size),
+                self._key(
+                    language,
+                    request.task,
+                    t,
+                    request.beam_size or self.beam_size,
+                    request.max_new_tokens,
+                ),
                 (window, prompt),
             )
             segments = transcribe_mel(
@@ -202,8 +208,10 @@ class OpenAIWhisperEngine:
         window = pad_or_trim(mel[:, : content_frames(mel)], N_FRAMES)
         return str(self.gate.call(("detect",), (window, [])).language)
 
-    def _key(self, language: str, task: str, temperature: float, beam: int) -> Hashable:
-        return ("decode", language, task, temperature, beam)
+    def _key(
+        self, language: str, task: str, temperature: float, beam: int, tokens: int | None
+    ) -> Hashable:
+        return ("decode", language, task, temperature, beam, tokens)
 
     def _decode_batch(self, key: Hashable, items: Sequence[Item]) -> list[DecodingResult]:
         """One forward pass for every parked window of one key (runs in the leader thread)."""
@@ -213,7 +221,8 @@ class OpenAIWhisperEngine:
             if key == ("detect",):
                 return self._detect(features)
             assert isinstance(key, tuple)
-            options = self._options(str(key[1]), str(key[2]), float(key[3]), int(key[4]))
+            _, language, task, temperature, beam, tokens = key
+            options = self._options(language, task, temperature, beam, tokens)
             task_ = BatchedDecodingTask(self.whisper, options, [p for _, p in items])
             return task_.run(features)
 
@@ -246,7 +255,9 @@ class OpenAIWhisperEngine:
             for f, p in zip(features, probs, strict=True)
         ]
 
-    def _options(self, language: str, task: str, temperature: float, beam: int) -> DecodingOptions:
+    def _options(
+        self, language: str, task: str, temperature: float, beam: int, tokens: int | None
+    ) -> DecodingOptions:
         """faster-whisper's defaults: beam search at 0, best-of-5 sampling when hotter;
         a beam of 1 is greedy (openai-whisper refuses `beam_size=1` with `patience`)."""
         search: dict[str, Any] = (
@@ -255,7 +266,12 @@ class OpenAIWhisperEngine:
             else {"best_of": 5}
         )
         return DecodingOptions(
-            task=task, language=language, temperature=temperature, fp16=self._fp16, **search
+            task=task,
+            language=language,
+            temperature=temperature,
+            fp16=self._fp16,
+            sample_len=tokens,
+            **search,
         )
 
 

@@ -82,7 +82,7 @@ _WORD = re.compile(r"[\w']+")
 class LiveOptions:
     """The worker's live settings (`WorkerSettings.live_step_ms` and friends)."""
 
-    step_ms: int = 1000
+    step_ms: int = 500
     beam_size: int = 1
     """Of the steps that wait for agreement; a step that commits all it decodes (a pause,
     a commit, the end) has no second decode to catch its errors: it takes the engine's
@@ -187,11 +187,13 @@ class LiveState(StreamState):
 
     # ---- steps ------------------------------------------------------------------------------
 
-    def wants_step(self) -> bool:
-        """Time for a step: `step` of new audio, a pause after speech, or a commit."""
+    def wants_step(self, step_ms: int | None = None) -> bool:
+        """Time for a step: `step_ms` (default: the stream's) of new audio, a pause after
+        speech, or a commit."""
         if self._commit_asked:
             return True
-        if self._end - self._stepped_to >= self._step:
+        step = self._step if step_ms is None else step_ms * SAMPLE_RATE // 1000
+        if self._end - self._stepped_to >= step:
             return True
         return self._paused()
 

@@ -12,6 +12,7 @@ queues behind file windows waiting for a decoding thread.
 from __future__ import annotations
 
 import asyncio
+import math
 from concurrent.futures import Executor
 
 from whisperfarm.wire_bodies import PartialBody
@@ -22,13 +23,31 @@ from workers.runner import Send, StreamRunner, decode_window
 
 STEP_TIME_WEIGHT = 0.2
 """Weight of the newest step in the worker's running mean of live step time."""
+STREAMS_PER_PASS = 2
+"""Live streams one forward pass keeps up with at `--live-step-ms` 500 with tiny.en on a
+CPU core (`bench/RESULTS.md`); more streams step proportionally less often."""
 
 
-class LiveStepClock:
-    """The worker's recent live step time (an exponential mean), for its heartbeats."""
+class LiveLoad:
+    """The worker's live streams: how many, how long a step takes (an exponential mean,
+    for its heartbeats), and so how often each stream may step.
 
-    def __init__(self) -> None:
+    Every step decodes a stream's whole uncommitted audio again, so stepping more often
+    than the forward passes can serve only re-decodes the same audio more times: each
+    stream's steps then come later, not sooner (measured: six streams at 500 ms lagged
+    twice as much as at 1000 ms). The step grows with the streams per pass instead."""
+
+    def __init__(self, step_ms: int, passes: int) -> None:
+        self.base_step_ms = step_ms
+        self.passes = max(1, passes)
+        self.streams = 0
         self.mean: float | None = None
+
+    def step_ms(self) -> int:
+        """The new audio that makes a live stream step now."""
+        return self.base_step_ms * max(
+            1, math.ceil(self.streams / (STREAMS_PER_PASS * self.passes))
+        )
 
     def observe(self, seconds: float) -> None:
         self.mean = (
@@ -46,11 +65,11 @@ class LiveRunner(StreamRunner):
         engine: Engine,
         executor: Executor,
         send: Send,
-        clock: LiveStepClock,
+        load: LiveLoad,
     ) -> None:
         super().__init__(job_id, state, engine, executor, send)
         self.live = state
-        self._clock = clock
+        self._load = load
         self._sent_partial = Partial()
 
     # ---- called by the worker as messages arrive ---------------------------------------
@@ -73,7 +92,7 @@ class LiveRunner(StreamRunner):
                 raise self._failure
             if self.state.ended:
                 return
-            if self.live.wants_step():
+            if self.live.wants_step(self._load.step_ms()):
                 await self._step(final=False)
                 self._wake.set()  # audio that came during the step may want another
             else:
@@ -97,7 +116,7 @@ class LiveRunner(StreamRunner):
             self._executor, decode_window, self._engine, step
         )
         self.state.record_inference(started, ended)
-        self._clock.observe(ended - started)
+        self._load.observe(ended - started)
         metrics.LIVE_STEP_SECONDS.observe(ended - started)
         return result
 
@@ -112,6 +131,6 @@ class LiveRunner(StreamRunner):
             text=partial.text,
             start=partial.start,
             end=partial.end,
-            step_seconds=self._clock.mean,
+            step_seconds=self._load.mean,
         )
         await self._send(body.message(self.job_id))

@@ -85,12 +85,13 @@ class WorkerSettings(ComponentSettings):
         ),
     )
     live_step_ms: int = Field(
-        default=1000,
+        default=500,
         ge=100,
         le=10_000,
         description=(
             "A live stream is decoded again once this much new audio arrived (sooner shows "
-            "words sooner and costs more decodes); a worker that cannot keep up steps less often."
+            "words sooner and costs more decodes), while each forward pass serves at most two "
+            "live streams; with more, proportionally less often."
         ),
     )
     live_beam_size: int = Field(

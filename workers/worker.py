@@ -32,7 +32,7 @@ from workers import metrics
 from workers.engines import Engine
 from workers.link import EXPIRY_S, Link
 from workers.live import LiveOptions, LiveState
-from workers.live_runner import LiveRunner, LiveStepClock
+from workers.live_runner import LiveLoad, LiveRunner
 from workers.runner import Outcome, StreamRunner
 from workers.settings import WorkerSettings
 from workers.stream import StreamState
@@ -80,7 +80,7 @@ class Worker:
         self._live_options = LiveOptions(
             settings.live_step_ms, settings.live_beam_size, settings.vad_pause_ms
         )
-        self._live_clock = LiveStepClock()
+        self._live_load = LiveLoad(settings.live_step_ms, getattr(engine, "parallel_batches", 1))
         self._link: Link | None = None
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
@@ -190,8 +190,8 @@ class Worker:
         live = self._live_count()
         if live:
             fields["live"] = live
-        if self._live_clock.mean is not None:
-            fields["live_step_seconds"] = round(self._live_clock.mean, 3)
+        if self._live_load.mean is not None:
+            fields["live_step_seconds"] = round(self._live_load.mean, 3)
         if self.draining:
             fields |= {"draining": True, "slots": 0}
         return HeartbeatBody.model_validate(fields)  # only these are sent (`Body.message`)
@@ -271,7 +271,7 @@ class Worker:
         if spec.live:
             state = LiveState(spec, self._live_options)
             runner = LiveRunner(
-                job_id, state, self.engine, self._live_executor, self._send, self._live_clock
+                job_id, state, self.engine, self._live_executor, self._send, self._live_load
             )
         else:
             file_state = StreamState(spec, self.settings.chunk_seconds)
@@ -349,7 +349,8 @@ class Worker:
 
     def _count_streams(self) -> None:
         metrics.STREAMS_ACTIVE.set(len(self.streams))
-        metrics.LIVE_STREAMS.set(self._live_count())
+        self._live_load.streams = self._live_count()
+        metrics.LIVE_STREAMS.set(self._live_load.streams)
 
     def _live_count(self) -> int:
         return sum(isinstance(r, LiveRunner) for r in self.streams.values())

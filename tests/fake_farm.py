@@ -93,6 +93,8 @@ class FakeFarm:
     drop_always: bool = False
     """Abort every connection right after `accepted` (no progress ever)."""
     ack_every: int = 10
+    final_delay: float = 0.0
+    """Seconds between `end` and the final (a farm still decoding)."""
     partials_to_files: bool = False
     """Send partials to streams that are not live (a farm breaking the protocol)."""
     connections: int = 0
@@ -189,6 +191,10 @@ class FakeFarm:
             await ws.send(Error(code=ErrorCode.INTERNAL, detail="engine exploded").dumps())
             await ws.close(CloseCode.INTERNAL)
             return False
+        if self.final_delay:  # still decoding, unless the client hangs up
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), self.final_delay)
+                return False
         for s in SEGMENTS:
             await ws.send(Segment(**s.model_dump()).dumps())
         duration = job.acked / job.start.sample_rate

@@ -195,11 +195,11 @@ class StreamClient:
         self._control(Clear())
 
     def _control(self, message: Commit | Clear) -> None:
-        """Queued at the frames sent so far; sent after the next packet, or before `end`.
+        """Queued at the frames sent so far; it goes out before the next packet, or `end`.
 
-        Waiting for a packet keeps the order the farm must see (the audio before, then the
-        message) without a second writer on the socket; at real time a packet is 1000
-        frames, a few tens of milliseconds.
+        Waiting for the next packet keeps the order the farm must see (the audio before,
+        then the message) without a second writer on the socket; at real time that is
+        1000 frames, a few tens of milliseconds.
         """
         if not self._options.live:
             raise RuntimeError(f"{message.type} is for live streams only")
@@ -257,11 +257,11 @@ class StreamClient:
         try:
             async with contextlib.aclosing(self._source.packets(from_frame)) as packets:
                 async for packet in packets:
+                    await self._send_controls(ws, frames)
                     await ws.send(packet)
                     frames += len(packet) // self._bytes_per_frame
                     self.high_water = max(self.high_water, frames)
                     self._events.sent(frames)
-                    await self._send_controls(ws, frames)
             await self._send_controls(ws, None)
             await ws.send(End().dumps())
         except ConnectionClosed:
@@ -269,7 +269,7 @@ class StreamClient:
         self._events.uploaded()
 
     async def _send_controls(self, ws: ClientConnection, frames: int | None) -> None:
-        """The queued controls due once `frames` are sent (None: all of them).
+        """The queued controls due once `frames` were sent (None: all of them).
 
         One leaves the queue only once sent: a control cut off by a dropped connection
         goes out on the resumed one, at its place in the audio.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from source.progress import Console, Mode
 from source.settings import SourceSettings
 from tests.fake_farm import SEGMENTS, FakeFarm, pcm_of, run_cli, write_wav
 from tests.farm import ROOT
+from tests.terminal import FakeTTY, screen
 from whisperfarm.protocol import Final, Partial, Segment, SegmentData
 from whisperfarm.streaming.client import ClientOptions, StreamClient
 from whisperfarm.streaming.decode import AudioInfo, open_audio
@@ -37,31 +37,6 @@ PACKET = 1000 / RATE
 """Seconds of audio in one packet at `RATE`."""
 MONO = AudioInfo(sample_rate=RATE, channels=1, duration=None)
 NO_DEVICE = "whisperfarm-source: no microphone: PortAudio finds no audio input device\n"
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def screen(written: str) -> list[str]:
-    """What a terminal shows after `written`: CR, LF, erase-line; colours dropped."""
-    lines, row, col = [""], 0, 0
-    for token in re.findall(r"\x1b\[K|\x1b\[[0-9;]*m|\r|\n|[^\x1b\r\n]+", written):
-        if token == "\x1b[K":
-            lines[row] = lines[row][:col]
-        elif token.startswith("\x1b"):
-            continue
-        elif token == "\r":
-            col = 0
-        elif token == "\n":
-            row, col = row + 1, 0
-            lines += [""] * (row + 1 - len(lines))
-        else:
-            line = lines[row].ljust(col)
-            lines[row] = line[:col] + token + line[col + len(token) :]
-            col += len(token)
-    return lines
 
 
 def partial(text: str) -> Partial:

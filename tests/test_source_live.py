@@ -144,7 +144,7 @@ async def test_after_a_resume_the_audio_that_fell_due_goes_at_once(tmp_path: Pat
     assert len(times) == 28
     due_now = int(resumed / PACKET) - 4  # packets 4… whose end was due by the resume
     assert due_now >= 10
-    assert times[due_now - 1] - resumed < 0.2  # sent at once
+    assert times[due_now - 1] - resumed < 0.4  # at once (paced, they would take 0.6 s or more)
     assert 1.95 <= times[-1] < 2.6  # and the rest at real time: done when the file is
 
 

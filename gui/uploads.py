@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from gui.rejected import OVERLOADED_TEXT, Kind, Rejected, RejectedStore
 from gui.state import GuiState, Upload
-from whisperfarm.protocol import Segment
+from whisperfarm.protocol import Partial, Segment
 from whisperfarm.streaming.client import ClientOptions, StreamClient
 from whisperfarm.streaming.decode import AudioInfo, open_audio
 from whisperfarm.streaming.errors import (
@@ -30,6 +30,7 @@ from whisperfarm.streaming.errors import (
     SourceError,
     UnreadableInput,
 )
+from whisperfarm.streaming.sources import FileAudio
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class _Progress:
 
     def segment(self, segment: Segment) -> None:
         pass  # the transcript page reads finished transcripts; the job event brings its preview
+
+    def partial(self, partial: Partial) -> None:
+        pass  # uploads are never live: the client refuses a partial before it gets here
 
     def reconnecting(self, attempt: int, retries: int, delay: float, reason: str) -> None:
         self._upload.phase = "reconnecting"
@@ -142,7 +146,8 @@ class Uploader:
     async def _stream(self, upload: Upload, info: AudioInfo) -> None:
         upload.phase, upload.expected_frames = "connecting", info.expected_frames
         self._state.changed()
-        client = StreamClient(upload.path, info, self._with(upload), _Progress(upload, self._state))
+        audio = FileAudio(upload.path, info)
+        client = StreamClient(audio, self._with(upload), _Progress(upload, self._state))
         try:
             await client.transcribe()
         except FarmOverloaded as exc:

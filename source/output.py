@@ -1,4 +1,4 @@
-"""Saving transcripts: unique names per run, atomic writes, the stdout rendering."""
+"""Saving transcripts: the output directory, unique names per run, atomic writes, stdout."""
 
 from __future__ import annotations
 
@@ -6,10 +6,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from whisperfarm.files import write_atomic
+from whisperfarm.protocol import Final
 from whisperfarm.streaming.errors import OutputError
 from whisperfarm.transcripts import Transcript, render
 
 SAVED_FORMATS = ("txt", "json")
+
+
+def make_out_dir(out_dir: Path) -> None:
+    """Create the output directory before streaming: a transcript must have somewhere to go."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create the output directory {out_dir}: {exc.strerror or exc}"
+        ) from None
 
 
 def plan_stems(paths: Sequence[Path]) -> list[str]:
@@ -49,3 +60,14 @@ def stdout_text(transcript: Transcript, label: str, several: bool) -> str:
     """The transcript as printed on stdout; prefixed by the file when several stream."""
     text = transcript.text.strip()
     return f"{label}: {text}" if several else text
+
+
+def to_transcript(final: Final, name: str) -> Transcript:
+    return Transcript(
+        job_id=final.job_id,
+        name=name,
+        text=final.text,
+        segments=final.segments,
+        language=final.language,
+        duration=final.duration,
+    )

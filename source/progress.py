@@ -19,7 +19,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from whisperfarm.protocol import Segment
+from whisperfarm.protocol import Partial, Segment
 from whisperfarm.streaming.decode import AudioInfo
 
 PROG = "whisperfarm-source"
@@ -185,12 +185,14 @@ class FileProgress:
         span = f"[{_clock(segment.start)} → {_clock(segment.end)}]"
         self._console.note(f"{self._prefix}{span} {segment.text.strip()}")
 
+    def partial(self, partial: Partial) -> None:
+        pass  # a file sent as fast as it goes is not live: the client refuses partials for it
+
     def reconnecting(self, attempt: int, retries: int, delay: float, reason: str) -> None:
         self.state = f"reconnecting ({attempt}/{retries})…"
         self.show()
         self._console.note(
-            f"{PROG}: {self.label}: connection lost ({reason}), "
-            f"resuming in {delay:g} s (retry {attempt}/{retries})"
+            f"{PROG}: {self.label}: {reconnect_note(attempt, retries, delay, reason)}"
         )
 
     def done(self, saved: list[str]) -> None:
@@ -205,6 +207,10 @@ class FileProgress:
         self.state = state
         self._console.status(status)
         self.show()
+
+
+def reconnect_note(attempt: int, retries: int, delay: float, reason: str) -> str:
+    return f"connection lost ({reason}), resuming in {delay:g} s (retry {attempt}/{retries})"
 
 
 def _clock(seconds: float) -> str:

@@ -1,26 +1,25 @@
 """One run of the CLI: probe every file, stream the readable ones at once, save, exit code.
 
 This is the edge where typed outcomes become one-line messages and an exit status; the
-modules below it raise and never print.
+modules below it raise and never print. A live run (`--mic`, `--realtime`) and the device
+list have their own module (`live`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from source.output import plan_stems, save_transcript, stdout_text
+from source.live import list_devices, run_live
+from source.outcome import settle
+from source.output import make_out_dir, plan_stems, save_transcript, stdout_text, to_transcript
 from source.progress import Console, FileProgress
 from source.settings import SourceSettings
-from whisperfarm.protocol import Final
-from whisperfarm.streaming.client import ClientOptions, StreamClient
+from whisperfarm.streaming.client import StreamClient
 from whisperfarm.streaming.decode import AudioInfo, open_audio
-from whisperfarm.streaming.errors import ExitCode, SourceError, UnreadableInput
-from whisperfarm.transcripts import Transcript
-
-log = logging.getLogger(__name__)
+from whisperfarm.streaming.errors import ExitCode, OutputError, UnreadableInput
+from whisperfarm.streaming.sources import FileAudio
 
 
 @dataclass(frozen=True)
@@ -39,14 +38,18 @@ class Upload:
 
 async def run(settings: SourceSettings, console: Console) -> ExitCode:
     """Transcribe every file in `settings.files`; the worst outcome is the exit code."""
+    if settings.list_devices:
+        return list_devices(console)
+    if settings.live:
+        return await run_live(settings, console)
     readable, codes = probe_all(settings.files, console)
     if not readable:
         return max(codes, default=ExitCode.OK)
     try:
-        settings.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        console.error(f"cannot create the output directory {settings.out}: {exc.strerror or exc}")
-        return ExitCode.FAILED
+        make_out_dir(settings.out)
+    except OutputError as exc:
+        console.error(exc.message)
+        return exc.exit_code
     stems = plan_stems([path for path, _ in readable])
     uploads = [Upload(path, info, stem) for (path, info), stem in zip(readable, stems, strict=True)]
     batch = Batch(settings, console, several=len(settings.files) > 1, parallel=len(uploads))
@@ -79,47 +82,17 @@ class Batch:
         self._console = console
         self._several = several
         self._limit = asyncio.Semaphore(settings.jobs or parallel)
-        self._options = ClientOptions(
-            url=settings.url,
-            language=settings.language,
-            task=settings.task,
-            word_timestamps=settings.word_timestamps,
-            retries=settings.retries,
-            retry_delay=settings.retry_delay,
-            connect_timeout=settings.connect_timeout,
-            token=settings.token,
-        )
+        self._options = settings.client_options()
 
     async def transcribe_one(self, upload: Upload) -> ExitCode:
         """Stream one file, print and save its transcript; never raises, returns the outcome."""
         progress = self._console.track(upload.label, upload.info, several=self._several)
         async with self._limit:
-            try:
-                saved = await self._stream_and_save(upload, progress)
-            except SourceError as exc:
-                progress.failed(exc.message)
-                return exc.exit_code
-            except Exception as exc:  # a bug here must not take the other files down with it
-                log.exception("unexpected failure streaming %s", upload.path)
-                progress.failed(f"internal error: {exc!r}")
-                return ExitCode.FAILED
-        progress.done([str(p) for p in saved])
-        return ExitCode.OK
+            return await settle(self._stream_and_save(upload, progress), progress, upload.path)
 
     async def _stream_and_save(self, upload: Upload, progress: FileProgress) -> list[Path]:
-        client = StreamClient(upload.path, upload.info, self._options, progress)
+        client = StreamClient(FileAudio(upload.path, upload.info), self._options, progress)
         final = await client.transcribe()
         transcript = to_transcript(final, upload.path.name)
         self._console.transcript(stdout_text(transcript, upload.label, self._several))
         return save_transcript(transcript, self._out_dir, upload.stem)
-
-
-def to_transcript(final: Final, name: str) -> Transcript:
-    return Transcript(
-        job_id=final.job_id,
-        name=name,
-        text=final.text,
-        segments=final.segments,
-        language=final.language,
-        duration=final.duration,
-    )

@@ -3,26 +3,52 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import CliPositionalArg, SettingsConfigDict
 
-from whisperfarm.protocol import STREAM_PATH
+from whisperfarm.protocol import MAX_PAUSE_MS, MIN_PAUSE_MS, STREAM_PATH
 from whisperfarm.settings import ComponentSettings
+from whisperfarm.streaming.client import ClientOptions
 
 DEFAULT_URL = f"ws://127.0.0.1:8000{STREAM_PATH}"
 
 
 class SourceSettings(ComponentSettings):
-    """Transcribe files on a whisperfarm. Exit: 0 done, 2 unreadable, 3 overloaded, 4 failed."""
+    """Transcribe files or a microphone. Exit: 0 done, 2 no input, 3 overloaded, 4 failed."""
 
     # The docstring above is the CLI's --help description (pydantic-settings shows it as is).
 
     model_config = SettingsConfigDict(env_prefix="WHISPERFARM_SOURCE_", cli_hide_none_type=True)
 
     files: CliPositionalArg[list[Path]] = Field(
-        description="audio or video files to transcribe (anything ffmpeg reads)"
+        [],
+        description="audio or video files to transcribe (anything ffmpeg reads)",
+    )
+    realtime: bool = Field(
+        False,
+        description="live: send the one file paced at real time, showing the words as they "
+        "are decided",
+    )
+    mic: bool = Field(False, description="live: transcribe the microphone until Ctrl-C")
+    mic_device: str | None = Field(
+        None,
+        min_length=1,
+        description="the microphone for --mic: an index or part of a name from --list-devices "
+        "(unset: the default input)",
+    )
+    list_devices: bool = Field(False, description="list the audio input devices and exit")
+    vad: bool = Field(
+        True, description="voice activity: non-speech is skipped, silence gives no text"
+    )
+    pause_ms: int | None = Field(
+        None,
+        ge=MIN_PAUSE_MS,
+        le=MAX_PAUSE_MS,
+        description="live: a pause this long (ms) ends an utterance and commits its words "
+        "(unset: the farm's default)",
     )
     url: str = Field(DEFAULT_URL, description="WebSocket stream endpoint of the broker")
     out: Path = Field(Path("."), description="directory for <stem>.txt and <stem>.json")
@@ -59,6 +85,42 @@ class SourceSettings(ComponentSettings):
     )
     log_level: str = Field("WARNING", description="log level of the CLI's own diagnostics")
 
+    @property
+    def live(self) -> bool:
+        return self.mic or self.realtime
+
+    def client_options(self) -> ClientOptions:
+        return ClientOptions(
+            url=self.url,
+            language=self.language,
+            task=self.task,
+            word_timestamps=self.word_timestamps,
+            retries=self.retries,
+            retry_delay=self.retry_delay,
+            connect_timeout=self.connect_timeout,
+            token=self.token,
+            live=self.live,
+            vad=self.vad,
+            vad_pause_ms=self.pause_ms,
+        )
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Self:
+        """Files, the microphone or the device list: the flag at fault named, as for a value."""
+        if self.list_devices and (self.files or self.live):
+            raise _usage("list_devices", "lists the devices and exits: no files, --mic, --realtime")
+        if self.mic and self.files:
+            raise _usage("mic", "takes no files (the microphone is the input)")
+        if self.mic and self.realtime:
+            raise _usage("realtime", "is for a file; --mic is live already")
+        if self.mic_device is not None and not self.mic:
+            raise _usage("mic_device", "picks the microphone of --mic")
+        if self.realtime and len(self.files) != 1:
+            raise _usage("realtime", f"plays one file (got {len(self.files)})")
+        if not (self.files or self.mic or self.list_devices):
+            raise _usage("files", "give files to transcribe, or --mic, or --list-devices")
+        return self
+
     @field_validator("url")
     @classmethod
     def _websocket_url(cls, url: str) -> str:
@@ -66,3 +128,11 @@ class SourceSettings(ComponentSettings):
         if not url.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
         return url
+
+
+def _usage(field: str, message: str) -> ValidationError:
+    """A usage error on `field`, reported like any invalid value (`ComponentSettings.from_cli`)."""
+    error = PydanticCustomError("usage", message)
+    return ValidationError.from_exception_data(
+        "SourceSettings", [InitErrorDetails(type=error, loc=(field,), input=None)]
+    )

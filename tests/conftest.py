@@ -1,4 +1,5 @@
-"""Fixtures: a broker with a `null`-engine worker for fast protocol tests; a disk agent."""
+"""Fixtures: a broker with a `null`-engine worker for fast protocol tests; a disk agent; a
+fake farm for the source CLI."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from broker.disk import Disk
+from tests.fake_farm import FakeFarm, serving
 from tests.farm import Broker, Worker, start_broker, start_worker
 
 
@@ -33,3 +35,12 @@ async def disk() -> AsyncIterator[Disk]:
     await disk.start()
     yield disk
     await disk.close()
+
+
+@pytest.fixture
+async def farm(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeFarm]:
+    """A fake farm for the source CLI's tests (`tests/fake_farm.py`)."""
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    async with serving() as fake:
+        yield fake

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from websockets.frames import Close
 from source.output import plan_stems, save_transcript, stdout_text
 from source.progress import Console, Mode
 from source.settings import DEFAULT_URL, SourceSettings
+from tests.terminal import FakeTTY, screen
 from whisperfarm.errors import ErrorCode
 from whisperfarm.files import open_atomic, write_atomic
 from whisperfarm.protocol import Error, Segment, SegmentData
@@ -133,29 +133,6 @@ def test_close_codes_without_an_error_message() -> None:
     assert not isinstance(dropped, FarmFailed | FarmOverloaded)  # resumable
     going_away = closed_error(ConnectionClosedError(Close(1001, "restart"), None))
     assert not isinstance(going_away, FarmFailed | FarmOverloaded)
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def screen(written: str) -> list[str]:
-    """What a terminal shows after `written`: tqdm draws with CR, LF and cursor-up only."""
-    lines, row, col = [""], 0, 0
-    for token in re.findall(r"\x1b\[A|\r|\n|[^\x1b\r\n]+", written):
-        if token == "\x1b[A":
-            row = max(row - 1, 0)
-        elif token == "\r":
-            col = 0
-        elif token == "\n":
-            row, col = row + 1, 0
-            lines += [""] * (row + 1 - len(lines))
-        else:
-            line = lines[row].ljust(col)
-            lines[row] = line[:col] + token + line[col + len(token) :]
-            col += len(token)
-    return [line.rstrip() for line in lines]
 
 
 def test_tty_shows_one_bar_per_file_and_scrolls_the_rest_above() -> None:

@@ -1,9 +1,13 @@
-"""Protocol v1 client for one file: start, packets, end, segments, final — and resume.
+"""Protocol v1 client for one stream: start, packets, end, segments, final — and resume.
 
 A dropped connection after `accepted` is not a failure of the job: the broker keeps the
 spooled audio as `interrupted`, so the client reconnects, sends `resume`, and re-sends
-from the frame the broker names. Everything else (an `error` message, a close code that
-says why, a protocol violation) ends the file with a typed `SourceError`.
+from the frame the broker names (the `AudioSource` gives it again). Everything else (an
+`error` message, a close code that says why, a protocol violation) ends the stream with a
+typed `SourceError`.
+
+A live stream (`ClientOptions.live`) also hands its caller each `partial` and takes
+`commit()` / `clear()`, which go out in order with the audio sent before them.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import contextlib
 import errno
 import logging
 import socket
+from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -25,16 +29,19 @@ from whisperfarm.protocol import (
     STREAM_PATH,
     Accepted,
     Ack,
+    Clear,
+    Commit,
     End,
     Error,
     Final,
+    Partial,
     Resume,
     Segment,
     ServerMessage,
     Start,
     parse_server_message,
 )
-from whisperfarm.streaming.decode import SAMPLE_FORMAT, AudioInfo
+from whisperfarm.streaming.decode import SAMPLE_FORMAT
 from whisperfarm.streaming.errors import (
     ConnectionLost,
     FarmFailed,
@@ -42,7 +49,7 @@ from whisperfarm.streaming.errors import (
     FarmUnreachable,
     ProtocolViolation,
 )
-from whisperfarm.streaming.feed import packets_off_loop
+from whisperfarm.streaming.sources import AudioSource
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +62,16 @@ FATAL_CLOSE_CODES = {CloseCode.BAD_DATA, CloseCode.POLICY, CloseCode.TOO_LARGE, 
 
 
 class StreamEvents(Protocol):
-    """What the client reports while a file streams (implemented by `progress.FileProgress`)."""
+    """What the client reports while a stream goes (`FileProgress`, `LiveView` in `source/`)."""
 
     def accepted(self, job_id: str, resume_from_frame: int) -> None: ...
     def sent(self, frames: int) -> None: ...
     def uploaded(self) -> None: ...
     def segment(self, segment: Segment) -> None: ...
+    def partial(self, partial: Partial) -> None:
+        """Live streams only: the uncommitted tail, replacing the previous one."""
+        ...
+
     def reconnecting(self, attempt: int, retries: int, delay: float, reason: str) -> None: ...
 
 
@@ -77,6 +88,12 @@ class ClientOptions:
     connect_timeout: float = 10.0
     token: str | None = None
     """API bearer token, when the farm asks for one."""
+    live: bool = False
+    """Decoded as it arrives: partials, committed segments, `commit()` / `clear()`."""
+    vad: bool = True
+    """Voice activity: non-speech is skipped (False sends `"vad": false`)."""
+    vad_pause_ms: int | None = None
+    """Silence that ends a live utterance; None: the farm's default."""
 
 
 class _Dropped(Exception):
@@ -88,14 +105,15 @@ class _Dropped(Exception):
 
 
 class StreamClient:
-    """Streams one probed file to the farm and returns its `final` message."""
+    """Streams one source to the farm and returns its `final` message."""
 
-    def __init__(
-        self, path: Path, info: AudioInfo, options: ClientOptions, events: StreamEvents
-    ) -> None:
-        self._path, self._info, self._options, self._events = path, info, options, events
-        self._bytes_per_frame = info.audio_format.bytes_per_frame
+    def __init__(self, source: AudioSource, options: ClientOptions, events: StreamEvents) -> None:
+        self._source, self._options, self._events = source, options, events
+        self._bytes_per_frame = source.info.audio_format.bytes_per_frame
         self._job_id: str | None = None
+        self._controls: deque[tuple[int, Commit | Clear]] = deque()
+        """Live `commit`/`clear` waiting to go out, each after the frames sent before it."""
+        self._last_segment_id = -1
         self.acked_frames = 0
         """Latest `ack`: every frame before it is durable in the broker's spool."""
         self.high_water = 0
@@ -125,8 +143,9 @@ class StreamClient:
                     ) from None
                 delay = min(self._options.retry_delay * 2 ** (misses - 1), MAX_BACKOFF)
                 log.info(
-                    "%s: %s; resuming job %s in %g s", self._path, drop.reason, self._job_id, delay
-                )
+                    "%s: %s; resuming job %s in %g s",
+                    self._source.name, drop.reason, self._job_id, delay,
+                )  # fmt: skip
                 self._events.reconnecting(misses, self._options.retries, delay, drop.reason)
                 await asyncio.sleep(delay)
 
@@ -167,16 +186,39 @@ class StreamClient:
         self._events.accepted(reply.job_id, reply.resume_from_frame)
         return reply
 
+    def commit(self) -> None:
+        """Live: end the current utterance now (its partial is committed)."""
+        self._control(Commit())
+
+    def clear(self) -> None:
+        """Live: drop the audio not committed yet."""
+        self._control(Clear())
+
+    def _control(self, message: Commit | Clear) -> None:
+        """Queued at the frames sent so far; it goes out before the next packet, or `end`.
+
+        Waiting for the next packet keeps the order the farm must see (the audio before,
+        then the message) without a second writer on the socket; at real time that is
+        1000 frames, a few tens of milliseconds.
+        """
+        if not self._options.live:
+            raise RuntimeError(f"{message.type} is for live streams only")
+        self._controls.append((self.high_water, message))
+
     def _start_message(self) -> Start:
+        info, options = self._source.info, self._options
         return Start(
-            name=self._path.name[:255] or "stream",
-            sample_rate=self._info.sample_rate,
-            channels=self._info.channels,
+            name=self._source.name,
+            sample_rate=info.sample_rate,
+            channels=info.channels,
             format=SAMPLE_FORMAT,
-            language=self._options.language,
-            task=self._options.task,
-            word_timestamps=self._options.word_timestamps,
-            duration=self._info.duration,
+            language=options.language,
+            task=options.task,
+            word_timestamps=options.word_timestamps,
+            duration=info.duration,
+            live=options.live,
+            vad=options.vad,
+            vad_pause_ms=options.vad_pause_ms,
         )
 
     def _check_accepted(self, reply: Accepted) -> None:
@@ -206,32 +248,48 @@ class StreamClient:
             await asyncio.gather(sender, receiver, return_exceptions=True)
 
     async def _send_audio(self, ws: ClientConnection, from_frame: int) -> None:
-        """Send packets from `from_frame` on, then `end`.
+        """Send packets from `from_frame` on (live controls in between), then `end`.
 
         A closed socket ends the upload quietly: the receiver sees the same close, along
         with any `error` message that came before it, and reports the outcome.
         """
         frames = from_frame
-        packets = packets_off_loop(self._path, self._info, from_frame)
         try:
-            async with contextlib.aclosing(packets):
+            async with contextlib.aclosing(self._source.packets(from_frame)) as packets:
                 async for packet in packets:
+                    await self._send_controls(ws, frames)
                     await ws.send(packet)
                     frames += len(packet) // self._bytes_per_frame
                     self.high_water = max(self.high_water, frames)
                     self._events.sent(frames)
+            await self._send_controls(ws, None)
             await ws.send(End().dumps())
         except ConnectionClosed:
             return
         self._events.uploaded()
+
+    async def _send_controls(self, ws: ClientConnection, frames: int | None) -> None:
+        """The queued controls due once `frames` were sent (None: all of them).
+
+        One leaves the queue only once sent: a control cut off by a dropped connection
+        goes out on the resumed one, at its place in the audio.
+        """
+        while self._controls and (frames is None or self._controls[0][0] <= frames):
+            await ws.send(self._controls[0][1].dumps())
+            self._controls.popleft()
 
     async def _receive_results(self, ws: ClientConnection) -> Final:
         while True:
             message = await self._receive(ws)
             if isinstance(message, Ack):
                 self.acked_frames = max(self.acked_frames, message.frames)
+                self._source.release(self.acked_frames)
             elif isinstance(message, Segment):
-                self._events.segment(message)
+                self._segment(message)
+            elif isinstance(message, Partial):
+                if not self._options.live:
+                    raise ProtocolViolation("a partial on a stream that is not live")
+                self._events.partial(message)
             elif isinstance(message, Final):
                 if message.job_id != self._job_id:
                     raise ProtocolViolation(f"final for job {message.job_id}, not {self._job_id}")
@@ -240,6 +298,14 @@ class StreamClient:
                 raise farm_error(message)
             else:
                 raise ProtocolViolation("a second accepted in one connection")
+
+    def _segment(self, segment: Segment) -> None:
+        """Committed live segments only grow: one seen before (resent on resume) is skipped."""
+        if self._options.live:
+            if segment.id <= self._last_segment_id:
+                return
+            self._last_segment_id = segment.id
+        self._events.segment(segment)
 
     async def _receive(self, ws: ClientConnection) -> ServerMessage:
         try:

@@ -80,3 +80,12 @@ class ProtocolViolation(SourceError):
 
 class OutputError(SourceError):
     """The transcript arrived but could not be saved."""
+
+
+class NoMicrophone(SourceError):
+    """`--mic` found nothing to record from: no input device, or none by the name asked for."""
+
+    exit_code = ExitCode.UNREADABLE
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"no microphone: {reason}")

@@ -6,6 +6,7 @@ scripted worker that fails every stream it is given.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import threading
@@ -21,7 +22,8 @@ from websockets.sync.client import connect
 
 from tests.farm import Broker, start_broker, start_worker
 from tests.speech import fixture_clips, normalize_text, synthesize, word_error_rate
-from tests.wsclient import start_message
+from tests.worker_support import read_wav
+from tests.wsclient import start_message, stream_live
 
 JFK = Path(__file__).parent / "fixtures" / "audio" / "jfk.wav"
 
@@ -315,3 +317,22 @@ def test_browser_callers_get_cors_headers_for_the_configured_origins(tmp_path: P
         assert "access-control-allow-origin" not in other.headers
     finally:
         broker.process.stop()
+
+
+@pytest.mark.model
+def test_german_speech_is_translated_live(multilingual_farm: Broker, tmp_path: Path) -> None:
+    """`task: translate` in live mode: the committed segments are English."""
+    german = synthesize(
+        "Guten Morgen. Das Wetter ist heute sehr schön, und die Sonne scheint über der Stadt. "
+        "Ich trinke gern Kaffee mit Milch.",
+        tmp_path / "german.wav", rate=16_000, channels=1, voice="de",
+    )  # fmt: skip
+    pcm, _ = read_wav(german)
+    reply = asyncio.run(
+        stream_live(multilingual_farm.ws, pcm, speed=2.0, task="translate", model="base")
+    )
+    final = reply.last
+    assert final["type"] == "final", reply.messages[-3:]
+    assert final["text"] == " ".join(s["text"] for s in reply.of("segment"))
+    words = set(normalize_text(final["text"]).split())
+    assert len(words & {"morning", "weather", "sun", "coffee", "milk"}) >= 3, final["text"]

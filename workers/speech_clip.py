@@ -62,6 +62,8 @@ def speech_chunks(spans: list[tuple[int, int]], length: int, options: VadOptions
             merged[-1]["end"] = end
         else:
             merged.append({"start": start, "end": end})
+    if merged and (length - merged[-1]["end"]) // FRAME * FRAME < min_silence:
+        merged[-1]["end"] = length  # the silence after it is too short yet to end it
     chunks = [
         {"start": max(0, c["start"]), "end": min(length, c["end"])}
         for c in merged

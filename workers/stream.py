@@ -9,7 +9,7 @@ the engine's tokens for it, timestamps included) as its prompt and the detected 
 carried on; until some text is committed, the prompt is the client's (`start.prompt`).
 At the end everything left is decoded and committed. A stream shorter than
 `chunk_seconds` is thus decoded in one engine call over the whole audio — the same call
-a user would make on the original file.
+a user would make on the original file (with faster-whisper's `vad_filter`, below).
 
 With voice activity (`start.vad`, on by default; `workers.speech_clip`), a window's audio is
 scored with Silero in its decoding thread and only its speech, padded and joined, is decoded:

@@ -51,7 +51,11 @@ def speech_chunks(spans: list[tuple[int, int]], length: int, options: VadOptions
     """The chunks of audio `length` samples long to decode, from its speech `spans` (sample
     pairs, frames of `FRAME` with Silero's hysteresis, as `VoiceActivity.speech_spans`
     gives them; they may reach past either end): `get_speech_timestamps`'s rules (module
-    docstring). A span reaching the end is speech still going on, padded to the end."""
+    docstring). Speech followed by less than `min_silence_duration_ms` before the end is
+    still going on: it runs to the end. One corner differs: faster-whisper ends speech only
+    at a frame below the low threshold, so a pause whose late frames all sit between the two
+    thresholds stays speech there and ends here (a stream keeps each frame's flag, not its
+    probability)."""
     min_silence = SAMPLE_RATE * options.min_silence_duration_ms // 1000
     min_speech = SAMPLE_RATE * options.min_speech_duration_ms // 1000
     pad = SAMPLE_RATE * options.speech_pad_ms // 1000

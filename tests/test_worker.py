@@ -101,18 +101,28 @@ def test_streams_at_once_in_every_layout(tiny: WorkerRig, speech: dict[str, Stre
 def test_matches_faster_whisper_on_the_same_file(
     tiny: WorkerRig, speech: dict[str, Stream], tmp_path: Path
 ) -> None:
-    """Shorter than a chunk: one engine call over the whole audio, as a user would make."""
+    """Shorter than a chunk: one engine call, as a user would make with faster-whisper's
+    voice-activity filter (what `start.vad` does by default); silence around the speech
+    gives the filter something to take out, and the times must come back the same."""
     from faster_whisper import WhisperModel
 
     from workers.models import resolve_model
+    from workers.speech_clip import FILE_VAD
 
-    pcm, audio = speech["stereo-44k"]
+    speech_pcm, audio = speech["stereo-44k"]
+    frame = audio.bytes_per_frame
+    pcm = (
+        bytes(2 * audio.sample_rate * frame)
+        + speech_pcm
+        + bytes(5 * audio.sample_rate * frame // 2)
+    )
+    assert len(pcm) / frame / audio.sample_rate < CHUNK_SECONDS
     wav = tmp_path / "stereo.wav"
     write_wav(wav, pcm, audio)
     tiny.broker.stream("same-file", pcm, audio)
     final = final_body(tiny.broker.expect(Command.FINAL, "same-file", timeout=120)[1])
     model = WhisperModel(str(resolve_model("tiny.en", tmp_path)), device="cpu", compute_type="int8")
-    raw, _ = model.transcribe(str(wav), beam_size=5)
+    raw, _ = model.transcribe(str(wav), beam_size=5, vad_filter=True, vad_parameters=FILE_VAD)
     expected = [(round(s.start, 3), round(s.end, 3), s.text.strip()) for s in raw]
     assert [(s["start"], s["end"], s["text"]) for s in final["segments"]] == expected
 

@@ -256,11 +256,14 @@ def final_body(message: Message) -> dict[str, Any]:
     return body
 
 
-def interleave_streams(broker: FakeBroker, streams: dict[str, tuple[bytes, AudioFormat]]) -> None:
-    """ASSIGN every stream, send their packets round-robin (uploads side by side), END all."""
+def interleave_streams(
+    broker: FakeBroker, streams: dict[str, tuple[bytes, AudioFormat]], **start: object
+) -> None:
+    """ASSIGN every stream (with `start`'s options), send their packets round-robin (uploads
+    side by side), END all."""
     queues = {job: split_packets(pcm, audio) for job, (pcm, audio) in streams.items()}
     for job, (_, audio) in streams.items():
-        broker.assign(job, audio)
+        broker.assign(job, audio, **start)
     for i in range(max(len(q) for q in queues.values())):
         for job, packets in queues.items():
             if i < len(packets):

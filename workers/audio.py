@@ -17,6 +17,8 @@ from whisperfarm.packets import AudioFormat
 
 SAMPLE_RATE = 16_000
 """What every Whisper engine consumes."""
+SEEK_HOP = SAMPLE_RATE // 100
+"""Samples per mel frame (10 ms): the unit Whisper counts `seek` in."""
 
 _AV_FORMATS = {"s16le": ("s16", np.int16), "f32le": ("flt", np.float32)}
 _LAYOUTS = {1: "mono", 2: "stereo"}

@@ -60,7 +60,8 @@ INFERENCE_SECONDS = Histogram(
 )
 AUDIO_DECODED_SECONDS = Counter(
     "whisperfarm_worker_audio_decoded_seconds",
-    "Seconds of audio handed to the engine (overlaps between windows count twice).",
+    "Seconds of audio handed to the engine (overlaps between windows count twice; the"
+    " non-speech that voice activity keeps from it does not count).",
     registry=REGISTRY,
 )
 DECODE_BATCH_SIZE = Histogram(

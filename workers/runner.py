@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Protocol
 
 from whisperfarm.errors import EngineError, WhisperfarmError
@@ -60,6 +61,22 @@ def decode_window(engine: Engine, window: Decodable) -> tuple[DecodeResult, floa
     a window still queued for a thread holds only its int16 samples (`Window`)."""
     results, started, ended = timed_transcribe(engine, [window.to_request()])
     return results[0], started, ended
+
+
+def decode_speech(
+    engine: Engine, window: Window
+) -> tuple[DecodeResult, float | None, float | None]:
+    """`decode_window` of the window's speech only (`Window.speech`, `workers.speech_clip`),
+    its times mapped back to the window's. Its voice activity is scored here, in the pool
+    thread: the event loop only buffers packets. A window without speech is not decoded
+    (no segments, no inference times)."""
+    if window.speech is None:
+        return decode_window(engine, window)
+    clip = window.speech.clip(window.pcm, window.start)
+    if clip is None:
+        return DecodeResult([], window.language), None, None
+    result, started, ended = decode_window(engine, replace(window, pcm=clip.pcm))
+    return clip.restore(result), started, ended
 
 
 def _as_stream_error(exc: Exception) -> WhisperfarmError:
@@ -174,9 +191,10 @@ class StreamRunner:
             return
         loop = asyncio.get_running_loop()
         result, started, ended = await loop.run_in_executor(
-            self._executor, decode_window, self._engine, window
+            self._executor, decode_speech, self._engine, window
         )
-        self.state.record_inference(started, ended)
+        if started is not None and ended is not None:
+            self.state.record_inference(started, ended)
         await self._send_segments(window, result)
 
     async def _send_segments(self, window: Window, result: DecodeResult) -> None:

@@ -9,7 +9,15 @@ the engine's tokens for it, timestamps included) as its prompt and the detected 
 carried on; until some text is committed, the prompt is the client's (`start.prompt`).
 At the end everything left is decoded and committed. A stream shorter than
 `chunk_seconds` is thus decoded in one engine call over the whole audio — the same call
-a user would make on the original file.
+a user would make on the original file (with faster-whisper's `vad_filter`, below).
+
+With voice activity (`start.vad`, on by default; `workers.speech_clip`), a window's audio is
+scored with Silero in its decoding thread and only its speech, padded and joined, is decoded:
+silence, noise and hum are never turned into words, and cost no decode. The decode's times
+come back in the window's time, so the rules above hold unchanged in buffer time — a segment
+near the edge still waits for the next window, committed audio is dropped, and a window with
+no speech (not decoded: no segments) keeps only its last `COMMIT_MARGIN_S`, where speech may
+be starting.
 
 This is kept free of asyncio and sockets so the policy can grow (live mode: an unstable
 tail, voice activity) and be tested on its own; `workers.runner` drives it.
@@ -22,9 +30,10 @@ from dataclasses import dataclass
 from whisperfarm.protocol import SegmentData, Word
 from whisperfarm.transcripts import join_segments
 from whisperfarm.wire_bodies import AssignBody
-from workers.audio import SAMPLE_RATE, Pcm, Resampler
+from workers.audio import SAMPLE_RATE, SEEK_HOP, Pcm, Resampler
 from workers.engines import DecodedSegment, DecodedWord, DecodeRequest, DecodeResult, Task
 from workers.pcm_buffer import PcmBuffer
+from workers.speech_clip import SpeechFinder
 
 COMMIT_MARGIN_S = 5.0
 """Segments ending this close to the end of the decoded audio wait for the next window."""
@@ -35,8 +44,6 @@ MAX_WINDOW_CHUNKS = 2
 edge, so the buffer stays bounded even if the engine keeps returning one long segment."""
 CONTEXT_TOKENS = 223
 """Committed tokens passed on: what Whisper itself keeps (max_length // 2 - 1)."""
-SEEK_HOP = SAMPLE_RATE // 100
-"""Samples per mel frame (10 ms): the unit Whisper counts `seek` in."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,8 @@ class Window:
 
     A window queued behind others holds only its int16 samples (a view of the stream's
     buffer, no copy); the float32 copy is made when the engine reads the request's
-    `audio`, in the decoding thread, and is freed with the decode.
+    `audio`, in the decoding thread, and is freed with the decode. Its voice activity is
+    scored there too (`speech`): never on the event loop.
     """
 
     pcm: Pcm
@@ -56,6 +64,11 @@ class Window:
     final: bool
     temperature: float = 0.0
     word_timestamps: bool = False
+    start: int = 0
+    """Stream position (16 kHz samples) of `pcm[0]`."""
+    speech: SpeechFinder | None = None
+    """The stream's voice activity: decode only the window's speech
+    (`runner.decode_speech`); None: all of its audio."""
 
     @property
     def samples(self) -> int:
@@ -77,7 +90,9 @@ class Window:
 class StreamState:
     """Buffers one stream's audio, builds decode windows and commits their segments."""
 
-    def __init__(self, spec: AssignBody, chunk_seconds: float) -> None:
+    def __init__(self, spec: AssignBody, chunk_seconds: float, engine_vad: bool = False) -> None:
+        """`engine_vad`: the engine is worth sparing non-speech (`engines.wants_vad`);
+        the stream's windows then decode only speech, unless it asked otherwise (`vad`)."""
         self.spec = spec
         self.language = spec.language
         self.segments: list[SegmentData] = []
@@ -92,6 +107,7 @@ class StreamState:
         self._audio = PcmBuffer()
         self._offset = 0  # stream position (16 kHz samples) of the buffer's first sample
         self._context: tuple[int, ...] = ()
+        self._speech = SpeechFinder(spec.vad_threshold) if spec.vad and engine_vad else None
 
     # ---- audio in -----------------------------------------------------------------------
 
@@ -140,6 +156,8 @@ class StreamState:
             final,
             spec.temperature,
             spec.word_timestamps,
+            self._offset,
+            self._speech,
         )
 
     def _prompt(self) -> str | None:
@@ -213,6 +231,8 @@ class StreamState:
             return
         self._audio.drop(samples)
         self._offset += samples
+        if self._speech is not None:
+            self._speech.forget_before(self._offset)
 
     @property
     def text(self) -> str:

@@ -29,7 +29,7 @@ from whisperfarm.errors import ProtocolError, WhisperfarmError
 from whisperfarm.wire import Command, Message
 from whisperfarm.wire_bodies import AssignBody, DisconnectBody, FailedBody, HeartbeatBody, ReadyBody
 from workers import metrics
-from workers.engines import Engine
+from workers.engines import Engine, wants_vad
 from workers.link import EXPIRY_S, Link
 from workers.live import LiveOptions, LiveState
 from workers.live_runner import LiveLoad, LiveRunner
@@ -274,7 +274,9 @@ class Worker:
                 job_id, state, self.engine, self._live_executor, self._send, self._live_load
             )
         else:
-            file_state = StreamState(spec, self.settings.chunk_seconds)
+            file_state = StreamState(
+                spec, self.settings.chunk_seconds, engine_vad=wants_vad(self.engine)
+            )
             runner = StreamRunner(job_id, file_state, self.engine, self._executor, self._send)
         self.streams[job_id] = runner
         self._idle.clear()

@@ -184,6 +184,13 @@ class Engine(Protocol):
     (absent: one per slot). The worker queues the others' windows before they become
     requests: a queued window holds its int16 audio, not float32 audio, features and
     encoder outputs waiting for a forward pass that cannot take them anyway.
+
+    And `wants_vad: bool` (absent: True), whether the worker should spare the engine a file
+    stream's non-speech (`start.vad`, `workers.speech_clip`): False for the null engine,
+    which has no model to hallucinate and no decode worth sparing, while scoring voice
+    activity would cost its load tests (a thousand streams, on the broker's machine) the
+    CPU they measure the broker with. Live streams ignore it: their voice activity also
+    decides when an utterance ends (`workers.live`).
     """
 
     name: str
@@ -193,6 +200,11 @@ class Engine(Protocol):
     def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         """Decode a batch; one result per request, in order. Blocking: run off the loop."""
         ...
+
+
+def wants_vad(engine: Engine) -> bool:
+    """`Engine.wants_vad`, True when the engine does not say."""
+    return bool(getattr(engine, "wants_vad", True))
 
 
 def load(settings: WorkerSettings) -> Engine:

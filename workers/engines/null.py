@@ -20,6 +20,8 @@ class NullEngine:
     name: str = "null"
     model: str = "none"
     device: str = "cpu"
+    wants_vad: bool = False
+    """Files are decoded whole, `start.vad` or not (`Engine.wants_vad`)."""
 
     def transcribe(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         return [self._one(r) for r in requests]

@@ -269,14 +269,14 @@ class LiveState(StreamState):
         if step.speech_end is not None:
             heard = [(w, s) for w, s in heard if w.start * SAMPLE_RATE < step.speech_end]
         new = self._after_committed(heard)
-        keep = len(new) if step.closes else self._agreed(new, len(step.pcm))
+        heard_to = step.base + len(step.pcm)
+        keep = len(new) if step.closes else self._agreed(new, len(step.pcm), heard_to)
         committed = [self._to_stream_time(piece) for piece in _pieces(new[:keep])]
         if keep:
             self._committed_to = self._offset + round(new[keep - 1][0].end * SAMPLE_RATE)
             self._said += [(self._committed_to, w.word) for w, _ in new[:keep]]
             del self._said[:-SAID_WORDS]
         rest = [w for w, _ in new[keep:]]
-        heard_to = step.base + len(step.pcm)
         if keep or heard_to - self._previous.heard_to >= AGREE_GAP_S * SAMPLE_RATE:
             self._previous = _Hypothesis([_norm(w.word) for w in rest], heard_to)
         self.partial = _partial(rest, self._offset / SAMPLE_RATE)
@@ -306,10 +306,12 @@ class LiveState(StreamState):
                 return new[n:]
         return new
 
-    def _agreed(self, words: list[_Heard], decoded: int) -> int:
-        """How many leading words to commit: those the previous step had too; or, near a
-        full window, the words of every segment but the last."""
-        previous = self._previous.words
+    def _agreed(self, words: list[_Heard], decoded: int, heard_to: int) -> int:
+        """How many leading words to commit: those an earlier step at least `AGREE_GAP_S`
+        of audio before had too; or, near a full window, the words of every segment but
+        the last."""
+        apart = heard_to - self._previous.heard_to >= AGREE_GAP_S * SAMPLE_RATE
+        previous = self._previous.words if apart else []
         agreed = 0
         while (
             agreed < min(len(words), len(previous))

@@ -1,0 +1,99 @@
+"""`LiveState`'s policy on scripted decodes (no model): what is committed, when, and what
+becomes the partial. The real model's behaviour is in test_live.py / test_worker_live.py."""
+
+from __future__ import annotations
+
+from whisperfarm.wire_bodies import AssignBody
+from workers.audio import SAMPLE_RATE
+from workers.engines import DecodedSegment, DecodedWord, DecodeResult
+from workers.live import LiveOptions, LiveState
+
+SECOND = SAMPLE_RATE * 2  # bytes of one second of 16 kHz s16le
+
+
+def state(**spec: object) -> LiveState:
+    body = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=False, **spec)
+    return LiveState(body, LiveOptions(step_ms=500))
+
+
+def said(*timed: tuple[str, float, float], probability: float = 0.9) -> DecodeResult:
+    """One segment of the given words (times from the start of the step's audio)."""
+    words = tuple(DecodedWord(f" {w}", s, e, probability) for w, s, e in timed)
+    text = "".join(w.word for w in words)
+    segment = DecodedSegment(words[0].start, words[-1].end, text, words=words)
+    return DecodeResult([segment], "en")
+
+
+def step(live: LiveState, seconds: float, result: DecodeResult) -> list[str]:
+    """Feed `seconds` of audio, run one step with `result` as its decode: committed texts."""
+    live.feed(bytes(int(seconds * SECOND)))
+    assert live.wants_step()
+    planned = live.next_step(final=False)
+    return [s.text for s in live.apply(planned, result)]
+
+
+def test_words_two_decodes_a_second_apart_agree_on_are_committed() -> None:
+    live = state()
+    assert step(live, 1.0, said(("ask", 0.1, 0.4), ("not", 0.5, 0.8))) == []
+    assert live.partial.text == "ask not"
+    # Half a second later: too close to agree with (the partial still follows).
+    assert step(live, 0.5, said(("ask", 0.1, 0.4), ("not", 0.5, 0.8), ("what", 1.1, 1.4))) == []
+    assert live.partial.text == "ask not what"
+    committed = step(
+        live,
+        0.5,
+        said(("ask", 0.1, 0.4), ("not!", 0.5, 0.8), ("why", 1.1, 1.4), ("your", 1.5, 1.9)),
+    )
+    assert committed == ["ask not!"]  # case and punctuation aside, they agreed up to "not"
+    assert live.partial.text == "why your"
+
+
+def test_a_decode_repeating_committed_words_does_not_commit_them_again() -> None:
+    live = state()
+    step(live, 1.0, said(("so", 0.1, 0.4), ("my", 0.5, 0.7)))
+    assert step(live, 1.0, said(("so", 0.1, 0.4), ("my", 0.5, 0.7), ("fellow", 1.2, 1.6))) == [
+        "so my"
+    ]
+    # The buffer still holds "so my"; the decode's copy of them ends a little late.
+    again = said(("so", 0.1, 0.4), ("my", 0.5, 0.9), ("fellow", 1.2, 1.6), ("Americans", 1.7, 2.4))
+    assert step(live, 1.0, again) == ["fellow"]
+    assert live.partial.text == "Americans"
+    assert [s.id for s in live.segments] == [0, 1]
+
+
+def test_invented_words_after_the_speech_are_dropped() -> None:
+    live = state()
+    made_up = said(("country", 0.2, 0.8), ("Thank", 0.9, 0.9), ("you.", 0.9, 0.9))
+    assert step(live, 1.0, made_up) == []
+    assert live.partial.text == "country"
+
+
+def test_clear_makes_a_step_in_flight_moot() -> None:
+    live = state()
+    live.feed(bytes(SECOND))
+    planned = live.next_step(final=False)
+    live.clear()
+    assert live.apply(planned, said(("gone", 0.1, 0.5))) == []
+    assert live.partial.text == "" and live.buffered_seconds == 0
+
+
+def test_commit_and_the_end_commit_everything_decoded() -> None:
+    live = state()
+    step(live, 1.0, said(("push", 0.1, 0.4)))
+    live.feed(bytes(SECOND // 2))
+    live.ask_commit()
+    assert live.wants_step()
+    planned = live.next_step(final=False)
+    assert planned.closes
+    committed = live.apply(planned, said(("push", 0.1, 0.4), ("to", 0.5, 0.6), ("talk", 0.7, 1.2)))
+    assert [s.text for s in committed] == ["push to talk"]
+    assert live.partial.text == "" and live.buffered_seconds == 0
+
+
+def test_a_new_attempt_skips_what_earlier_ones_committed() -> None:
+    live = state(resume_at=2.0, first_segment_id=5)
+    live.feed(bytes(3 * SECOND))  # the spool is replayed from its start
+    assert live.buffered_seconds == 1.0
+    planned = live.next_step(final=True)
+    (segment,) = live.apply(planned, said(("after", 0.1, 0.6)))
+    assert (segment.id, segment.start, segment.text) == (5, 2.1, "after")

@@ -181,6 +181,16 @@ def start_worker(tmp: Path, zmq: str, *args: str, engine: str = "null", model: s
     return Worker(process)
 
 
+def tiny_farm(tmp: Path, slots: int = 4) -> Iterator[tuple[Broker, Worker]]:
+    """For module fixtures: a broker and one faster-whisper worker with tiny.en."""
+    broker = start_broker(tmp)
+    worker = start_worker(tmp, broker.zmq, engine="faster-whisper", model="tiny.en", slots=slots)
+    broker.wait_workers(1, timeout=180)
+    yield broker, worker
+    worker.process.stop()
+    broker.process.stop()
+
+
 def sse_events(url: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (event, data) from a server-sent-events endpoint until `timeout`."""
     with httpx.stream("GET", url, timeout=timeout) as response:

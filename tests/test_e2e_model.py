@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.farm import ROOT, Broker, Worker, start_broker, start_worker
+from tests.farm import ROOT, Broker, Worker, tiny_farm
 from tests.speech import FIXTURE_DIR, SENTENCES, fixture_clips, synthesize, word_error_rate
 from tests.wsclient import stream_pcm
 
@@ -27,13 +27,7 @@ DECODED = "whisperfarm_worker_audio_decoded_seconds_total"
 
 @pytest.fixture(scope="module")
 def model_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Worker]]:
-    tmp = tmp_path_factory.mktemp("farm")
-    broker = start_broker(tmp)
-    worker = start_worker(tmp, broker.zmq, engine="faster-whisper", model="tiny.en", slots=4)
-    broker.wait_workers(1, timeout=180)
-    yield broker, worker
-    worker.process.stop()
-    broker.process.stop()
+    yield from tiny_farm(tmp_path_factory.mktemp("farm"))
 
 
 def run_source(broker: Broker, out: Path, *files: Path) -> subprocess.CompletedProcess[str]:

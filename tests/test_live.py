@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 from tests.exposition import metric_sum
-from tests.farm import Broker, Worker, start_broker, start_worker
+from tests.farm import Broker, Worker, tiny_farm
 from tests.speech import FIXTURE_DIR, fixture_clips, word_error_rate
 from tests.worker_support import read_wav
 from tests.wsclient import LiveReply, packets, read_all, send_raw, start_message, stream_live
@@ -33,13 +33,7 @@ REFERENCE = {path.name: text for path, text in fixture_clips()}
 
 @pytest.fixture(scope="module")
 def live_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Worker]]:
-    tmp = tmp_path_factory.mktemp("live")
-    broker = start_broker(tmp)
-    worker = start_worker(tmp, broker.zmq, engine="faster-whisper", model="tiny.en", slots=4)
-    broker.wait_workers(1, timeout=180)
-    yield broker, worker
-    worker.process.stop()
-    broker.process.stop()
+    yield from tiny_farm(tmp_path_factory.mktemp("live"))
 
 
 def pcm_of(path: Path) -> bytes:

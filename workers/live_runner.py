@@ -84,25 +84,14 @@ class LiveRunner(StreamRunner):
 
     # ---- the task -------------------------------------------------------------------------
 
-    async def _decode_while_streaming(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._failure is not None:
-                raise self._failure
-            if self.state.ended:
-                return
-            if self.live.wants_step(self._load.step_ms()):
-                await self._step(final=False)
-                self._wake.set()  # audio that came during the step may want another
-            else:
-                await self._send_partial()
+    def _due(self) -> bool:
+        return self.live.wants_step(self._load.step_ms())
+
+    async def _between(self) -> None:
+        await self._send_partial()
 
     async def _decode(self, final: bool) -> None:
-        """The last step: everything left is committed (`StreamRunner._run` calls it)."""
-        await self._step(final=True)
-
-    async def _step(self, final: bool) -> None:
+        """One step (`final`: the last, which commits everything left)."""
         step = self.live.next_step(final)
         result = await self._decoded(step)
         await self._send_committed(self.live.apply(step, result))

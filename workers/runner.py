@@ -181,9 +181,18 @@ class StreamRunner:
                 raise self._failure
             if self.state.ended:
                 return
-            if self.state.wants_decode():
+            if self._due():
                 await self._decode(final=False)
-                self._wake.set()  # audio that came during the decode may fill a window
+                self._wake.set()  # audio that came during the decode may want another
+            else:
+                await self._between()
+
+    def _due(self) -> bool:
+        """Time for a decode while the upload goes on: a whole window is buffered."""
+        return self.state.wants_decode()
+
+    async def _between(self) -> None:
+        """Woken with nothing to decode (a live runner sends its partial)."""
 
     async def _decode(self, final: bool) -> None:
         window = self.state.next_window(final)

@@ -9,11 +9,12 @@ from workers.engines import DecodedSegment, DecodedWord, DecodeResult
 from workers.live import LiveOptions, LiveState
 
 SECOND = SAMPLE_RATE * 2  # bytes of one second of 16 kHz s16le
+STEP_MS = 500
 
 
 def state(**spec: object) -> LiveState:
     body = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=False, **spec)
-    return LiveState(body, LiveOptions(step_ms=500))
+    return LiveState(body, LiveOptions())
 
 
 def said(*timed: tuple[str, float, float], probability: float = 0.9) -> DecodeResult:
@@ -27,7 +28,7 @@ def said(*timed: tuple[str, float, float], probability: float = 0.9) -> DecodeRe
 def step(live: LiveState, seconds: float, result: DecodeResult) -> list[str]:
     """Feed `seconds` of audio, run one step with `result` as its decode: committed texts."""
     live.feed(bytes(int(seconds * SECOND)))
-    assert live.wants_step()
+    assert live.wants_step(STEP_MS)
     planned = live.next_step(final=False)
     return [s.text for s in live.apply(planned, result)]
 
@@ -82,7 +83,7 @@ def test_commit_and_the_end_commit_everything_decoded() -> None:
     step(live, 1.0, said(("push", 0.1, 0.4)))
     live.feed(bytes(SECOND // 2))
     live.ask_commit()
-    assert live.wants_step()
+    assert live.wants_step(STEP_MS)
     planned = live.next_step(final=False)
     assert planned.closes
     committed = live.apply(planned, said(("push", 0.1, 0.4), ("to", 0.5, 0.6), ("talk", 0.7, 1.2)))

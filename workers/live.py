@@ -1,15 +1,16 @@
 """A live stream's decoding: a partial every step, committed segments that never change.
 
 The policy (docs/protocol.md, "Live mode"): every `step` of new audio, the uncommitted audio
-is decoded again from its start, with word timestamps. The leading words that this decode
-and the one before agree on (LocalAgreement-2; case and punctuation aside) are committed:
-sent as `segment`s (one per Whisper segment they belong to), never revised, and the buffer
-is cut in a gap after them now and then, and the next decodes start there (no prompt: the
-committed text as a prompt made tiny.en's steps four times slower, with word timestamps,
-and its words worse, `bench/RESULTS.md`; the client's own `prompt` leads its first words).
-What is not committed is the `partial`. Agreement on words,
-not on whole segments: a sentence read without a pause is one Whisper segment, and its
-first words would wait for its end.
+is decoded again from its start, with word timestamps; a step encodes only its audio
+(`DecodeRequest.fit_window`), not a whole 30 s window. The leading words that this decode
+and an earlier one (`AGREE_GAP_S` of audio before) agree on (LocalAgreement-2; case and
+punctuation aside) are committed: sent as `segment`s (one per Whisper segment they belong
+to), never revised, and the buffer is cut in a gap after them now and then, and the next
+decodes start there (no prompt: with word timestamps, the committed text as a prompt made
+tiny.en's steps much slower and its words worse, `bench/RESULTS.md`; the client's own
+`prompt` leads its first words). What is not committed is the `partial`. Agreement on
+words, not on whole segments: a sentence read without a pause is one Whisper segment, and
+its first words would wait for its end.
 
 Voice activity (`workers.vad`, scored as packets arrive, on the event loop: a frame costs
 ~0.1 ms) shapes the steps: audio with no speech is never decoded and is dropped at once, so a
@@ -48,8 +49,8 @@ SPEECH_PAD = SAMPLE_RATE // 5
 """Audio kept around speech (200 ms): VAD frames start late and end early on soft sounds."""
 AGREE_GAP_S = 1.0
 """Two decodes agree only if the later one heard at least this much more audio: decodes
-half a second apart share their errors (one stream's WER 8.6 % at 500 ms steps, 4.5 % at
-1000); partials still come every step."""
+half a second apart share their errors (`bench/RESULTS.md`); partials still come every
+step."""
 TRIM_S = 10.0
 """Uncommitted audio after which the buffer is cut in a gap after the committed words."""
 MIN_GAP_S = 0.08
@@ -84,9 +85,9 @@ _WORD = re.compile(r"[\w']+")
 
 @dataclass(frozen=True)
 class LiveOptions:
-    """The worker's live settings (`WorkerSettings.live_step_ms` and friends)."""
+    """The worker's live decoding settings (`WorkerSettings`); how often a stream steps is
+    the runner's to say (`live_runner.LiveLoad`)."""
 
-    step_ms: int = 500
     beam_size: int = 1
     """Of the steps that wait for agreement; a step that commits all it decodes (a pause,
     a commit, the end) has no second decode to catch its errors: it takes the engine's
@@ -142,7 +143,6 @@ class LiveState(StreamState):
         self.options = options
         self.generation = 0
         self.partial = Partial()
-        self._step = options.step_ms * SAMPLE_RATE // 1000
         self._pause = (spec.vad_pause_ms or options.pause_ms) * SAMPLE_RATE // 1000
         self._offset = round(spec.resume_at * SAMPLE_RATE)
         self._skip = self._offset
@@ -191,15 +191,18 @@ class LiveState(StreamState):
         """Stream position of the end of the buffered audio."""
         return self._offset + len(self._audio)
 
+    @property
+    def _said_to(self) -> int:
+        """Stream position after which the buffered audio holds no committed word."""
+        return max(self._offset, self._committed_to)
+
     # ---- steps ------------------------------------------------------------------------------
 
-    def wants_step(self, step_ms: int | None = None) -> bool:
-        """Time for a step: `step_ms` (default: the stream's) of new audio, a pause after
-        speech, or a commit."""
+    def wants_step(self, step_ms: int) -> bool:
+        """Time for a step: `step_ms` of new audio, a pause after speech, or a commit."""
         if self._commit_asked:
             return True
-        step = self._step if step_ms is None else step_ms * SAMPLE_RATE // 1000
-        if self._end - self._stepped_to >= step:
+        if self._end - self._stepped_to >= step_ms * SAMPLE_RATE // 1000:
             return True
         return self._paused()
 
@@ -208,8 +211,7 @@ class LiveState(StreamState):
         vad = self._vad
         if vad is None or vad.scored - self._stepped_to < SPEECH_PAD:
             return False
-        said = max(self._offset, self._committed_to)
-        return vad.has_speech(said) and vad.trailing_silence() >= self._pause
+        return vad.has_speech(self._said_to) and vad.trailing_silence() >= self._pause
 
     def next_step(self, final: bool) -> LiveStep:
         """Plan a step over the uncommitted audio (`final`: the stream has ended)."""
@@ -220,9 +222,8 @@ class LiveState(StreamState):
         self._stepped_to = end
         start, stop, speech_end = 0, len(pcm), None
         if self._vad is not None:
-            spans = self._vad.speech_spans(offset, end)
-            said = max(offset, self._committed_to)
-            spans = [(a, b) for a, b in spans if b > said]
+            said = self._said_to
+            spans = [(a, b) for a, b in self._vad.speech_spans(offset, end) if b > said]
             if not spans:  # nothing said: drop it, but keep where a word may be starting
                 keep = 0 if closes else min(len(pcm), SPEECH_PAD)
                 return LiveStep(end - keep, pcm[len(pcm) - keep :], closes, self.generation)

@@ -34,8 +34,8 @@ class LiveLoad:
 
     Every step decodes a stream's whole uncommitted audio again, so stepping more often
     than the forward passes can serve only re-decodes the same audio more times: each
-    stream's steps then come later, not sooner (measured: six streams at 500 ms lagged
-    twice as much as at 1000 ms). The step grows with the streams per pass instead."""
+    stream's steps then come later, not sooner (`bench/RESULTS.md`). The step grows with
+    the streams per pass instead."""
 
     def __init__(self, step_ms: int, passes: int) -> None:
         self.base_step_ms = step_ms

@@ -22,11 +22,10 @@ import numpy as np
 import numpy.typing as npt
 from faster_whisper.vad import get_vad_model
 
-from workers.audio import SAMPLE_RATE, Pcm
+from workers.audio import Pcm
 
 FRAME = 512
 """Samples per scored frame (32 ms at 16 kHz): the window Silero v5+ takes."""
-FRAME_SECONDS = FRAME / SAMPLE_RATE
 DEFAULT_THRESHOLD = 0.5
 """Silero's own default speech probability."""
 HYSTERESIS = 0.15

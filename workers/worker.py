@@ -77,9 +77,7 @@ class Worker:
             decode_threads(engine, settings.slots), thread_name_prefix="live"
         )
         """Live steps' own threads: they never queue behind file windows for a thread."""
-        self._live_options = LiveOptions(
-            settings.live_step_ms, settings.live_beam_size, settings.vad_pause_ms
-        )
+        self._live_options = LiveOptions(settings.live_beam_size, settings.vad_pause_ms)
         self._live_load = LiveLoad(settings.live_step_ms, getattr(engine, "parallel_batches", 1))
         self._link: Link | None = None
         self._stopping = asyncio.Event()

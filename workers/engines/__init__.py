@@ -93,9 +93,8 @@ class DecodeRequest:
     otherwise run to the limit, a second or more of CPU for nothing."""
     fit_window: bool = False
     """Encode only the audio (rounded up, `fitted_frames`), not a whole zero-padded 30 s
-    window: the encoder's cost follows its input, and a live step's audio is a few seconds.
-    Measured on the test speech: the same words at a third of the time (`bench/RESULTS.md`).
-    Engines that cannot ignore it."""
+    window: the encoder's cost follows its input, and a live step's audio is a few seconds
+    (`bench/RESULTS.md`). An engine that cannot encode less than a window ignores it."""
 
     @property
     def audio(self) -> Samples:

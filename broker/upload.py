@@ -117,13 +117,14 @@ class Upload:
 
     def commit(self) -> None:
         """Live: the client's `commit` (its utterance is over: commit its text now)."""
-        self._tell(CommitBody, "commit")
+        self._tell(CommitBody)
 
     def clear(self) -> None:
         """Live: the client's `clear` (drop the audio not committed yet)."""
-        self._tell(ClearBody, "clear")
+        self._tell(ClearBody)
 
-    def _tell(self, kind: type[CommitBody | ClearBody], name: str) -> None:
+    def _tell(self, kind: type[CommitBody | ClearBody]) -> None:
+        name = kind.command.value.lower()  # the client's message type
         if not self._run.job.live:
             raise ProtocolError(f'{name} is for live streams (start with "live": true)')
         if self._end_called:

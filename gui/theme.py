@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from nicegui import app, ui
 
+from gui.i18n import t, translator
 from gui.services import Services
 from gui.state import GuiState
 
@@ -58,13 +59,13 @@ def _header() -> ui.chip:
         with ui.link(target="/").classes("flex items-center gap-2 text-white no-underline"):
             ui.icon("graphic_eq", size="28px")
             ui.label("whisperfarm").classes("text-xl font-semibold tracking-tight")
-        ui.label("speech-to-text farm").classes("text-sm text-indigo-100 max-sm:hidden")
+        ui.label(t("header.tagline")).classes("text-sm text-indigo-100 max-sm:hidden")
         ui.space()
         status = ui.chip(icon="circle").props("dense square text-color=white").mark("broker-status")
         ui.button(on_click=lambda: dark.set_value(not dark.value)).props(
             "flat round color=white"
         ).bind_icon_from(dark, "value", lambda on: "light_mode" if on else "dark_mode").tooltip(
-            "Dark mode"
+            t("header.dark_mode")
         ).mark("dark-toggle")
 
     return status
@@ -73,6 +74,7 @@ def _header() -> ui.chip:
 def _banner(services: Services, status: ui.chip) -> None:
     """The broker-down banner and the header's status chip, always updated together."""
     connection = services.state.connection
+    words = translator()
     with (
         ui.row()
         .classes("w-full items-center gap-3 px-6 py-3 bg-red-700 text-white no-wrap")
@@ -81,7 +83,7 @@ def _banner(services: Services, status: ui.chip) -> None:
     ):
         ui.icon("cloud_off", size="24px")
         text = ui.label().classes("grow")
-        ui.button("Retry now", on_click=services.feed.refresh).props(
+        ui.button(t("banner.retry"), on_click=services.feed.refresh).props(
             "flat dense color=white no-caps"
         )
 
@@ -89,11 +91,11 @@ def _banner(services: Services, status: ui.chip) -> None:
         banner.set_visibility(connection.down)
         text.text = connection.banner if connection.down else ""
         if connection.up:
-            status.text, color = "Broker online", "green-7"
+            status.text, color = words("header.broker_online"), "green-7"
         elif connection.down:
-            status.text, color = "Broker offline", "red-7"
+            status.text, color = words("header.broker_offline"), "red-7"
         else:
-            status.text, color = "Connecting…", "grey-7"
+            status.text, color = words("header.connecting"), "grey-7"
         status.props(f"color={color}")
 
     watch(services.state, update)

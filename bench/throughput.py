@@ -17,7 +17,9 @@ all files at once from concurrent clients (no pacing; `--client cli`: one run of
 CLI, its start-up and exit included), with cross-stream batching on (`--max-batch 8`) and
 off (`--max-batch 1`), and batching on with one forward pass at a time
 (`--parallel-batches 1`: what batching alone gives, without the second pass a CPU worker
-runs by default). Prints audio-seconds per wall-second for each and the farm/raw ratios.
+runs by default). Prints audio-seconds per wall-second for each and the farm/raw ratios,
+and each side's word error rate on the set (its last round): a faster side must not be one
+that hears less.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from bench.common import (
     stream_all,
     stream_cli,
     table,
+    word_error_rate,
 )
 
 SHORT_SECONDS = 5.0
@@ -110,15 +113,16 @@ def farm_run(
     client: str,
     tmp: Path,
     cache: Path,
-) -> tuple[dict[str, float], tuple[int, int]]:
+) -> tuple[dict[str, float], dict[str, list[str]], tuple[int, int]]:
     """Wall time of the farm on every file of a set at once, sent by `client` (`ws`: this
-    process's WebSocket clients; `cli`: the source CLI), for each set in turn, and the
-    (windows per pass, passes at once) its worker settled on."""
+    process's WebSocket clients; `cli`: the source CLI), and the transcripts (`ws` only),
+    for each set in turn, and the (windows per pass, passes at once) its worker settled on."""
     slots = max(len(files) for files in sets.values())
     args = ["--model", "tiny.en", "--model-cache-dir", str(cache), "--slots", str(slots),
             "--max-batch", str(max_batch), "--parallel-batches", str(parallel),
             "--beam-size", "5"]  # fmt: skip
     walls: dict[str, float] = {}
+    texts: dict[str, list[str]] = {}
     with farm(tmp, engine, *args) as (broker, workers):
         settled = effective_batch(workers[0])
         warm_up = next(iter(sets.values()))[:1]
@@ -131,7 +135,8 @@ def farm_run(
             failed = [r.messages[-1:] for r in replies if final_text(r) is None]
             if failed:
                 raise SystemExit(f"{engine}, {name} files: streams failed: {failed}")
-    return walls, settled
+            texts[name] = [final_text(r) or "" for r in replies]
+    return walls, texts, settled
 
 
 FARM_SIDES = {
@@ -162,21 +167,29 @@ def run(
     walls: dict[str, dict[str, list[float]]] = {
         name: {side: [] for side in ["raw", *sides]} for name in sets
     }
+    texts: dict[str, dict[str, list[str]]] = {name: {} for name in sets}
     settled: dict[str, tuple[int, int]] = {}
     for _ in range(repeat):
         for name, files in sets.items():
-            walls[name]["raw"].append(raw_run(engine, files, cache)[0])
+            wall, texts[name]["raw"] = raw_run(engine, files, cache)
+            walls[name]["raw"].append(wall)
         for side in sides:
-            side_walls, settled[side] = farm_run(
+            side_walls, side_texts, settled[side] = farm_run(
                 engine, sets, *FARM_SIDES[side], client, tmp, cache
             )
             for name, wall in side_walls.items():
                 walls[name][side].append(wall)
+            for name, said in side_texts.items():
+                texts[name][side] = said
     results = {}
     for name, files in sets.items():
         audio = sum(s.seconds for s in files)
         speeds = {side: audio / min(wall) for side, wall in walls[name].items()}
-        results[name] = {"audio_s": audio, "files": len(files), **speeds, "settled": settled}
+        reference = " ".join(s.reference for s in files)
+        errors = {side: word_error_rate(reference, " ".join(said))
+                  for side, said in texts[name].items()}  # fmt: skip
+        results[name] = {"audio_s": audio, "files": len(files), **speeds, "wer": errors,
+                         "settled": settled}  # fmt: skip
     return results
 
 
@@ -204,6 +217,11 @@ def report(results: dict[str, dict[str, dict[str, Any]]], sides: list[str]) -> N
             for side in sides
         )
         print(f"{engine}: farm/raw = {ratios}")
+        errors = "; ".join(
+            f"{name} " + ", ".join(f"{side} {100 * wer:.1f}" for side, wer in r["wer"].items())
+            for name, r in by_set.items()
+        )
+        print(f"  word error rate %: {errors}")
         settled = next(iter(by_set.values()))["settled"]
         ran = ", ".join(f"{side} {passes} × {batch}" for side, (batch, passes) in settled.items())
         print(f"  passes at once × windows per pass, as the worker settled: {ran}")

@@ -37,7 +37,13 @@ from dataclasses import dataclass, field, replace
 from whisperfarm.protocol import SegmentData
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE, Pcm
-from workers.engines import DecodedSegment, DecodedWord, DecodeRequest, DecodeResult
+from workers.engines import (
+    LIVE_FIT_FRAMES,
+    DecodedSegment,
+    DecodedWord,
+    DecodeRequest,
+    DecodeResult,
+)
 from workers.stream import StreamState
 from workers.vad import DEFAULT_THRESHOLD, VoiceActivity
 
@@ -251,7 +257,7 @@ class LiveState(StreamState):
             beam_size=None if closes else self.options.beam_size,
             max_new_tokens=round(len(pcm) / SAMPLE_RATE * TOKENS_PER_SECOND) + MIN_NEW_TOKENS,
             fallback=False,
-            fit_window=True,
+            fit_window=LIVE_FIT_FRAMES,
         )
 
     def apply(self, step: LiveStep, result: DecodeResult | None) -> list[SegmentData]:

@@ -31,7 +31,14 @@ from whisperfarm.protocol import SegmentData, Word
 from whisperfarm.transcripts import join_segments
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE, SEEK_HOP, Pcm, Resampler
-from workers.engines import DecodedSegment, DecodedWord, DecodeRequest, DecodeResult, Task
+from workers.engines import (
+    FILE_FIT_FRAMES,
+    DecodedSegment,
+    DecodedWord,
+    DecodeRequest,
+    DecodeResult,
+    Task,
+)
 from workers.pcm_buffer import PcmBuffer
 from workers.speech_clip import SpeechFinder
 
@@ -84,6 +91,7 @@ class Window:
             self.context,
             self.temperature,
             self.word_timestamps,
+            fit_window=FILE_FIT_FRAMES,
         )
 
 

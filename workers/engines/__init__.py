@@ -91,10 +91,11 @@ class DecodeRequest:
     """At most this many tokens per window (None: Whisper's own limit, 224). A live step's
     audio holds a few seconds of speech: a decoder that loops ("and so and so …") would
     otherwise run to the limit, a second or more of CPU for nothing."""
-    fit_window: bool = False
-    """Encode only the audio (rounded up, `fitted_frames`), not a whole zero-padded 30 s
-    window: the encoder's cost follows its input, and a live step's audio is a few seconds
-    (`bench/RESULTS.md`). An engine that cannot encode less than a window ignores it."""
+    fit_window: int | None = None
+    """Encode only the audio, rounded up and at least this many mel frames (`fitted_frames`),
+    not a whole zero-padded 30 s window: the encoder's cost follows its input, and a live
+    step's audio is a few seconds, a short file's last window a few more (`bench/RESULTS.md`).
+    None: whole windows. An engine that cannot encode less than a window ignores it."""
 
     @property
     def audio(self) -> Samples:
@@ -123,14 +124,17 @@ FIT_STEP_FRAMES = 200
 plus one: equal shapes across streams, so their passes can batch, and room after the last word."""
 
 
-FIT_MIN_FRAMES = 1000
-"""The shortest encoder input with `fit_window` (10 s): shorter ones make the decoder loop."""
+LIVE_FIT_FRAMES = 1000
+"""A live step's shortest encoder input (10 s): shorter ones make the decoder loop."""
+FILE_FIT_FRAMES = 1500
+"""A file window's shortest encoder input (15 s): the files' words as with whole windows,
+where 10 s dropped a word now and then."""
 
 
-def fitted_frames(samples: int) -> int:
-    """Mel frames (10 ms) to encode for `samples` of audio with `fit_window`."""
+def fitted_frames(samples: int, minimum: int) -> int:
+    """Mel frames (10 ms) to encode for `samples` of audio, at least `minimum`."""
     frames = samples // (SAMPLE_RATE // 100) + 1
-    return min(3000, max(FIT_MIN_FRAMES, (frames // FIT_STEP_FRAMES + 2) * FIT_STEP_FRAMES))
+    return min(3000, max(minimum, (frames // FIT_STEP_FRAMES + 2) * FIT_STEP_FRAMES))
 
 
 @dataclass(frozen=True)

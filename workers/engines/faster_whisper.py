@@ -117,7 +117,10 @@ class FasterWhisperEngine:
         if not len(request.audio):
             return DecodeResult([], request.language)
         prompt: str | list[int] | None = list(request.context) or request.initial_prompt
-        frames = fitted_frames(len(request.source)) if request.fit_window else None
+        frames = (
+            None if request.fit_window is None
+            else fitted_frames(len(request.source), request.fit_window)
+        )  # fmt: skip
         with self.gated.gate.decoding(), self.gated.encoding_frames(frames):
             segments, info = self.whisper.transcribe(
                 request.audio,

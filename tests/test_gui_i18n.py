@@ -48,4 +48,3 @@ def test_the_browser_language_is_the_first_supported_one_by_weight(
     header: str, expected: str
 ) -> None:
     assert i18n.from_accept_language(header) == expected
-

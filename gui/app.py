@@ -18,6 +18,7 @@ from nicegui import app, ui
 from nicegui.storage import Storage
 
 from gui import theme
+from gui.live import page_socket
 from gui.pages import jobs, login, transcript
 from gui.services import Services
 from gui.settings import GuiSettings
@@ -57,6 +58,8 @@ def build(settings: GuiSettings) -> Services:
     @ui.page("/login", title=TITLE)
     def login_page(next: str = "/") -> None:
         login.content(settings, next)
+
+    app.websocket(page_socket.PATH)(services.live.serve)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Literal, Protocol
 
 from gui.settings import GuiSettings
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 ErrorKind = Literal["overloaded", "broker_down", "failed"]
 """What a page tells its reader: retry later, the broker is away, or this stream failed."""
-STREAM_NAME = "microphone"
+STREAM_NAME = "mic-%Y%m%d-%H%M%S"
+"""A live job's name (`time.strftime`), as the CLI names a microphone recording."""
 CHANNELS = 1
 
 
@@ -136,7 +138,7 @@ class LiveRelay:
 
     def open(self, sink: LiveSink, language: str | None, sample_rate: int) -> LiveSession:
         """Start a live stream of mono s16le at `sample_rate` (call on the event loop)."""
-        audio = LiveAudio(STREAM_NAME, AudioInfo(sample_rate, CHANNELS, None))
+        audio = LiveAudio(time.strftime(STREAM_NAME), AudioInfo(sample_rate, CHANNELS, None))
         client = StreamClient(audio, self.options_for(language), _Events(sink))
         return LiveSession(audio, client, sink)
 

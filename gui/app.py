@@ -57,7 +57,9 @@ def build(settings: GuiSettings) -> Services:
         with theme.frame(services, "Transcript"):
             transcript.content(services, job_id)
 
-    @ui.page("/live", title=TITLE)
+    # A page whose connection drops for longer than NiceGUI's 3 s default is rebuilt,
+    # which would end its recording: it waits as long as its live stream does.
+    @ui.page("/live", title=TITLE, reconnect_timeout=page_socket.RESUME_SECONDS)
     def live_page() -> None:
         if not login.require(settings, "/live"):
             return

@@ -21,6 +21,7 @@ from gui.pages.live import ERROR_KINDS
 from tests.farm import Broker, start_broker, start_worker, tiny_farm
 from tests.gui_conftest import CHROMIUM_ARGS, require_chromium, save_screenshot, start_gui
 from tests.speech import FIXTURE_DIR, word_error_rate
+from tests.tcp_cut import tcp_cut
 from tests.wsclient import start_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -254,3 +255,31 @@ def test_every_error_the_page_can_show_has_its_message_in_every_language() -> No
         for kind in ERROR_KINDS:
             assert catalogue(lang)[f"live.error.{kind}"], (lang, kind)
     assert catalogue("ru")["live.error.overloaded"] == "Сервер перегружен, попробуйте позже"
+
+
+@pytest.mark.model
+def test_a_short_network_drop_loses_no_words(
+    tmp_path: Path, tiny_broker: Broker, browser: Browser
+) -> None:
+    from playwright.sync_api import expect
+
+    gui = start_gui(tmp_path, tiny_broker.http)
+    try:
+        with tcp_cut(int(gui.url.rsplit(":", 1)[1])) as network:
+            context = mic_playing(browser, JFK)
+            page = open_live(context, f"http://127.0.0.1:{network.port}")
+            page.get_by_role("button", name="Start").click()
+            status = page.get_by_test_id("live-status")
+            expect(status).to_have_text("Listening")
+            page.wait_for_function(MID_SENTENCE, timeout=60_000)
+            network.cut(4.0)  # a third of the sentence: lost, it would break the WER bound
+            expect(page.get_by_test_id("live-committed")).to_contain_text(
+                "for your country", timeout=90_000
+            )
+            page.get_by_role("button", name="Stop").click()
+            expect(page.get_by_test_id("live-job-link")).to_be_visible(timeout=60_000)
+            spoken = page.get_by_test_id("live-committed").inner_text()
+            assert word_error_rate(JFK_TEXT, spoken) < LIVE_MAX_WER, spoken
+            assert page.evaluate("whisperfarmLive.reconnects()") >= 1
+    finally:
+        gui.process.stop()

@@ -69,10 +69,10 @@ def receive(ws: ClientConnection) -> dict[str, Any]:
     return message
 
 
-def until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
-    """Messages up to and including the first of type `kind`."""
+def until(ws: ClientConnection, *kinds: str) -> list[dict[str, Any]]:
+    """Messages until one of each type in `kinds` came (in any order)."""
     seen = [receive(ws)]
-    while seen[-1]["type"] != kind:
+    while not set(kinds) <= {m["type"] for m in seen}:
         seen.append(receive(ws))
     return seen
 
@@ -111,17 +111,18 @@ def test_a_dropped_page_resumes_and_resends_from_the_frame_the_gui_holds(
             key = receive(ws)["resume"]
             for _ in range(ACK_EVERY_PACKETS + 3):
                 ws.send(PACKET)
-            until(ws, "ack")
+            [job_id] = [m["job_id"] for m in until(ws, "accepted", "ack") if "job_id" in m]
         # The connection dropped without `stop`: the stream waits for the page.
-        with connect(f"{url}{PATH}?resume={key}") as ws:
+        with connect(f"{url}{PATH}?resume={key}&seen=-1") as ws:
             ready = receive(ws)
             assert ready == {"type": "ready", "resume": key, "frames": ready["frames"]}
+            assert receive(ws) == {"type": "accepted", "job_id": job_id}  # what it lacks
             assert ACK_EVERY_PACKETS * 1000 <= ready["frames"] <= (ACK_EVERY_PACKETS + 3) * 1000
             for _ in range(ready["frames"] // 1000, 20):
                 ws.send(PACKET)
             ws.send(STOP)
             seen = until(ws, "final")
-    [job_id] = {m["job_id"] for m in seen if m["type"] == "final"}
+    assert seen[-1]["job_id"] == job_id
     job = broker.wait_job(job_id, {"done"})
     assert job["duration"] == pytest.approx(20 * 1000 / 16_000)
 
@@ -134,10 +135,9 @@ def test_a_page_that_never_comes_back_is_stopped_and_its_job_kept(
             receive(ws)
             for _ in range(ACK_EVERY_PACKETS):
                 ws.send(PACKET)
-            seen = until(ws, "accepted")
-            if not any(m["type"] == "ack" for m in seen):
-                until(ws, "ack")  # the GUI holds the packets before the page goes
-        broker.wait_job(seen[-1]["job_id"], {"done"})
+            # accepted, and the GUI holds the packets before the page goes
+            [job_id] = [m["job_id"] for m in until(ws, "accepted", "ack") if "job_id" in m]
+        broker.wait_job(job_id, {"done"})
         wait_for(lambda: pages.active == 0, 30, "the abandoned session to be forgotten")
 
 

@@ -7,8 +7,9 @@ holds), `ack` (frames held, every `ACK_EVERY_PACKETS`), `accepted`, `partial`,
 bad_request), then close.
 
 A page session outlives its socket for `resume_seconds`: a page whose connection
-dropped reconnects with `?resume=<key>` and re-sends from the frame `ready` names; what
-the broker said meanwhile waits in the session's outbox. A page that never comes back is
+dropped reconnects with `?resume=<key>&seen=<its last segment id>` and re-sends from the
+frame `ready` names; the GUI sends what the page lacks (segments after `seen`, the
+current partial, the final if it came). A page that never comes back is
 stopped (its audio so far is transcribed, the job is kept). The socket opens only with a
 ticket (`tickets.py`) or a live session's resume key, so the sign-in applies and the
 browser never learns the broker's address or token.
@@ -22,6 +23,7 @@ import json
 import logging
 import secrets
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -52,65 +54,89 @@ class PageSession:
         self.key = secrets.token_urlsafe(24)
         self._outbox: deque[dict[str, Any]] = deque()
         self._posted = asyncio.Event()
-        self.ended = False
-        """The final or an error is in the outbox: nothing comes after it."""
+        self._accepted: dict[str, Any] | None = None
+        self._segments: list[dict[str, Any]] = []
+        self._partial = ""
+        self._last: dict[str, Any] | None = None
+        """The final or an error: nothing comes after it."""
         self.socket: WebSocket | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self.stream: LiveSession = relay.open(self, grant.language, rate)
 
+    @property
+    def ended(self) -> bool:
+        return self._last is not None
+
     # ---- LiveSink ----------------------------------------------------------------------
 
     def accepted(self, job_id: str) -> None:
-        self._post({"type": "accepted", "job_id": job_id})
+        self._accepted = {"type": "accepted", "job_id": job_id}
+        self._post(self._accepted)
 
     def partial(self, text: str) -> None:
+        self._partial = text
         self._post({"type": "partial", "text": text})
 
     def segment(self, segment: Segment) -> None:
-        self._post({"type": "segment", "id": segment.id, "start": segment.start,
-                    "end": segment.end, "text": segment.text})  # fmt: skip
+        message = {"type": "segment", "id": segment.id, "start": segment.start,
+                   "end": segment.end, "text": segment.text}  # fmt: skip
+        self._segments.append(message)
+        self._partial = ""
+        self._post(message)
 
     def final(self, final: Final) -> None:
-        self._post({"type": "final", "job_id": final.job_id, "text": final.text}, last=True)
+        self._end({"type": "final", "job_id": final.job_id, "text": final.text})
 
     def error(self, kind: ErrorKind, detail: str, retry_after: float | None) -> None:
-        self._post(
-            {"type": "error", "kind": kind, "detail": detail, "retry_after": retry_after},
-            last=True,
-        )
+        self._end({"type": "error", "kind": kind, "detail": detail, "retry_after": retry_after})
 
     def ack(self) -> None:
         """Tell the page how much the GUI holds (through the outbox: one writer per socket)."""
         self._post({"type": "ack", "frames": self.stream.frames})
 
-    def _post(self, message: dict[str, Any], *, last: bool = False) -> None:
+    def _end(self, message: dict[str, Any]) -> None:
+        self._last = message
+        self._post(message)
+
+    def _post(self, message: dict[str, Any]) -> None:
         self._outbox.append(message)
-        self.ended = self.ended or last
         self._posted.set()
 
     # ---- the page's socket -------------------------------------------------------------
 
     async def deliver(self, ws: WebSocket) -> None:
-        """Send the outbox to `ws` as it fills, until the last message went out.
+        """Send the outbox to `ws` as it fills, while `ws` is the page's socket.
 
-        A message leaves the outbox only once sent, so one cut off by a drop goes to the
-        page's next socket.
+        Returns once the last message went out, or once a newer socket took over (a
+        message sent into a connection that was dying is made good by `attach`).
         """
-        while True:
-            while self._outbox:
+        while self.socket is ws:
+            while self._outbox and self.socket is ws:
                 await ws.send_text(json.dumps(self._outbox[0], separators=(",", ":")))
                 self._outbox.popleft()
-            if self.ended:
+            if self.ended and not self._outbox:
                 return
             self._posted.clear()
             await self._posted.wait()
 
-    def attach(self, ws: WebSocket) -> WebSocket | None:
-        """`ws` is the page's socket now; returns the one it replaces (a stale connection)."""
+    def attach(self, ws: WebSocket, seen: int | None) -> WebSocket | None:
+        """`ws` is the page's socket now; returns the one it replaces (a stale connection).
+
+        A page coming back says the last segment id it has (`seen`): the outbox becomes
+        what it lacks — the segments after it, the current partial, the end if any — so
+        nothing said while it was away, nor anything sent into the dying socket, is lost.
+        """
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+        if seen is not None:
+            missed = [m for m in self._segments if m["id"] > seen]
+            tail = [{"type": "partial", "text": self._partial}] if self._partial else []
+            end = [self._last] if self._last else []
+            start = [self._accepted] if self._accepted else []
+            self._outbox = deque([*start, *missed, *tail, *end])
         previous, self.socket = self.socket, ws
+        self._posted.set()  # the previous socket's writer sees it is replaced
         return previous
 
     def detach(self, ws: WebSocket, resume_seconds: float) -> None:
@@ -134,7 +160,7 @@ class LivePages:
         self.relay, self.tickets = relay, Tickets()
         self._resume_seconds = resume_seconds
         self._sessions: dict[str, PageSession] = {}
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def serve(self, ws: WebSocket) -> None:
         """The `/live/ws` route: one connection of one page."""
@@ -143,9 +169,8 @@ class LivePages:
         if session is None:
             await _refuse(ws, *refusal)
             return
-        if (stale := session.attach(ws)) is not None:
-            with contextlib.suppress(Exception):
-                await stale.close(CloseCode.NORMAL)
+        if (stale := session.attach(ws, _seen(ws))) is not None:
+            self._spawn(_close_quietly(stale), "close a replaced live socket")
         await ws.send_text(json.dumps({"type": "ready", "resume": session.key,
                                        "frames": session.stream.frames}))  # fmt: skip
         try:
@@ -168,10 +193,13 @@ class LivePages:
             return None, ("bad_request", f"sample rate must be {MIN_RATE}–{MAX_RATE} Hz")
         session = PageSession(self.relay, grant, int(rate))
         self._sessions[session.key] = session
-        task = asyncio.create_task(self._forget_when_done(session), name="live page session")
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        self._spawn(self._forget_when_done(session), "live page session")
         return session, ("", "")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _forget_when_done(self, session: PageSession) -> None:
         await session.stream.final()
@@ -223,12 +251,26 @@ async def _read(ws: WebSocket, session: PageSession) -> tuple[str, str] | None:
             return "bad_request", 'text messages are {"type":"stop"}'
 
 
+def _seen(ws: WebSocket) -> int | None:
+    """A resuming page's last segment id (`seen`, -1: none yet); None for a new session."""
+    if "resume" not in ws.query_params:
+        return None
+    seen = ws.query_params.get("seen", "-1")
+    return int(seen) if seen.lstrip("-").isdigit() else -1
+
+
 def _message_type(text: str | None) -> str | None:
     try:
         parsed = json.loads(text or "")
     except ValueError:
         return None
     return parsed.get("type") if isinstance(parsed, dict) else None
+
+
+async def _close_quietly(ws: WebSocket) -> None:
+    """A socket the page gave up on: its closing handshake may never complete."""
+    with contextlib.suppress(Exception):
+        await ws.close(CloseCode.NORMAL)
 
 
 async def _refuse(ws: WebSocket, kind: str, detail: str) -> None:

@@ -11,6 +11,7 @@
   const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 4000, 4000, 4000, 4000, 4000];
   const FRAMES_PER_PACKET = 1000;
   let run = null;
+  let reconnects = 0; // resumed sockets since the page loaded (tests and benches read it)
 
   function $(name) {
     return document.querySelector(`[data-live="${name}"]`);
@@ -81,6 +82,7 @@
       resend(message.frames);
       if (run.reconnecting) {
         run.reconnecting = false;
+        reconnects += 1;
         report(run.flushed ? "stopping" : "live");
       }
     } else if (message.type === "ack") {
@@ -92,6 +94,8 @@
       run.partial = message.text.trim();
       drawText();
     } else if (message.type === "segment") {
+      if (message.id <= run.lastSegment) return; // sent again after a reconnect
+      run.lastSegment = message.id;
       run.segments.push(message.text.trim());
       run.partial = "";
       drawText();
@@ -121,7 +125,7 @@
       report("reconnecting");
     }
     const delay = RECONNECT_DELAYS_MS[run.attempt++];
-    setTimeout(() => run && run.reconnecting && connect(`resume=${encodeURIComponent(run.resume)}`), delay);
+    setTimeout(() => run && run.reconnecting && connect(`resume=${encodeURIComponent(run.resume)}&seen=${run.lastSegment}`), delay);
   }
 
   function release() {
@@ -189,7 +193,10 @@
   window.whisperfarmLive = {
     start(config) {
       if (run) return;
-      run = { segments: [], partial: "", unacked: [], frames: 0, attempt: 0, began: performance.now() };
+      run = {
+        segments: [], lastSegment: -1, partial: "", unacked: [], frames: 0, attempt: 0,
+        began: performance.now(),
+      };
       drawText();
       capture(config).catch((error) => finish("error", { kind: "no_device", detail: String(error) }));
     },
@@ -204,6 +211,9 @@
     },
     rate() {
       return run && run.context ? run.context.sampleRate : null;
+    },
+    reconnects() {
+      return reconnects;
     },
   };
 })();

@@ -18,11 +18,14 @@ from nicegui import app, ui
 from nicegui.storage import Storage
 
 from gui import theme
-from gui.pages import jobs, login, transcript
+from gui.i18n import t
+from gui.live import page_socket
+from gui.pages import jobs, live, login, transcript
 from gui.services import Services
 from gui.settings import GuiSettings
 
 log = logging.getLogger("gui")
+STATIC_DIR = Path(__file__).with_name("static")
 
 TITLE = "whisperfarm"
 FAVICON = (
@@ -54,9 +57,21 @@ def build(settings: GuiSettings) -> Services:
         with theme.frame(services, "Transcript"):
             transcript.content(services, job_id)
 
+    # A page whose connection drops for longer than NiceGUI's 3 s default is rebuilt,
+    # which would end its recording: it waits as long as its live stream does.
+    @ui.page("/live", title=TITLE, reconnect_timeout=page_socket.RESUME_SECONDS)
+    def live_page() -> None:
+        if not login.require(settings, "/live"):
+            return
+        with theme.frame(services, t("live.title")):
+            live.content(services)
+
     @ui.page("/login", title=TITLE)
     def login_page(next: str = "/") -> None:
         login.content(settings, next)
+
+    app.websocket(page_socket.PATH)(services.live.serve)
+    app.add_static_files(live.STATIC, STATIC_DIR)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:

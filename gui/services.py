@@ -11,6 +11,8 @@ from nicegui import background_tasks
 
 from gui.broker_api import BrokerApi
 from gui.event_feed import EventFeed
+from gui.live.page_socket import LivePages
+from gui.live.relay import LiveRelay
 from gui.rejected import RejectedStore
 from gui.settings import GuiSettings
 from gui.state import GuiState
@@ -35,6 +37,7 @@ class Services:
     store: RejectedStore
     uploader: Uploader
     feed: EventFeed
+    live: LivePages
 
     @classmethod
     def create(cls, settings: GuiSettings) -> Services:
@@ -48,7 +51,8 @@ class Services:
             token=settings.broker_token,
         )
         uploader = Uploader(state, store, options, spawn)
-        return cls(settings, api, state, store, uploader, EventFeed(api, state, spawn))
+        feed = EventFeed(api, state, spawn)
+        return cls(settings, api, state, store, uploader, feed, LivePages(LiveRelay(settings)))
 
     async def start(self) -> None:
         """`app.on_startup`: load the rejected rows, then follow the broker."""

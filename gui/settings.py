@@ -12,6 +12,8 @@ from whisperfarm.settings import ComponentSettings
 
 MAX_FILES_LIMIT = 10
 """The issue's promise: up to 10 files in one drop."""
+MIN_LIVE_RATE, MAX_LIVE_RATE = 8_000, 192_000
+"""The broker's bounds for a stream's sample rate."""
 
 
 class GuiSettings(ComponentSettings):
@@ -47,6 +49,17 @@ class GuiSettings(ComponentSettings):
     retries: int = Field(
         3, ge=0, le=100, description="reconnects with resume after a dropped upload"
     )
+    live_sample_rate: int = Field(
+        16_000,
+        description="rate the live page sends its microphone at (0: the device's own rate)",
+    )
+
+    @field_validator("live_sample_rate")
+    @classmethod
+    def _live_rate(cls, rate: int) -> int:
+        if rate != 0 and not MIN_LIVE_RATE <= rate <= MAX_LIVE_RATE:
+            raise ValueError(f"must be 0 or {MIN_LIVE_RATE}–{MAX_LIVE_RATE}")
+        return rate
 
     @field_validator("broker")
     @classmethod

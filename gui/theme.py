@@ -61,6 +61,9 @@ def _header() -> ui.chip:
             ui.label("whisperfarm").classes("text-xl font-semibold tracking-tight")
         ui.label(t("header.tagline")).classes("text-sm text-indigo-100 max-sm:hidden")
         ui.space()
+        with ui.link(target="/live").classes("flex items-center gap-1 text-white no-underline"):
+            ui.icon("mic", size="22px")
+            ui.label(t("live.nav"))
         status = ui.chip(icon="circle").props("dense square text-color=white").mark("broker-status")
         ui.button(on_click=lambda: dark.set_value(not dark.value)).props(
             "flat round color=white"

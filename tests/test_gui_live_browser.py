@@ -283,3 +283,29 @@ def test_a_short_network_drop_loses_no_words(
             assert page.evaluate("whisperfarmLive.reconnects()") >= 1
     finally:
         gui.process.stop()
+
+
+def test_the_device_rate_setting_streams_at_the_microphone_s_own_rate(
+    tmp_path: Path, browser: Browser
+) -> None:
+    from playwright.sync_api import expect
+
+    broker = start_broker(tmp_path)
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    gui = start_gui(tmp_path, broker.http, "--live-sample-rate", "0")
+    try:
+        broker.wait_workers(1)
+        page = open_live(mic_playing(browser, JFK), gui.url)
+        page.get_by_role("button", name="Start").click()
+        expect(page.get_by_test_id("live-status")).to_have_text("Listening")
+        device_rate = page.evaluate("whisperfarmLive.rate()")
+        page.get_by_role("button", name="Stop").click()
+        link = page.get_by_test_id("live-job-link")
+        expect(link).to_be_visible()
+        job_id = link.get_attribute("href").split("/")[-1]
+        assert device_rate != 16_000
+        assert broker.wait_job(job_id, {"done"})["sample_rate"] == device_rate
+    finally:
+        gui.process.stop()
+        worker.process.stop()
+        broker.process.stop()

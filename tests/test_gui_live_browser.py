@@ -133,6 +133,9 @@ def test_words_show_while_the_recording_plays_and_stop_keeps_the_job(
         expect(row.get_by_test_id("cell-preview")).to_contain_text("country")
         row.get_by_role("link", name=job["name"]).click()
         expect(page.get_by_test_id("transcript-text")).to_contain_text("your country")
+        with page.expect_download() as download:
+            page.get_by_test_id("download-srt").click()
+        assert download.value.suggested_filename == f"{job['name']}.srt"
     finally:
         gui.process.stop()
 

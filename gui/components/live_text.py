@@ -44,7 +44,10 @@ def meters() -> None:
         with (
             ui.element("div")
             .classes("w-40 h-2 rounded bg-slate-200 dark:bg-slate-700 overflow-hidden")
-            .props(f'data-testid=live-level role=meter aria-label="{t("live.level")}"')
+            .props(
+                f'data-testid=live-level role=meter aria-label="{t("live.level")}" '
+                "aria-valuemin=0 aria-valuemax=100 aria-valuenow=0"
+            )
             .tooltip(t("live.level"))
         ):
             ui.element("div").classes("h-full bg-positive transition-[width] duration-75").props(

@@ -45,6 +45,7 @@
     const db = 20 * Math.log10(Math.max(peak, 1e-5));
     const width = Math.max(0, Math.min(100, ((db + 60) / 60) * 100));
     $("level").style.width = `${width}%`;
+    $("level").parentElement.setAttribute("aria-valuenow", String(Math.round(width)));
   }
 
   function socketUrl(query) {
@@ -89,7 +90,7 @@
       forget(message.frames);
     } else if (message.type === "accepted") {
       run.jobId = message.job_id;
-      report("live", { job_id: message.job_id });
+      report(run.flushed ? "stopping" : "live", { job_id: message.job_id });
     } else if (message.type === "partial") {
       run.partial = message.text.trim();
       drawText();
@@ -201,7 +202,7 @@
       capture(config).catch((error) => finish("error", { kind: "no_device", detail: String(error) }));
     },
     stop() {
-      if (!run) return;
+      if (!run || run.flushed) return;
       if (!run.node) {
         finish("done", {});
         return;

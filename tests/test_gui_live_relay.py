@@ -8,6 +8,7 @@ reader's view: words arrive as partials and committed segments while the audio g
 from __future__ import annotations
 
 import asyncio
+import logging
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from gui.live.relay import ErrorKind, LiveRelay, LiveSession
 from tests.farm import Broker, start_broker, start_worker, tiny_farm
 from tests.gui_conftest import gui_settings
 from tests.speech import FIXTURE_DIR, word_error_rate
+from tests.tcp_cut import tcp_cut
 from tests.wsclient import start_message
 from whisperfarm.protocol import Final, Segment
 
@@ -161,3 +163,35 @@ async def _accepted(sink: Recorder) -> str:
             return sink.job_id
         await asyncio.sleep(0.05)
     raise AssertionError("the stream was never accepted")
+
+
+async def test_a_dropped_broker_connection_is_resumed_and_no_audio_is_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gui.live.relay")
+    broker = start_broker(tmp_path)
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    try:
+        broker.wait_workers(1)
+        with tcp_cut(int(broker.http.rsplit(":", 1)[1])) as network:
+            settings = gui_settings(tmp_path, f"http://127.0.0.1:{network.port}", retries=5)
+            sink = Recorder()
+            session = LiveRelay(settings).open(sink, None, 16_000)
+            second = b"\0\0" * 16_000
+            for _ in range(3):
+                session.feed(second)
+            await _accepted(sink)
+            await asyncio.sleep(0.5)
+            network.cut(1.0)  # the GUI's connection to the broker drops mid-stream
+            for _ in range(3):
+                session.feed(second)
+                await asyncio.sleep(0.2)
+            session.stop()
+            final = await session.final()
+        assert final is not None and sink.errors == []
+        job = broker.wait_job(final.job_id, {"done"})
+        assert job["frames"] == 6 * 16_000 and job["name"].startswith("mic-")
+        assert any("resuming" in r.getMessage() for r in caplog.records), "the cut dropped it"
+    finally:
+        worker.process.stop()
+        broker.process.stop()

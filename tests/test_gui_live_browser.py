@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from gui.i18n import catalogue
+from gui.i18n import Lang, catalogue
 from gui.pages.live import ERROR_KINDS
 from tests.farm import Broker, start_broker, start_worker, tiny_farm
 from tests.gui_conftest import CHROMIUM_ARGS, require_chromium, save_screenshot, start_gui
@@ -71,18 +71,18 @@ def browser() -> Iterator[Browser]:
     assert errors == [], "the page logged errors in the browser"
 
 
-def mic_playing(browser: Browser, wav: Path) -> Any:
+def mic_playing(browser: Browser, wav: Path, **context_options: Any) -> Any:
     """A browser context whose microphone plays `wav` once, then silence."""
     return browser(*FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}%noloop",
-                   permissions=["microphone"])  # fmt: skip
+                   permissions=["microphone"], **context_options)  # fmt: skip
 
 
-def open_live(context: Any, url: str) -> Any:
+def open_live(context: Any, url: str, start: str = "Start") -> Any:
     from playwright.sync_api import expect
 
     page = context.new_page()
     page.goto(f"{url}/live")
-    expect(page.get_by_role("button", name="Start")).to_be_visible()
+    expect(page.get_by_role("button", name=start)).to_be_visible()
     return page
 
 
@@ -204,31 +204,34 @@ def test_no_input_device_is_explained(tmp_path: Path, browser: Browser) -> None:
         broker.process.stop()
 
 
+@pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ru-RU", "ru")])
 def test_a_full_farm_says_server_overloaded_and_retry_goes_live_once_a_slot_frees(
-    tmp_path: Path, browser: Browser
+    tmp_path: Path, browser: Browser, locale: str, lang: Lang
 ) -> None:
+    """In the reader's language: "Server overloaded, try later" / "Сервер перегружен…"."""
     from playwright.sync_api import expect
 
+    words = catalogue(lang)
     broker = start_broker(tmp_path, "--max-active", "1")
     worker = start_worker(tmp_path, broker.zmq, engine="null")
     gui = start_gui(tmp_path, broker.http)
     try:
         broker.wait_workers(1)
-        context = mic_playing(browser, JFK)
-        page = open_live(context, gui.url)
+        context = mic_playing(browser, JFK, locale=locale)
+        page = open_live(context, gui.url, words["live.start"])
         with connect(broker.ws) as hold:
             hold.send(start_message(name="held.wav"))
             assert '"accepted"' in str(hold.recv(timeout=10))
-            page.get_by_role("button", name="Start").click()
-            expect(page.get_by_test_id("live-message")).to_have_text("Server overloaded, try later")
-            save_screenshot(page, tmp_path, "live-overloaded.png")
+            page.get_by_role("button", name=words["live.start"]).click()
+            expect(page.get_by_test_id("live-message")).to_have_text(words["live.error.overloaded"])
+            save_screenshot(page, tmp_path, f"live-overloaded-{locale}.png")
         retry = page.get_by_test_id("live-retry")
-        expect(retry).to_be_visible()
+        expect(retry).to_have_text(words["live.retry"])
         broker.wait_job(broker.jobs()[0]["id"], {"interrupted"})
         retry.click()
-        expect(page.get_by_test_id("live-status")).to_have_text("Listening")
+        expect(page.get_by_test_id("live-status")).to_have_text(words["live.status.live"])
         expect(page.get_by_test_id("live-message")).to_be_hidden()
-        page.get_by_role("button", name="Stop").click()
+        page.get_by_role("button", name=words["live.stop"]).click()
         expect(page.get_by_test_id("live-job-link")).to_be_visible()
     finally:
         gui.process.stop()

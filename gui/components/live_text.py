@@ -8,18 +8,19 @@ words unless the reader has scrolled up.
 
 from __future__ import annotations
 
+import json
+
 from nicegui import ui
 
 from gui.i18n import t
 
-PLACEHOLDER_CSS = """
-[data-live=scroll][data-empty=true]::before { content: attr(data-placeholder); color: #94a3b8; }
-"""
+PLACEHOLDER = "[data-live=committed]:empty + [data-live=partial]:empty::before"
 """The hint in an empty box: drawn by CSS, so it is never part of the transcript's text."""
 
 
 def create() -> None:
-    ui.add_css(PLACEHOLDER_CSS)
+    hint = json.dumps(t("live.placeholder"), ensure_ascii=False)  # a valid CSS string too
+    ui.add_css(f"{PLACEHOLDER} {{ content: {hint}; color: #94a3b8; font-style: normal; }}")
     with (
         ui.element("div")
         .classes(

@@ -31,7 +31,6 @@
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
     $("committed").textContent = run.segments.join(" ");
     $("partial").textContent = (run.segments.length && run.partial ? " " : "") + run.partial;
-    box.dataset.empty = String(run.segments.length === 0 && run.partial === "");
     if (atBottom) box.scrollTop = box.scrollHeight;
   }
 

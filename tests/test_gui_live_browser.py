@@ -315,3 +315,31 @@ def test_the_device_rate_setting_streams_at_the_microphone_s_own_rate(
         gui.process.stop()
         worker.process.stop()
         broker.process.stop()
+
+
+@pytest.mark.model
+def test_a_broker_connection_drop_shows_reconnecting_and_loses_no_words(
+    tmp_path: Path, tiny_broker: Broker, browser: Browser
+) -> None:
+    from playwright.sync_api import expect
+
+    with tcp_cut(int(tiny_broker.http.rsplit(":", 1)[1])) as network:
+        gui = start_gui(tmp_path, f"http://127.0.0.1:{network.port}")
+        try:
+            page = open_live(mic_playing(browser, JFK), gui.url)
+            page.get_by_role("button", name="Start").click()
+            status = page.get_by_test_id("live-status")
+            expect(status).to_have_text("Listening")
+            page.wait_for_function(MID_SENTENCE, timeout=60_000)
+            network.cut(1.5)  # the GUI's connection to the broker drops
+            expect(status).to_have_text(catalogue("en")["live.status.reconnecting"])
+            expect(status).to_have_text("Listening", timeout=60_000)
+            expect(page.get_by_test_id("live-committed")).to_contain_text(
+                "for your country", timeout=90_000
+            )
+            page.get_by_role("button", name="Stop").click()
+            expect(page.get_by_test_id("live-job-link")).to_be_visible(timeout=60_000)
+            spoken = page.get_by_test_id("live-committed").inner_text()
+            assert word_error_rate(JFK_TEXT, spoken) < LIVE_MAX_WER, spoken
+        finally:
+            gui.process.stop()

@@ -72,12 +72,19 @@ async def test_each_reported_error_is_shown_in_words_and_start_is_offered_again(
             await user.should_not_see(EN["live.retry"])
 
 
-async def test_done_links_the_job_and_offers_start_again(tmp_path: Path, broker: Broker) -> None:
+async def test_a_session_through_a_reconnect_to_done_links_the_job(
+    tmp_path: Path, broker: Broker
+) -> None:
     async with simulate(gui_settings(tmp_path, broker.http)) as gui:
         user = gui.user
         await user.open("/live")
         user.find(marker="live-toggle").click()
         _report(user, {"state": "live", "job_id": "abc"})
+        await user.should_see(EN["live.status.live"])
+        _report(user, {"state": "reconnecting"})
+        await user.should_see(EN["live.status.reconnecting"])
+        await user.should_see(EN["live.stop"])
+        _report(user, {"state": "live"})
         await user.should_see(EN["live.status.live"])
         _report(user, {"state": "stopping"})
         await user.should_see(EN["live.status.stopping"])

@@ -99,6 +99,10 @@
       run.segments.push(message.text.trim());
       run.partial = "";
       drawText();
+    } else if (message.type === "reconnecting") {
+      report("reconnecting");
+    } else if (message.type === "resumed") {
+      report(run.flushed ? "stopping" : "live");
     } else if (message.type === "final") {
       finish("done", { job_id: message.job_id });
     } else if (message.type === "error") {

@@ -86,6 +86,28 @@ def open_live(context: Any, url: str, start: str = "Start") -> Any:
     return page
 
 
+def start_and_wait_for_words(page: Any) -> Any:
+    """Press Start and wait until the page is mid-sentence; returns the state line."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="Start").click()
+    status = page.get_by_test_id("live-status")
+    expect(status).to_have_text("Listening")
+    page.wait_for_function(MID_SENTENCE, timeout=60_000)
+    return status
+
+
+def stop_after_the_last_words(page: Any) -> None:
+    """Once the recording's last words are committed, Stop; the whole sentence is there."""
+    from playwright.sync_api import expect
+
+    committed = page.get_by_test_id("live-committed")
+    expect(committed).to_contain_text("for your country", timeout=90_000)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_test_id("live-job-link")).to_be_visible(timeout=60_000)
+    assert word_error_rate(JFK_TEXT, committed.inner_text()) < LIVE_MAX_WER, committed.inner_text()
+
+
 @pytest.fixture(scope="module")
 def tiny_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     for broker, _ in tiny_farm(tmp_path_factory.mktemp("farm"), slots=2):
@@ -267,25 +289,15 @@ def test_every_error_the_page_can_show_has_its_message_in_every_language() -> No
 def test_a_short_network_drop_loses_no_words(
     tmp_path: Path, tiny_broker: Broker, browser: Browser
 ) -> None:
-    from playwright.sync_api import expect
 
     gui = start_gui(tmp_path, tiny_broker.http)
     try:
         with tcp_cut(int(gui.url.rsplit(":", 1)[1])) as network:
             context = mic_playing(browser, JFK)
             page = open_live(context, f"http://127.0.0.1:{network.port}")
-            page.get_by_role("button", name="Start").click()
-            status = page.get_by_test_id("live-status")
-            expect(status).to_have_text("Listening")
-            page.wait_for_function(MID_SENTENCE, timeout=60_000)
+            start_and_wait_for_words(page)
             network.cut(4.0)  # a third of the sentence: lost, it would break the WER bound
-            expect(page.get_by_test_id("live-committed")).to_contain_text(
-                "for your country", timeout=90_000
-            )
-            page.get_by_role("button", name="Stop").click()
-            expect(page.get_by_test_id("live-job-link")).to_be_visible(timeout=60_000)
-            spoken = page.get_by_test_id("live-committed").inner_text()
-            assert word_error_rate(JFK_TEXT, spoken) < LIVE_MAX_WER, spoken
+            stop_after_the_last_words(page)
             assert page.evaluate("whisperfarmLive.reconnects()") >= 1
     finally:
         gui.process.stop()
@@ -327,19 +339,10 @@ def test_a_broker_connection_drop_shows_reconnecting_and_loses_no_words(
         gui = start_gui(tmp_path, f"http://127.0.0.1:{network.port}")
         try:
             page = open_live(mic_playing(browser, JFK), gui.url)
-            page.get_by_role("button", name="Start").click()
-            status = page.get_by_test_id("live-status")
-            expect(status).to_have_text("Listening")
-            page.wait_for_function(MID_SENTENCE, timeout=60_000)
+            status = start_and_wait_for_words(page)
             network.cut(1.5)  # the GUI's connection to the broker drops
             expect(status).to_have_text(catalogue("en")["live.status.reconnecting"])
             expect(status).to_have_text("Listening", timeout=60_000)
-            expect(page.get_by_test_id("live-committed")).to_contain_text(
-                "for your country", timeout=90_000
-            )
-            page.get_by_role("button", name="Stop").click()
-            expect(page.get_by_test_id("live-job-link")).to_be_visible(timeout=60_000)
-            spoken = page.get_by_test_id("live-committed").inner_text()
-            assert word_error_rate(JFK_TEXT, spoken) < LIVE_MAX_WER, spoken
+            stop_after_the_last_words(page)
         finally:
             gui.process.stop()

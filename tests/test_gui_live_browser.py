@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from gui.i18n import catalogue
+from gui.i18n import Lang, catalogue
 from gui.pages.live import ERROR_KINDS
 from tests.farm import Broker, start_broker, start_worker, tiny_farm
 from tests.gui_conftest import CHROMIUM_ARGS, require_chromium, save_screenshot, start_gui
@@ -71,19 +71,41 @@ def browser() -> Iterator[Browser]:
     assert errors == [], "the page logged errors in the browser"
 
 
-def mic_playing(browser: Browser, wav: Path) -> Any:
+def mic_playing(browser: Browser, wav: Path, **context_options: Any) -> Any:
     """A browser context whose microphone plays `wav` once, then silence."""
     return browser(*FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}%noloop",
-                   permissions=["microphone"])  # fmt: skip
+                   permissions=["microphone"], **context_options)  # fmt: skip
 
 
-def open_live(context: Any, url: str) -> Any:
+def open_live(context: Any, url: str, start: str = "Start") -> Any:
     from playwright.sync_api import expect
 
     page = context.new_page()
     page.goto(f"{url}/live")
-    expect(page.get_by_role("button", name="Start")).to_be_visible()
+    expect(page.get_by_role("button", name=start)).to_be_visible()
     return page
+
+
+def start_and_wait_for_words(page: Any) -> Any:
+    """Press Start and wait until the page is mid-sentence; returns the state line."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="Start").click()
+    status = page.get_by_test_id("live-status")
+    expect(status).to_have_text("Listening")
+    page.wait_for_function(MID_SENTENCE, timeout=60_000)
+    return status
+
+
+def stop_after_the_last_words(page: Any) -> None:
+    """Once the recording's last words are committed, Stop; the whole sentence is there."""
+    from playwright.sync_api import expect
+
+    committed = page.get_by_test_id("live-committed")
+    expect(committed).to_contain_text("for your country", timeout=90_000)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_test_id("live-job-link")).to_be_visible(timeout=60_000)
+    assert word_error_rate(JFK_TEXT, committed.inner_text()) < LIVE_MAX_WER, committed.inner_text()
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +155,9 @@ def test_words_show_while_the_recording_plays_and_stop_keeps_the_job(
         expect(row.get_by_test_id("cell-preview")).to_contain_text("country")
         row.get_by_role("link", name=job["name"]).click()
         expect(page.get_by_test_id("transcript-text")).to_contain_text("your country")
+        with page.expect_download() as download:
+            page.get_by_test_id("download-srt").click()
+        assert download.value.suggested_filename == f"{job['name']}.srt"
     finally:
         gui.process.stop()
 
@@ -201,31 +226,34 @@ def test_no_input_device_is_explained(tmp_path: Path, browser: Browser) -> None:
         broker.process.stop()
 
 
+@pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ru-RU", "ru")])
 def test_a_full_farm_says_server_overloaded_and_retry_goes_live_once_a_slot_frees(
-    tmp_path: Path, browser: Browser
+    tmp_path: Path, browser: Browser, locale: str, lang: Lang
 ) -> None:
+    """In the reader's language: "Server overloaded, try later" / "Сервер перегружен…"."""
     from playwright.sync_api import expect
 
+    words = catalogue(lang)
     broker = start_broker(tmp_path, "--max-active", "1")
     worker = start_worker(tmp_path, broker.zmq, engine="null")
     gui = start_gui(tmp_path, broker.http)
     try:
         broker.wait_workers(1)
-        context = mic_playing(browser, JFK)
-        page = open_live(context, gui.url)
+        context = mic_playing(browser, JFK, locale=locale)
+        page = open_live(context, gui.url, words["live.start"])
         with connect(broker.ws) as hold:
             hold.send(start_message(name="held.wav"))
             assert '"accepted"' in str(hold.recv(timeout=10))
-            page.get_by_role("button", name="Start").click()
-            expect(page.get_by_test_id("live-message")).to_have_text("Server overloaded, try later")
-            save_screenshot(page, tmp_path, "live-overloaded.png")
+            page.get_by_role("button", name=words["live.start"]).click()
+            expect(page.get_by_test_id("live-message")).to_have_text(words["live.error.overloaded"])
+            save_screenshot(page, tmp_path, f"live-overloaded-{locale}.png")
         retry = page.get_by_test_id("live-retry")
-        expect(retry).to_be_visible()
+        expect(retry).to_have_text(words["live.retry"])
         broker.wait_job(broker.jobs()[0]["id"], {"interrupted"})
         retry.click()
-        expect(page.get_by_test_id("live-status")).to_have_text("Listening")
+        expect(page.get_by_test_id("live-status")).to_have_text(words["live.status.live"])
         expect(page.get_by_test_id("live-message")).to_be_hidden()
-        page.get_by_role("button", name="Stop").click()
+        page.get_by_role("button", name=words["live.stop"]).click()
         expect(page.get_by_test_id("live-job-link")).to_be_visible()
     finally:
         gui.process.stop()
@@ -261,25 +289,60 @@ def test_every_error_the_page_can_show_has_its_message_in_every_language() -> No
 def test_a_short_network_drop_loses_no_words(
     tmp_path: Path, tiny_broker: Broker, browser: Browser
 ) -> None:
-    from playwright.sync_api import expect
 
     gui = start_gui(tmp_path, tiny_broker.http)
     try:
         with tcp_cut(int(gui.url.rsplit(":", 1)[1])) as network:
             context = mic_playing(browser, JFK)
             page = open_live(context, f"http://127.0.0.1:{network.port}")
-            page.get_by_role("button", name="Start").click()
-            status = page.get_by_test_id("live-status")
-            expect(status).to_have_text("Listening")
-            page.wait_for_function(MID_SENTENCE, timeout=60_000)
+            start_and_wait_for_words(page)
             network.cut(4.0)  # a third of the sentence: lost, it would break the WER bound
-            expect(page.get_by_test_id("live-committed")).to_contain_text(
-                "for your country", timeout=90_000
-            )
-            page.get_by_role("button", name="Stop").click()
-            expect(page.get_by_test_id("live-job-link")).to_be_visible(timeout=60_000)
-            spoken = page.get_by_test_id("live-committed").inner_text()
-            assert word_error_rate(JFK_TEXT, spoken) < LIVE_MAX_WER, spoken
+            stop_after_the_last_words(page)
             assert page.evaluate("whisperfarmLive.reconnects()") >= 1
     finally:
         gui.process.stop()
+
+
+def test_the_device_rate_setting_streams_at_the_microphone_s_own_rate(
+    tmp_path: Path, browser: Browser
+) -> None:
+    from playwright.sync_api import expect
+
+    broker = start_broker(tmp_path)
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    gui = start_gui(tmp_path, broker.http, "--live-sample-rate", "0")
+    try:
+        broker.wait_workers(1)
+        page = open_live(mic_playing(browser, JFK), gui.url)
+        page.get_by_role("button", name="Start").click()
+        expect(page.get_by_test_id("live-status")).to_have_text("Listening")
+        device_rate = page.evaluate("whisperfarmLive.rate()")
+        page.get_by_role("button", name="Stop").click()
+        link = page.get_by_test_id("live-job-link")
+        expect(link).to_be_visible()
+        job_id = link.get_attribute("href").split("/")[-1]
+        assert device_rate != 16_000
+        assert broker.wait_job(job_id, {"done"})["sample_rate"] == device_rate
+    finally:
+        gui.process.stop()
+        worker.process.stop()
+        broker.process.stop()
+
+
+@pytest.mark.model
+def test_a_broker_connection_drop_shows_reconnecting_and_loses_no_words(
+    tmp_path: Path, tiny_broker: Broker, browser: Browser
+) -> None:
+    from playwright.sync_api import expect
+
+    with tcp_cut(int(tiny_broker.http.rsplit(":", 1)[1])) as network:
+        gui = start_gui(tmp_path, f"http://127.0.0.1:{network.port}")
+        try:
+            page = open_live(mic_playing(browser, JFK), gui.url)
+            status = start_and_wait_for_words(page)
+            network.cut(1.5)  # the GUI's connection to the broker drops
+            expect(status).to_have_text(catalogue("en")["live.status.reconnecting"])
+            expect(status).to_have_text("Listening", timeout=60_000)
+            stop_after_the_last_words(page)
+        finally:
+            gui.process.stop()

@@ -20,6 +20,7 @@ from gui.live.relay import ErrorKind, LiveRelay, LiveSession
 from tests.farm import Broker, start_broker, start_worker, tiny_farm
 from tests.gui_conftest import gui_settings
 from tests.speech import FIXTURE_DIR, word_error_rate
+from tests.tcp_cut import tcp_cut
 from tests.wsclient import start_message
 from whisperfarm.protocol import Final, Segment
 
@@ -41,6 +42,7 @@ class Recorder:
     segments: list[Segment] = field(default_factory=list)
     finals: list[Final] = field(default_factory=list)
     errors: list[tuple[ErrorKind, str, float | None]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def accepted(self, job_id: str) -> None:
         self.job_id = job_id
@@ -56,6 +58,12 @@ class Recorder:
 
     def error(self, kind: ErrorKind, detail: str, retry_after: float | None) -> None:
         self.errors.append((kind, detail, retry_after))
+
+    def reconnecting(self) -> None:
+        self.notes.append("reconnecting")
+
+    def resumed(self) -> None:
+        self.notes.append("resumed")
 
 
 def jfk_pcm() -> bytes:
@@ -161,3 +169,34 @@ async def _accepted(sink: Recorder) -> str:
             return sink.job_id
         await asyncio.sleep(0.05)
     raise AssertionError("the stream was never accepted")
+
+
+async def test_a_dropped_broker_connection_is_resumed_and_no_audio_is_lost(
+    tmp_path: Path,
+) -> None:
+    broker = start_broker(tmp_path)
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    try:
+        broker.wait_workers(1)
+        with tcp_cut(int(broker.http.rsplit(":", 1)[1])) as network:
+            settings = gui_settings(tmp_path, f"http://127.0.0.1:{network.port}", retries=5)
+            sink = Recorder()
+            session = LiveRelay(settings).open(sink, None, 16_000)
+            second = b"\0\0" * 16_000
+            for _ in range(3):
+                session.feed(second)
+            await _accepted(sink)
+            await asyncio.sleep(0.5)
+            network.cut(1.0)  # the GUI's connection to the broker drops mid-stream
+            for _ in range(3):
+                session.feed(second)
+                await asyncio.sleep(0.2)
+            session.stop()
+            final = await session.final()
+        assert final is not None and sink.errors == []
+        job = broker.wait_job(final.job_id, {"done"})
+        assert job["frames"] == 6 * 16_000 and job["name"].startswith("mic-")
+        assert sink.notes[:2] == ["reconnecting", "resumed"], "the cut dropped the connection"
+    finally:
+        worker.process.stop()
+        broker.process.stop()

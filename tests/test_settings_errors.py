@@ -48,6 +48,15 @@ def test_every_bad_setting_gets_its_own_line() -> None:
     ]
 
 
+@pytest.mark.parametrize("rate", ["7999", "192001", "-1"])
+def test_a_live_sample_rate_the_broker_would_refuse_is_refused_at_start(rate: str) -> None:
+    result = run("gui", "--live-sample-rate", rate)
+    assert (result.returncode, result.stderr) == (
+        2,
+        "whisperfarm-gui: --live-sample-rate: Value error, must be 0 or 8000–192000\n",
+    )
+
+
 def test_a_bad_environment_variable_reads_the_same() -> None:
     result = run("workers", env={"WHISPERFARM_WORKER_SLOTS": "many"})
     assert (result.returncode, result.stderr) == (

@@ -3,12 +3,14 @@ codes, resume."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosedError
 
 from source.__main__ import main
 from tests.fake_farm import (
@@ -23,6 +25,7 @@ from tests.fake_farm import (
 )
 from whisperfarm.packets import FRAMES_PER_PACKET
 from whisperfarm.protocol import Resume, Start
+from whisperfarm.streaming.client import describe_connect_error
 
 
 async def test_happy_path_sends_full_packets_and_saves_txt_json(
@@ -82,6 +85,26 @@ async def test_no_farm_listening_exits_4(
     assert await run_cli(wav, "--url", url, "--out", tmp_path) == 4
     err = capsys.readouterr().err
     assert f"whisperfarm-source: {wav}: cannot reach the farm at {url}: connection refused" in err
+
+
+async def test_a_farm_address_that_closes_before_the_handshake_exits_4(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy whose upstream is away takes the TCP connection and closes it at once."""
+    server = await asyncio.start_server(lambda _, w: w.close(), "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/stream"
+    wav = write_wav(tmp_path / "x.wav", 0.2)
+    async with server:
+        assert await run_cli(wav, "--url", url, "--out", tmp_path) == 4
+    err = capsys.readouterr().err
+    # websockets fails the handshake one way or the other, depending on when the close lands.
+    reasons = ("closed before the WebSocket handshake", "did not receive a valid HTTP response")
+    assert any(f"cannot reach the farm at {url}: {reason}" in err for reason in reasons), err
+
+
+def test_a_close_before_the_handshake_is_described_in_words() -> None:
+    closed = ConnectionClosedError(None, None)
+    assert describe_connect_error(closed) == "closed before the WebSocket handshake"
 
 
 async def test_error_internal_exits_4(

@@ -8,18 +8,19 @@ words unless the reader has scrolled up.
 
 from __future__ import annotations
 
+import json
+
 from nicegui import ui
 
 from gui.i18n import t
 
-PLACEHOLDER_CSS = """
-[data-live=scroll][data-empty=true]::before { content: attr(data-placeholder); color: #94a3b8; }
-"""
+PLACEHOLDER = "[data-live=committed]:empty + [data-live=partial]:empty::before"
 """The hint in an empty box: drawn by CSS, so it is never part of the transcript's text."""
 
 
 def create() -> None:
-    ui.add_css(PLACEHOLDER_CSS)
+    hint = json.dumps(t("live.placeholder"), ensure_ascii=False)  # a valid CSS string too
+    ui.add_css(f"{PLACEHOLDER} {{ content: {hint}; color: #94a3b8; font-style: normal; }}")
     with (
         ui.element("div")
         .classes(
@@ -44,7 +45,10 @@ def meters() -> None:
         with (
             ui.element("div")
             .classes("w-40 h-2 rounded bg-slate-200 dark:bg-slate-700 overflow-hidden")
-            .props(f'data-testid=live-level role=meter aria-label="{t("live.level")}"')
+            .props(
+                f'data-testid=live-level role=meter aria-label="{t("live.level")}" '
+                "aria-valuemin=0 aria-valuemax=100 aria-valuenow=0"
+            )
             .tooltip(t("live.level"))
         ):
             ui.element("div").classes("h-full bg-positive transition-[width] duration-75").props(

@@ -3,8 +3,9 @@
 Browser → GUI: binary packets of mono s16le at the `rate` the URL names, and
 `{"type":"stop"}`. GUI → browser: `ready` (the resume key and how many frames the GUI
 holds), `ack` (frames held, every `ACK_EVERY_PACKETS`), `accepted`, `partial`,
-`segment`, `final`, `error` (`kind`: overloaded, broker_down, failed, unauthorized,
-bad_request), then close.
+`segment`, `reconnecting` / `resumed` (the broker connection dropped / is back), then
+`final` or `error` (`kind`: overloaded, broker_down, failed, unauthorized, bad_request),
+then close.
 
 A page session outlives its socket for `resume_seconds`: a page whose connection
 dropped reconnects with `?resume=<key>&seen=<its last segment id>` and re-sends from the
@@ -89,6 +90,12 @@ class PageSession:
 
     def error(self, kind: ErrorKind, detail: str, retry_after: float | None) -> None:
         self._end({"type": "error", "kind": kind, "detail": detail, "retry_after": retry_after})
+
+    def reconnecting(self) -> None:
+        self._post({"type": "reconnecting"})
+
+    def resumed(self) -> None:
+        self._post({"type": "resumed"})
 
     def ack(self) -> None:
         """Tell the page how much the GUI holds (through the outbox: one writer per socket)."""

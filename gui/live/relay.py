@@ -49,6 +49,13 @@ class LiveSink(Protocol):
 
     def final(self, final: Final) -> None: ...
     def error(self, kind: ErrorKind, detail: str, retry_after: float | None) -> None: ...
+    def reconnecting(self) -> None:
+        """The connection to the broker dropped; the audio is kept while it is resumed."""
+        ...
+
+    def resumed(self) -> None:
+        """The broker took the stream back after a drop."""
+        ...
 
 
 class _Events:
@@ -56,10 +63,14 @@ class _Events:
 
     def __init__(self, sink: LiveSink) -> None:
         self._sink = sink
+        self._job_id: str | None = None
 
     def accepted(self, job_id: str, resume_from_frame: int) -> None:
-        if resume_from_frame == 0:
+        if self._job_id is None:
+            self._job_id = job_id
             self._sink.accepted(job_id)
+        else:
+            self._sink.resumed()
 
     def sent(self, frames: int) -> None:
         pass
@@ -75,6 +86,7 @@ class _Events:
 
     def reconnecting(self, attempt: int, retries: int, delay: float, reason: str) -> None:
         log.info("live stream: %s; resuming (%d/%d)", reason, attempt, retries)
+        self._sink.reconnecting()
 
 
 class LiveSession:
@@ -113,6 +125,10 @@ class LiveSession:
             kind, retry_after = _classify(exc)
             log.info("live stream ended: %s", exc.message)
             self._sink.error(kind, exc.message, retry_after)
+            return None
+        except Exception:  # a bug: the page must still hear that its stream is over
+            log.error("live stream failed unexpectedly", exc_info=True)
+            self._sink.error("failed", "unexpected error in the GUI (see its log)", None)
             return None
         self._sink.final(final)
         return final

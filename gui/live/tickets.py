@@ -41,6 +41,10 @@ class Tickets:
         self._issued[ticket] = (now + self._lifetime, grant)
         return ticket
 
+    def __len__(self) -> int:
+        """Tickets issued and not redeemed yet (expired ones included until the next issue)."""
+        return len(self._issued)
+
     def redeem(self, ticket: str) -> LiveGrant | None:
         """The grant of a valid ticket, which is then spent; None for any other string."""
         entry = self._issued.pop(ticket, None)

@@ -53,7 +53,9 @@ class _LivePanel:
             )
             live_text.meters()
             self.status = (
-                ui.label().classes("text-sm text-slate-500").props("data-testid=live-status")
+                ui.label()
+                .classes("text-sm text-slate-500")
+                .props("data-testid=live-status role=status")
             )
         with ui.row().classes("w-full items-center gap-3 no-wrap") as self.message_row:
             ui.icon("error_outline", size="24px").classes("text-negative")

@@ -31,7 +31,6 @@
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
     $("committed").textContent = run.segments.join(" ");
     $("partial").textContent = (run.segments.length && run.partial ? " " : "") + run.partial;
-    box.dataset.empty = String(run.segments.length === 0 && run.partial === "");
     if (atBottom) box.scrollTop = box.scrollHeight;
   }
 
@@ -45,6 +44,7 @@
     const db = 20 * Math.log10(Math.max(peak, 1e-5));
     const width = Math.max(0, Math.min(100, ((db + 60) / 60) * 100));
     $("level").style.width = `${width}%`;
+    $("level").parentElement.setAttribute("aria-valuenow", String(Math.round(width)));
   }
 
   function socketUrl(query) {
@@ -89,7 +89,7 @@
       forget(message.frames);
     } else if (message.type === "accepted") {
       run.jobId = message.job_id;
-      report("live", { job_id: message.job_id });
+      report(run.flushed ? "stopping" : "live", { job_id: message.job_id });
     } else if (message.type === "partial") {
       run.partial = message.text.trim();
       drawText();
@@ -99,6 +99,10 @@
       run.segments.push(message.text.trim());
       run.partial = "";
       drawText();
+    } else if (message.type === "reconnecting") {
+      report("reconnecting");
+    } else if (message.type === "resumed") {
+      report(run.flushed ? "stopping" : "live");
     } else if (message.type === "final") {
       finish("done", { job_id: message.job_id });
     } else if (message.type === "error") {
@@ -201,7 +205,7 @@
       capture(config).catch((error) => finish("error", { kind: "no_device", detail: String(error) }));
     },
     stop() {
-      if (!run) return;
+      if (!run || run.flushed) return;
       if (!run.node) {
         finish("done", {});
         return;

@@ -163,7 +163,9 @@ class StreamClient:
                 additional_headers=_auth_headers(self._options.token),
                 compression=None,  # deflating PCM costs CPU and saves next to nothing
             )
-        except (OSError, InvalidHandshake, InvalidURI) as exc:  # TimeoutError is an OSError
+        except (OSError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+            # TimeoutError is an OSError; ConnectionClosed: the peer took the TCP connection
+            # and closed it before the handshake (a proxy whose upstream is away).
             reason = describe_connect_error(exc)
             if self._job_id is None:
                 raise FarmUnreachable(self._options.url, reason) from None
@@ -352,6 +354,8 @@ def describe_connect_error(exc: Exception) -> str:
         return f"unknown host ({exc.strerror})"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, ConnectionClosed):
+        return "closed before the WebSocket handshake"
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         return f"HTTP {status} instead of a WebSocket (the stream path is {STREAM_PATH})"

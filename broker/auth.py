@@ -20,22 +20,11 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from whisperfarm.errors import BadUser, Unauthorized
 from whisperfarm.jobs import Job
-
-USER_HEADER = "x-whisperfarm-user"
-"""The header a service token names the person it acts for with."""
-MAX_PERSON = 128
-"""The longest person name (characters) a service may send."""
-
-
-class Role(StrEnum):
-    USER = "user"
-    SERVICE = "service"
-    ADMIN = "admin"
+from whisperfarm.tokens import MAX_PERSON, USER_HEADER, Role, parse_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +60,6 @@ def load_tokens(inline: str, path: Path | None) -> list[str]:
     """Tokens from a comma/newline-separated setting and/or a file (a mounted Secret)."""
     text = inline + "\n" + (path.read_text() if path is not None else "")
     return [t.strip() for t in text.replace(",", "\n").splitlines() if t.strip()]
-
-
-def parse_token(entry: str) -> tuple[Role, str]:
-    """`admin:t`, `service:t`, `user:t` or a plain `t` (a user token, as before roles)."""
-    prefix, sep, rest = entry.partition(":")
-    if sep and rest and prefix in Role.__members__.values():
-        return Role(prefix), rest
-    return Role.USER, entry
 
 
 class Authenticator:
@@ -118,7 +99,7 @@ class Authenticator:
 
 def _person(headers: Mapping[str, str]) -> str | None:
     """The person named in `X-Whisperfarm-User` (None: no header); `BadUser` if malformed."""
-    value = headers.get(USER_HEADER)
+    value = headers.get(USER_HEADER.lower())
     if value is None:
         return None
     if not value.strip():

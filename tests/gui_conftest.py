@@ -175,8 +175,8 @@ class GuiProcess:
     data_dir: Path
 
 
-def start_gui(tmp_path: Path, broker_http: str) -> GuiProcess:
-    """`python -m gui --port 0` against `broker_http`; waits for its listening line."""
+def start_gui(tmp_path: Path, broker_http: str, *args: str) -> GuiProcess:
+    """`python -m gui --port 0 [args]` against `broker_http`; waits for its listening line."""
     import subprocess
 
     data_dir = tmp_path / "gui-data"
@@ -187,7 +187,7 @@ def start_gui(tmp_path: Path, broker_http: str) -> GuiProcess:
     with open(log, "ab") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "gui", "--port", "0", "--broker", broker_http,
-             "--data-dir", str(data_dir)],
+             "--data-dir", str(data_dir), *args],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     process = Process(popen, log)

@@ -132,7 +132,7 @@ class LiveRelay:
             language=language,
             retries=settings.retries,
             connect_timeout=settings.connect_timeout,
-            token=settings.broker_token,
+            token=settings.broker_bearer,
             live=True,
         )
 

@@ -151,3 +151,25 @@ async def test_without_tokens_the_header_still_separates_people(open_farm: Broke
     assert _ids(open_farm, None, "bob") == {bob}
     assert _get(open_farm, f"/v1/jobs/{alice}", None, "bob").status_code == 404
     assert _ids(open_farm, None) == {alice, bob}  # nobody named: every job, as before
+
+
+async def test_stream_limit_is_per_person_for_a_service_token(tmp_path: Path) -> None:
+    broker = start_broker(
+        tmp_path, "--api-tokens", f"service:{GUI}", "--max-streams-per-token", "1"
+    )
+    broker.token = GUI
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    try:
+        broker.wait_workers(1)
+        alice = _headers(GUI, "alice")
+        async with websockets.connect(broker.ws, additional_headers=alice) as held:
+            await held.send(start_message())
+            assert json.loads(await held.recv())["type"] == "accepted"
+            async with websockets.connect(broker.ws, additional_headers=alice) as ws:
+                await ws.send(start_message())
+                second = await read_all(ws, Reply())
+            assert second.messages[0]["code"] == "overloaded"
+            assert (await _stream(broker, GUI, "bob")) != ""  # another person: not held back
+    finally:
+        worker.process.stop()
+        broker.process.stop()

@@ -137,5 +137,9 @@ def test_a_database_from_before_owners_and_people_opens(path: Path) -> None:
         store.save(mine)
         assert [j.id for j in store.list(owner="person:alice")] == [mine.id]
         assert {j.id for j in store.list()} == {old.id, mine.id}
+        store.flush()
+        with sqlite3.connect(path) as db:
+            rows = dict(db.execute("SELECT id, person FROM jobs").fetchall())
+        assert rows == {old.id: None, mine.id: "alice"}  # the column added, then filled
     finally:
         store.close()

@@ -25,7 +25,7 @@ from typing import Any
 
 from broker import metrics
 from broker.admission import Admission
-from broker.auth import Authenticator, load_tokens
+from broker.auth import ANYONE, Authenticator, Identity, load_tokens
 from broker.disk import Disk
 from broker.dispatcher import Dispatcher
 from broker.events import EventHub
@@ -126,12 +126,13 @@ class Farm:
 
     # ---- uploads ------------------------------------------------------------------------
 
-    def owner(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
-        """Who the caller is (its token's hash; None with tokens off); raises `Unauthorized`."""
-        return self._auth.owner(headers, query)
+    def identity(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Identity:
+        """Who the caller is and which jobs it sees; raises `Unauthorized` or `BadUser`."""
+        return self._auth.identity(headers, query)
 
-    async def open(self, start: Start, owner: str | None = None) -> Upload:
+    async def open(self, start: Start, who: Identity = ANYONE) -> Upload:
         """Admit a new stream (or raise `Overloaded`) and queue it for a worker."""
+        owner = who.owner
         audio = start.audio_format()
         model = self.resolve_model(start.model)
         self._admission.acquire("start", owner)
@@ -149,6 +150,7 @@ class Farm:
             model=model,
             duration_hint=start.duration,
             owner=owner,
+            person=who.person,
             **start.model_dump(include=DECODE_OPTIONS),
         )
         files = JobFiles(self.settings.data_dir, job.id)
@@ -157,7 +159,7 @@ class Farm:
         self._lifecycle.admit(run)
         return self._upload(run)
 
-    async def resume(self, job_id: str, owner: str | None = None) -> Upload:
+    async def resume(self, job_id: str, who: Identity = ANYONE) -> Upload:
         """Re-attach a client to its job after a dropped connection.
 
         An interrupted upload is re-admitted from its last whole packet in the spool; an
@@ -167,7 +169,7 @@ class Farm:
         # The cut upload's last packets may still be queued for the disk: the size is
         # asked of the agent behind them, so it is the final one.
         spooled = await self._disk.size(JobFiles(self.settings.data_dir, job_id).spool_path)
-        job = self.job(job_id, owner)
+        job = self.job(job_id, who)
         run = self._lifecycle.runs.get(job_id) if job is not None else None
         if run is not None and run.ended and run.outbox is None:
             run.outbox = asyncio.Queue()
@@ -182,7 +184,7 @@ class Farm:
         ):
             state = "unknown" if job is None else job.status.value
             raise NotFound(f"job {job_id} cannot be resumed (it is {state})")
-        return self._upload(await self._readmit(job, owner, spooled or 0))
+        return self._upload(await self._readmit(job, job.owner, spooled or 0))
 
     async def _readmit(self, job: Job, owner: str | None, spooled: int) -> StreamRun:
         """An interrupted job admitted again, its spool cut to its last whole packet."""
@@ -248,16 +250,17 @@ class Farm:
 
     # ---- views --------------------------------------------------------------------------
 
-    def job(self, job_id: str, owner: str | None) -> Job | None:
-        """The job if it exists and `owner` may see it (a job of another token: None)."""
+    def job(self, job_id: str, who: Identity) -> Job | None:
+        """The job if it exists and `who` may see it (another owner's job: None, so its
+        existence is not given away)."""
         job = self._store.get(job_id)
-        if job is None or (self._auth.enabled and job.owner != owner):
+        if job is None or not who.sees(job):
             return None
         return job
 
-    def jobs(self, limit: int, statuses: list[JobStatus] | None, owner: str | None) -> list[Job]:
-        """The newest jobs `owner` may see."""
-        return self._store.list(limit=limit, statuses=statuses, owner=owner)
+    def jobs(self, limit: int, statuses: list[JobStatus] | None, who: Identity) -> list[Job]:
+        """The newest jobs `who` may see."""
+        return self._store.list(limit=limit, statuses=statuses, owner=who.scope)
 
     async def transcript(self, job: Job) -> Transcript | None:
         """A done job's transcript (None if its file is gone; read by the disk agent)."""
@@ -267,13 +270,13 @@ class Farm:
         """Workers, streams active and their limit, the queue: `/v1/farm`."""
         return self._lifecycle.farm_info()
 
-    def events(self, owner: str | None) -> AsyncIterator[str]:
-        """Server-sent events of job and farm changes `owner` may see, the farm first."""
+    def events(self, who: Identity) -> AsyncIterator[str]:
+        """Server-sent events of job and farm changes `who` may see, the farm first."""
 
         def snapshot() -> list[str]:
             return [self._events.format("farm", self.view().model_dump(mode="json"))]
 
-        return self._events.stream(snapshot, owner if self._auth.enabled else None)
+        return self._events.stream(snapshot, who.scope)
 
     def readiness(self) -> dict[str, Any]:
         """`/readyz`: the job store open, ZeroMQ bound, at least one worker."""

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     owner TEXT,
+    person TEXT,
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
@@ -75,8 +76,9 @@ class SqliteJobStore:
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        if "owner" not in columns:  # a data dir from before API tokens
-            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+        for column in ("owner", "person"):  # a data dir from before API tokens, or people
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
         self._pending: dict[str, Job] = {}
         self._flush_scheduled = False
         self._checkpointer = _Checkpointer(path)
@@ -100,7 +102,15 @@ class SqliteJobStore:
             return
         jobs, self._pending = list(self._pending.values()), {}
         rows = [
-            (j.id, j.status.value, j.created_at, j.updated_at, j.owner, j.model_dump_json())
+            (
+                j.id,
+                j.status.value,
+                j.created_at,
+                j.updated_at,
+                j.owner,
+                j.person,
+                j.model_dump_json(),
+            )
             for j in jobs
         ]
         try:
@@ -162,8 +172,8 @@ class SqliteJobStore:
 
 
 _UPSERT = (
-    "INSERT INTO jobs (id, status, created_at, updated_at, owner, data)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status=excluded.status,"
+    "INSERT INTO jobs (id, status, created_at, updated_at, owner, person, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status=excluded.status,"
     " updated_at=excluded.updated_at, data=excluded.data"
 )
 

@@ -11,8 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from broker.auth import Identity
 from broker.farm import Farm
-from whisperfarm.errors import Unauthorized
+from whisperfarm.errors import BadUser, Unauthorized
 from whisperfarm.jobs import Job, JobStatus
 from whisperfarm.transcripts import FORMATS, MEDIA_TYPES, render
 
@@ -28,8 +29,8 @@ def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def _owner(request: Request) -> str | None:
-    return _farm(request).owner(request.headers, request.query_params)
+def _identity(request: Request) -> Identity:
+    return _farm(request).identity(request.headers, request.query_params)
 
 
 def _public(job: Job) -> dict[str, Any]:
@@ -43,13 +44,12 @@ async def list_jobs(request: Request) -> Response:
     except ValueError as exc:
         return _problem(400, f"bad query: {exc}")
     farm = _farm(request)
-    owner = _owner(request)
-    jobs = farm.jobs(limit=limit, statuses=statuses, owner=owner)
+    jobs = farm.jobs(limit=limit, statuses=statuses, who=_identity(request))
     return JSONResponse({"jobs": [_public(j) for j in jobs]})
 
 
 async def get_job(request: Request) -> Response:
-    job = _farm(request).job(request.path_params["job_id"], _owner(request))
+    job = _farm(request).job(request.path_params["job_id"], _identity(request))
     if job is None:
         return _problem(404, "no such job")
     return JSONResponse(_public(job))
@@ -61,7 +61,7 @@ async def get_transcript(request: Request) -> Response:
     fmt = request.query_params.get("format", "txt")
     if fmt not in FORMATS:
         return _problem(400, f"format must be one of {', '.join(FORMATS)}")
-    job = farm.job(job_id, _owner(request))
+    job = farm.job(job_id, _identity(request))
     if job is None:
         return _problem(404, "no such job")
     if job.status is not JobStatus.DONE:
@@ -91,14 +91,14 @@ def _attachment(name: str, fmt: str) -> str:
 
 
 async def farm_view(request: Request) -> Response:
-    _owner(request)
+    _identity(request)
     return JSONResponse(_farm(request).view().model_dump(mode="json"))
 
 
 async def events(request: Request) -> Response:
     farm = _farm(request)
     return StreamingResponse(
-        farm.events(_owner(request)),
+        farm.events(_identity(request)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -124,7 +124,12 @@ async def _unauthorized(request: Request, exc: Exception) -> Response:
     )
 
 
-exception_handlers = {Unauthorized: _unauthorized}
+async def _bad_user(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadUser)
+    return _problem(400, exc.detail)
+
+
+exception_handlers = {Unauthorized: _unauthorized, BadUser: _bad_user}
 
 routes = [
     Route("/v1/jobs", list_jobs),

@@ -47,9 +47,14 @@ class BrokerSettings(ComponentSettings):
         "transcript is durable; negative: keep forever)",
     )
     api_tokens: str = Field(
-        "", description="comma-separated API bearer tokens; empty (and no file): auth off"
+        "",
+        description="comma-separated API bearer tokens, each `user:T` (or plain `T`: one "
+        "person, its own jobs), `service:T` (acts for the person in X-Whisperfarm-User) or "
+        "`admin:T` (every job); empty (and no file): auth off",
     )
-    api_tokens_file: Path | None = Field(None, description="file with one API token per line")
+    api_tokens_file: Path | None = Field(
+        None, description="file with one API token per line (roles as in --api-tokens)"
+    )
     max_streams_per_token: int = Field(
         0, ge=0, description="streams one token may have at once (0 = only --max-active)"
     )

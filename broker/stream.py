@@ -88,15 +88,15 @@ async def stream_endpoint(ws: WebSocket) -> None:
 async def _open(ws: WebSocket, farm: Farm) -> Upload:
     first = await _receive_text(ws, farm.settings.idle_timeout)
     # Checked once the client has spoken, so the refusal answers its `start`.
-    owner = farm.owner(ws.headers, ws.query_params)
+    who = farm.identity(ws.headers, ws.query_params)
     message = parse_client_message(first)
     if isinstance(message, End):
         raise ProtocolError("end before start")
     if isinstance(message, Resume):
-        upload = await farm.resume(message.job_id, owner)
+        upload = await farm.resume(message.job_id, who)
     else:
         assert isinstance(message, Start)
-        upload = await farm.open(message, owner)
+        upload = await farm.open(message, who)
     accepted = Accepted(job_id=upload.job_id, resume_from_frame=upload.frames)
     upload.replies.put_nowait((accepted, None))
     return upload

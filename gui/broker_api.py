@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from whisperfarm.farm_view import FarmView
 from whisperfarm.jobs import Job
+from whisperfarm.tokens import person_headers
 from whisperfarm.transcripts import FORMATS
 
 log = logging.getLogger(__name__)
@@ -89,17 +90,20 @@ class BrokerApi:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _get(self, path: str, **params: Any) -> httpx.Response:
+    async def _get(self, path: str, person: str | None = None, **params: Any) -> httpx.Response:
+        """GET `path` as `person` (None: the GUI's own view, every job its token sees)."""
         try:
-            response = await self._client.get(path, params=params or None)
+            response = await self._client.get(
+                path, params=params or None, headers=person_headers(person)
+            )
         except httpx.HTTPError as exc:
             raise BrokerUnavailable(describe(exc)) from None
         if response.status_code >= 500:
             raise BrokerUnavailable(f"HTTP {response.status_code}")
         return response
 
-    async def _json(self, path: str, **params: Any) -> dict[str, Any]:
-        response = await self._get(path, **params)
+    async def _json(self, path: str, person: str | None = None, **params: Any) -> dict[str, Any]:
+        response = await self._get(path, person, **params)
         try:
             response.raise_for_status()
             data = response.json()
@@ -114,24 +118,25 @@ class BrokerApi:
         listed = [_model(Job, j) for j in jobs] if isinstance(jobs, list) else []
         return [j for j in listed if j is not None]
 
-    async def job(self, job_id: str) -> Job | None:
+    async def job(self, job_id: str, person: str | None = None) -> Job | None:
+        """The job, if `person` may see it (None: unknown, or another person's)."""
         if not JOB_ID.match(job_id):
             return None
-        response = await self._get(f"/v1/jobs/{job_id}")
+        response = await self._get(f"/v1/jobs/{job_id}", person)
         if response.status_code == 404:
             return None
-        return _expect(Job, await self._json(f"/v1/jobs/{job_id}"), f"/v1/jobs/{job_id}")
+        return _expect(Job, await self._json(f"/v1/jobs/{job_id}", person), f"/v1/jobs/{job_id}")
 
     async def farm(self) -> FarmView:
         return _expect(FarmView, await self._json("/v1/farm"), "/v1/farm")
 
-    async def transcript(self, job_id: str, fmt: str = "json") -> bytes:
+    async def transcript(self, job_id: str, fmt: str = "json", person: str | None = None) -> bytes:
         """One transcript file as the broker stores it; raises `TranscriptUnavailable` on 4xx."""
         if fmt not in FORMATS:
             raise TranscriptUnavailable(f"format must be one of {', '.join(FORMATS)}")
         if not JOB_ID.match(job_id):
             raise TranscriptUnavailable("no such job")
-        response = await self._get(f"/v1/jobs/{job_id}/transcript", format=fmt)
+        response = await self._get(f"/v1/jobs/{job_id}/transcript", person, format=fmt)
         if response.status_code >= 400:
             raise TranscriptUnavailable(_detail(response))
         return response.content

@@ -36,6 +36,8 @@ class Rejected(BaseModel):
     language: str | None = None
     task: Literal["transcribe", "translate"] = "transcribe"
     retry_after: float | None = None
+    person: str | None = None
+    """Whose upload it was (only they see the row)."""
 
     @property
     def retryable(self) -> bool:

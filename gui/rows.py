@@ -32,13 +32,22 @@ PHASES: dict[str, str] = {
 REJECTED = ("Rejected", "deep-orange-8")
 
 
-def build_rows(state: GuiState, store: RejectedStore) -> list[Row]:
-    """Every row, newest first."""
-    rows = [_job_row(job, state) for job in state.jobs.values()]
-    rows += [_upload_row(u) for u in state.uploads.values() if not _shown(u, state)]
-    rows += [_rejected_row(r) for r in store.rows.values()]
+def build_rows(state: GuiState, store: RejectedStore, person: str | None = None) -> list[Row]:
+    """Every row `person` may see (None: every row), newest first."""
+    rows = [_job_row(job, state) for job in state.jobs.values() if _theirs(job, person)]
+    rows += [
+        _upload_row(u)
+        for u in state.uploads.values()
+        if not _shown(u, state) and _theirs(u, person)
+    ]
+    rows += [_rejected_row(r) for r in store.rows.values() if _theirs(r, person)]
     rows.sort(key=lambda r: r["created"], reverse=True)
     return rows
+
+
+def _theirs(item: Job | Upload | Rejected, person: str | None) -> bool:
+    """The GUI follows every job; each person is shown only their own."""
+    return person is None or item.person == person
 
 
 def _shown(upload: Upload, state: GuiState) -> bool:

@@ -41,14 +41,14 @@ class Services:
 
     @classmethod
     def create(cls, settings: GuiSettings) -> Services:
-        api = BrokerApi(settings.broker, settings.connect_timeout, settings.broker_token)
+        api = BrokerApi(settings.broker, settings.connect_timeout, settings.broker_bearer)
         state = GuiState(settings.broker)
         store = RejectedStore(settings.data_dir)
         options = ClientOptions(
             url=settings.stream_url,
             retries=settings.retries,
             connect_timeout=settings.connect_timeout,
-            token=settings.broker_token,
+            token=settings.broker_bearer,
         )
         uploader = Uploader(state, store, options, spawn)
         feed = EventFeed(api, state, spawn)

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from whisperfarm.protocol import STREAM_PATH
 from whisperfarm.settings import ComponentSettings
+from whisperfarm.tokens import Role, parse_token
 
 MAX_FILES_LIMIT = 10
 """The issue's promise: up to 10 files in one drop."""
@@ -34,7 +35,10 @@ class GuiSettings(ComponentSettings):
         MAX_FILES_LIMIT, ge=1, le=MAX_FILES_LIMIT, description="files accepted in one upload"
     )
     broker_token: str | None = Field(
-        None, description="API token the GUI presents to a broker that requires one"
+        None,
+        description="API token the GUI presents to a broker that requires one; written "
+        "`service:TOKEN` (and so listed at the broker), the GUI acts for each person and "
+        "each sees only their own jobs",
     )
     login_tokens: str = Field(
         "",
@@ -67,6 +71,17 @@ class GuiSettings(ComponentSettings):
         if not url.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return url.rstrip("/")
+
+    @property
+    def broker_bearer(self) -> str | None:
+        """The token itself, without its role."""
+        return parse_token(self.broker_token)[1] if self.broker_token else None
+
+    @property
+    def per_person(self) -> bool:
+        """Whether the GUI names each person to the broker: its token is a service's, or
+        the broker takes none (then the header alone keeps people apart)."""
+        return self.broker_token is None or parse_token(self.broker_token)[0] is Role.SERVICE
 
     @property
     def login_token_list(self) -> list[str]:

@@ -63,6 +63,8 @@ class Upload:
     path: Path
     language: str | None
     task: Literal["transcribe", "translate"]
+    person: str | None = None
+    """Whose upload it is (`gui.identity.person`; None: the GUI's own)."""
     created_at: float = field(default_factory=time.time)
     phase: Phase = "checking"
     job_id: str | None = None

@@ -588,10 +588,16 @@ def test_every_object_is_namespaced_and_labelled(renders: dict[str, list[Manifes
 def test_auth_token_from_a_secret(renders: dict[str, list[Manifest]]) -> None:
     default = renders["default"]
     secret = one(default, "Secret", f"{FULLNAME}-auth")
-    assert set(secret["data"]) == {"api-tokens"}
+    assert set(secret["data"]) == {"api-tokens", "gui-token"}
     broker = one(default, "Deployment", f"{FULLNAME}-broker")
-    ref = env_of(broker)["WHISPERFARM_BROKER_API_TOKENS"]["secretKeyRef"]
-    assert ref == {"name": f"{FULLNAME}-auth", "key": "api-tokens"}
+    env = env_of(broker)
+    assert env["WF_API_TOKENS"]["secretKeyRef"] == {"name": f"{FULLNAME}-auth", "key": "api-tokens"}
+    assert env["WF_GUI_TOKEN"]["secretKeyRef"] == {"name": f"{FULLNAME}-auth", "key": "gui-token"}
+    assert env["WHISPERFARM_BROKER_API_TOKENS"] == "$(WF_API_TOKENS),service:$(WF_GUI_TOKEN)"
+    gui = env_of(one(default, "Deployment", f"{FULLNAME}-gui"))
+    assert gui["WF_GUI_TOKEN"]["secretKeyRef"] == {"name": f"{FULLNAME}-auth", "key": "gui-token"}
+    assert gui["WHISPERFARM_GUI_BROKER_TOKEN"] == "service:$(WF_GUI_TOKEN)"
+    assert gui["WHISPERFARM_GUI_LOGIN_TOKENS"]["secretKeyRef"]["key"] == "api-tokens"
 
     off = renders["07-auth-off"]
     assert find(off, "Secret") == []
@@ -602,7 +608,7 @@ def test_auth_token_from_a_secret(renders: dict[str, list[Manifest]]) -> None:
     existing = renders["08-existing-resources"]
     assert find(existing, "Secret") == []
     broker = one(existing, "Deployment", f"{FULLNAME}-broker")
-    ref = env_of(broker)["WHISPERFARM_BROKER_API_TOKENS"]["secretKeyRef"]
+    ref = env_of(broker)["WF_API_TOKENS"]["secretKeyRef"]
     assert ref == {"name": "whisperfarm-tokens", "key": "tokens"}
     assert find(existing, "PersistentVolumeClaim") == []
     volumes = {v["name"]: v for v in broker["spec"]["template"]["spec"]["volumes"]}

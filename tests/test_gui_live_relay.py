@@ -117,6 +117,12 @@ def test_options_for_make_a_live_stream_with_the_gui_token(tmp_path: Path) -> No
     assert LiveRelay(settings).options_for(None).language is None
 
 
+def test_a_service_token_streams_for_the_person(tmp_path: Path) -> None:
+    settings = gui_settings(tmp_path, "http://127.0.0.1:9", broker_token="service:secret")
+    options = LiveRelay(settings).options_for("ru", "login:abc")
+    assert (options.token, options.person) == ("secret", "login:abc")  # the role is not sent
+
+
 async def test_a_broker_that_is_down_is_reported_as_broker_down(tmp_path: Path) -> None:
     sink = Recorder()
     session = LiveRelay(gui_settings(tmp_path, "http://127.0.0.1:9")).open(sink, None, 16_000)

@@ -15,6 +15,7 @@ import pytest
 import websockets
 from nicegui import ui
 
+from gui.settings import GuiSettings
 from tests.farm import Broker, Worker, start_broker, start_worker, wait_for
 from tests.gui_conftest import (
     eventually,
@@ -32,6 +33,13 @@ PATIENCE = 300
 """`should_see` retries for outcomes of background work: 30 s (it sleeps 0.1 s a try)."""
 
 
+def shared_view(tmp_path: Path, broker_http: str) -> GuiSettings:
+    """A GUI whose broker token is not a `service:` one: it names nobody to the broker,
+    so every browser sees every job, other clients' included (these tests stream from
+    outside the GUI; each person's own view is tests/test_gui_people.py)."""
+    return gui_settings(tmp_path, broker_http, broker_token="shared-view")
+
+
 async def upload_files(user: Any, *files: tuple[str, bytes]) -> None:
     """What the browser does on a drop: post the files to the page's upload element."""
     upload = next(iter(user.find(marker="upload").elements))
@@ -46,10 +54,10 @@ def done_row(user: Any, name: str) -> dict[str, Any] | None:
     return row if row and row["status"] == "done" and row["preview"] else None
 
 
-async def test_jobs_page_shows_the_farm_and_jobs_of_other_clients(
+async def test_a_shared_view_gui_shows_the_farm_and_jobs_of_other_clients(
     tmp_path: Path, broker: Broker, null_worker: Worker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+    async with simulate(shared_view(tmp_path, broker.http)) as gui:
         user = gui.user
         await user.open("/")
         await user.should_see("whisperfarm")
@@ -77,7 +85,7 @@ async def test_jobs_page_shows_the_farm_and_jobs_of_other_clients(
 async def test_a_job_event_sends_the_browser_its_row_not_the_whole_table(
     tmp_path: Path, broker: Broker, null_worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+    async with simulate(shared_view(tmp_path, broker.http)) as gui:
         user = gui.user
         await user.open("/")
         await stream_pcm(broker.ws, tone(0.5), name="first.wav")
@@ -111,7 +119,7 @@ async def test_a_job_event_sends_the_browser_its_row_not_the_whole_table(
 async def test_upload_streams_readable_files_and_refuses_the_rest_with_a_reason(
     tmp_path: Path, broker: Broker, null_worker: Worker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+    async with simulate(shared_view(tmp_path, broker.http)) as gui:
         user = gui.user
         await user.open("/")
         await eventually(lambda: gui.services.state.connection.up, what="the event feed")
@@ -146,7 +154,7 @@ async def test_upload_streams_readable_files_and_refuses_the_rest_with_a_reason(
 async def test_at_most_max_files_are_taken_from_one_drop(
     tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+    async with simulate(shared_view(tmp_path, broker.http)) as gui:
         user = gui.user
         await user.open("/")
         # Unreadable files: cheap, and each one still makes a row.
@@ -162,7 +170,7 @@ async def test_at_most_max_files_are_taken_from_one_drop(
 async def test_language_and_task_pickers_reach_the_broker(
     tmp_path: Path, broker: Broker, null_worker: Worker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+    async with simulate(shared_view(tmp_path, broker.http)) as gui:
         user = gui.user
         await user.open("/")
         await user.should_see("Auto-detect")
@@ -188,7 +196,7 @@ async def test_transcript_page_shows_segments_copies_and_downloads(
 ) -> None:
     reply = await stream_pcm(broker.ws, tone(3.0), name="meeting notes.wav")
     job_id = reply.of("final")[0]["job_id"]
-    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+    async with simulate(shared_view(tmp_path, broker.http)) as gui:
         user = gui.user
         await user.open(f"/jobs/{job_id}")
         await user.should_see(marker="job-name", content="meeting notes.wav", retries=PATIENCE)
@@ -221,7 +229,7 @@ async def test_transcript_page_shows_segments_copies_and_downloads(
 async def test_transcript_page_turns_into_the_transcript_when_the_job_finishes(
     tmp_path: Path, broker: Broker, null_worker: Worker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+    async with simulate(shared_view(tmp_path, broker.http)) as gui:
         user = gui.user
         await user.open("/")
         async with websockets.connect(broker.ws) as ws:
@@ -243,7 +251,7 @@ async def test_transcript_page_turns_into_the_transcript_when_the_job_finishes(
 async def test_unknown_job_page_says_so(
     tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+    async with simulate(shared_view(tmp_path, broker.http)) as gui:
         await gui.user.open("/jobs/0123456789abcdef")
         await gui.user.should_see("No such job", retries=PATIENCE)
         await gui.user.open("/jobs/not%20an%20id")  # never sent to the broker
@@ -258,7 +266,7 @@ async def test_overloaded_upload_keeps_a_row_with_retry_across_a_gui_restart(
     worker = start_worker(tmp_path, broker.zmq, engine="null")
     try:
         broker.wait_workers(1)
-        settings = gui_settings(tmp_path, broker.http)
+        settings = shared_view(tmp_path, broker.http)
         async with websockets.connect(broker.ws) as hold:
             await hold.send(start_message(name="holds-the-only-slot.wav"))
             assert json.loads(await hold.recv())["type"] == "accepted"
@@ -300,7 +308,7 @@ async def test_broker_down_shows_a_banner_and_the_page_recovers_when_it_is_back(
     try:
         broker.wait_workers(1)
         await stream_pcm(broker.ws, tone(1.0), name="before.wav")
-        async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+        async with simulate(shared_view(tmp_path, broker.http)) as gui:
             user = gui.user
             await user.open("/")
             await eventually(lambda: done_row(user, "before.wav"), what="the first job")
@@ -342,7 +350,7 @@ async def test_broker_down_shows_a_banner_and_the_page_recovers_when_it_is_back(
 async def test_a_page_that_fails_shows_no_traceback(
     tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with simulate(gui_settings(tmp_path, broker.http)) as gui:
+    async with simulate(shared_view(tmp_path, broker.http)) as gui:
 
         @ui.page("/boom")
         def boom() -> None:

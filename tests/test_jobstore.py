@@ -116,3 +116,30 @@ def test_the_log_is_checkpointed_by_a_thread_not_by_the_saves(
         assert path.stat().st_size > closed_size, "the thread checkpointed the new rows"
     finally:
         busy.close()
+
+
+def test_a_database_from_before_owners_and_people_opens(path: Path) -> None:
+    """An old data dir: no `owner` column, jobs saved without `owner` or `person`."""
+    old = _job()
+    data = old.model_dump_json(exclude={"owner", "person"})
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL,"
+            " created_at REAL NOT NULL, updated_at REAL NOT NULL, data TEXT NOT NULL)"
+        )
+        db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?)",
+                   (old.id, old.status.value, old.created_at, old.updated_at, data))  # fmt: skip
+    store = SqliteJobStore(path)
+    try:
+        loaded = store.get(old.id)
+        assert loaded is not None and loaded.owner is None and loaded.person is None
+        mine = _job(owner="person:alice", person="alice")
+        store.save(mine)
+        assert [j.id for j in store.list(owner="person:alice")] == [mine.id]
+        assert {j.id for j in store.list()} == {old.id, mine.id}
+        store.flush()
+        with sqlite3.connect(path) as db:
+            rows = dict(db.execute("SELECT id, person FROM jobs").fetchall())
+        assert rows == {old.id: None, mine.id: "alice"}  # the column added, then filled
+    finally:
+        store.close()

@@ -66,9 +66,16 @@ async def read_all(ws: ClientConnection, reply: Reply) -> Reply:
     return reply
 
 
-async def stream_pcm(url: str, pcm: bytes, *, channels: int = 1, **start: Any) -> Reply:
+async def stream_pcm(
+    url: str,
+    pcm: bytes,
+    *,
+    channels: int = 1,
+    headers: dict[str, str] | None = None,
+    **start: Any,
+) -> Reply:
     """Start, send all packets, end, and collect every reply until the close."""
-    async with websockets.connect(url, max_size=None) as ws:
+    async with websockets.connect(url, max_size=None, additional_headers=headers) as ws:
         await ws.send(start_message(channels=channels, **start))
         reply = Reply([json.loads(await ws.recv())])
         if reply.last.get("type") != "accepted":

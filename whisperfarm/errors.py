@@ -109,6 +109,14 @@ class Unauthorized(WhisperfarmError):
     close_code = CloseCode.POLICY
 
 
+class BadUser(WhisperfarmError):
+    """An `X-Whisperfarm-User` header that is empty, too long, has control characters,
+    or comes with a token that may not act for someone else."""
+
+    code = ErrorCode.BAD_MESSAGE
+    close_code = CloseCode.POLICY
+
+
 class NotFound(WhisperfarmError):
     """A job id that does not exist (or is not resumable)."""
 

@@ -82,7 +82,10 @@ class Job(BaseModel):
     decode_ended: float | None = None
     error: str | None = None
     owner: str | None = None
-    """Hash of the API token that created the job (None when auth is off)."""
+    """Whose job it is: the API token's hash, or `person:<name>` for a person a service
+    token acted for (None: nobody in particular; see `broker.auth.Identity`)."""
+    person: str | None = None
+    """The person a service token (the GUI) created the job for, if any."""
     preview: str | None = None
     """The transcript's first words (`preview_of`), once the job is done."""
 

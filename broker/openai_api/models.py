@@ -29,7 +29,7 @@ def _refused(request: Request) -> Response | None:
     """The answer to a caller without a valid token (tokens on), else None."""
     farm: Farm = request.app.state.farm
     try:
-        farm.owner(request.headers, request.query_params)
+        farm.identity(request.headers, request.query_params)
     except WhisperfarmError as exc:
         return from_exception(exc).response()
     return None

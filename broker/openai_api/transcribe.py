@@ -42,7 +42,7 @@ async def _transcribe(request: Request, task: Task) -> Response:
     farm: Farm = request.app.state.farm
     exits = contextlib.AsyncExitStack()
     try:
-        owner = farm.owner(request.headers, request.query_params)
+        who = farm.identity(request.headers, request.query_params)
         form = await read_form(request, int(farm.settings.max_upload_mb * 1024 * 1024))
         exits.push_async_callback(form.close)
         file, options = parse_options(form)
@@ -58,7 +58,7 @@ async def _transcribe(request: Request, task: Task) -> Response:
             temperature=options.temperature,
             word_timestamps="word" in options.timestamp_granularities,
         )  # fmt: skip
-        upload = await farm.open(start, owner)
+        upload = await farm.open(start, who)
     except OpenAIError as exc:
         await exits.aclose()
         return exc.response()

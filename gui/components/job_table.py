@@ -12,6 +12,7 @@ from typing import Any
 
 from nicegui import events, ui
 
+from gui.identity import person
 from gui.rows import Row, build_rows, changed_rows
 from gui.services import Services
 from gui.theme import watch
@@ -114,8 +115,10 @@ def create(services: Services) -> ui.table:
     table.on("retry", lambda e: _retry(services, e))
     table.on("dismiss", lambda e: services.uploader.dismiss(_key(e)))
 
+    who = person(services.settings)
+
     def update() -> None:
-        rows = build_rows(services.state, services.store)
+        rows = build_rows(services.state, services.store, who)
         _show(table, rows)
         count.text = str(len(rows))
 

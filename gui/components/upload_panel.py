@@ -8,6 +8,7 @@ from typing import Literal, cast
 from nicegui import app, events, ui
 
 from gui import languages
+from gui.identity import person
 from gui.services import Services
 
 TASKS = {"transcribe": "Transcribe", "translate": "Translate to English"}
@@ -21,12 +22,14 @@ def create(services: Services) -> None:
     if prefs.get("task") not in TASKS:
         prefs["task"] = "transcribe"
 
+    who = person(services.settings)
+
     async def on_upload(e: events.MultiUploadEventArguments) -> None:
         files, extra = e.files[:limit], e.files[limit:]
         language = languages.to_request(prefs.get("language"))
         task = cast(Literal["transcribe", "translate"], prefs.get("task", "transcribe"))
         results = await asyncio.gather(
-            *(services.uploader.submit(f.name, f.save, language, task) for f in files)
+            *(services.uploader.submit(f.name, f.save, language, task, who) for f in files)
         )
         e.sender.run_method("reset")
         refused = [r for r in results if r is not None]

@@ -62,7 +62,7 @@ class PageSession:
         """The final or an error: nothing comes after it."""
         self.socket: WebSocket | None = None
         self._expiry: asyncio.TimerHandle | None = None
-        self.stream: LiveSession = relay.open(self, grant.language, rate)
+        self.stream: LiveSession = relay.open(self, grant.language, rate, grant.person)
 
     @property
     def ended(self) -> bool:

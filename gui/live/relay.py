@@ -140,7 +140,7 @@ class LiveRelay:
     def __init__(self, settings: GuiSettings) -> None:
         self._settings = settings
 
-    def options_for(self, language: str | None) -> ClientOptions:
+    def options_for(self, language: str | None, person: str | None = None) -> ClientOptions:
         """Every live stream's options: the one place that says how the GUI speaks to the broker."""
         settings = self._settings
         return ClientOptions(
@@ -148,14 +148,18 @@ class LiveRelay:
             language=language,
             retries=settings.retries,
             connect_timeout=settings.connect_timeout,
-            token=settings.broker_token,
+            token=settings.broker_bearer,
+            person=person,
             live=True,
         )
 
-    def open(self, sink: LiveSink, language: str | None, sample_rate: int) -> LiveSession:
-        """Start a live stream of mono s16le at `sample_rate` (call on the event loop)."""
+    def open(
+        self, sink: LiveSink, language: str | None, sample_rate: int, person: str | None = None
+    ) -> LiveSession:
+        """Start a live stream of mono s16le at `sample_rate` for `person` (call on the
+        event loop)."""
         audio = LiveAudio(time.strftime(STREAM_NAME), AudioInfo(sample_rate, CHANNELS, None))
-        client = StreamClient(audio, self.options_for(language), _Events(sink))
+        client = StreamClient(audio, self.options_for(language, person), _Events(sink))
         return LiveSession(audio, client, sink)
 
 

@@ -23,6 +23,8 @@ class LiveGrant:
     """What a ticket allows: one live stream with these options."""
 
     language: str | None
+    person: str | None = None
+    """Who the stream is for (`gui.identity.person`, read when the page asked)."""
 
 
 class Tickets:

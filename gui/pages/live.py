@@ -17,6 +17,7 @@ from nicegui import app, events, ui
 from gui import languages
 from gui.components import live_text
 from gui.i18n import t
+from gui.identity import person
 from gui.live.tickets import LiveGrant
 from gui.pages import login
 from gui.services import Services
@@ -95,7 +96,10 @@ class _LivePanel:
             return
         self.message_row.set_visibility(False)
         self.saved_row.set_visibility(False)
-        grant = LiveGrant(language=languages.to_request(self.language.value))
+        grant = LiveGrant(
+            language=languages.to_request(self.language.value),
+            person=person(self._services.settings),
+        )
         config = {
             "ticket": self._services.live.tickets.issue(grant),
             "rate": self._services.settings.live_sample_rate,

@@ -13,18 +13,21 @@ import hmac
 from nicegui import app, ui
 
 from gui.settings import GuiSettings
+from whisperfarm.tokens import parse_token
 
 SESSION_KEY = "login"
 
 
-def _fingerprint(token: str) -> str:
+def fingerprint(token: str) -> str:
+    """What a session keeps of the token it signed in with (and the person it names)."""
     return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
 def accepted(settings: GuiSettings, token: str) -> bool:
     """Whether `token` is one of the configured login tokens."""
     candidate = token.strip().encode()
-    return any(hmac.compare_digest(candidate, t.encode()) for t in settings.login_token_list)
+    tokens = (parse_token(t)[1] for t in settings.login_token_list)
+    return any(hmac.compare_digest(candidate, t.encode()) for t in tokens)
 
 
 def logged_in(settings: GuiSettings) -> bool:
@@ -32,7 +35,7 @@ def logged_in(settings: GuiSettings) -> bool:
     if not settings.login_token_list:
         return True
     marker = app.storage.user.get(SESSION_KEY)
-    return any(marker == _fingerprint(t) for t in settings.login_token_list)
+    return any(marker == fingerprint(parse_token(t)[1]) for t in settings.login_token_list)
 
 
 def require(settings: GuiSettings, target: str) -> bool:
@@ -53,7 +56,7 @@ def content(settings: GuiSettings, next_page: str) -> None:
             error.set_text("That token is not valid.")
             error.set_visibility(True)
             return
-        app.storage.user[SESSION_KEY] = _fingerprint(token.strip())
+        app.storage.user[SESSION_KEY] = fingerprint(token.strip())
         ui.navigate.to(target)
 
     with ui.card().classes("w-full max-w-md mx-auto mt-16 p-6 gap-4"):

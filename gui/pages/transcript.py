@@ -17,6 +17,7 @@ from nicegui import background_tasks, ui
 
 from gui import languages
 from gui.broker_api import BrokerUnavailable, TranscriptUnavailable
+from gui.identity import person
 from gui.rows import STATUS, format_duration, format_timestamp
 from gui.services import Services
 from gui.theme import watch
@@ -34,6 +35,7 @@ class Loaded:
 
 
 def content(services: Services, job_id: str) -> None:
+    who = person(services.settings)  # read while the page's request is at hand
     with ui.row().classes("w-full items-center"):
         ui.button("All jobs", icon="arrow_back", on_click=lambda: ui.navigate.to("/")).props(
             "flat no-caps"
@@ -50,12 +52,12 @@ def content(services: Services, job_id: str) -> None:
     seen = [status()]
 
     async def load() -> None:
-        loaded = await _load(services, job_id)
+        loaded = await _load(services, job_id, who)
         if body.is_deleted:
             return
         body.clear()
         with body:
-            _render(services, job_id, loaded, reload=load)
+            _render(services, job_id, loaded, who, reload=load)
 
     def on_change() -> None:
         """Reload when this job's state moves (it just finished) or the broker is back."""
@@ -67,18 +69,19 @@ def content(services: Services, job_id: str) -> None:
     ui.timer(0, load, once=True)
 
 
-async def _load(services: Services, job_id: str) -> Loaded:
+async def _load(services: Services, job_id: str, who: str | None) -> Loaded:
     loaded = Loaded()
     try:
-        loaded.job = await services.api.job(job_id)
+        loaded.job = await services.api.job(job_id, who)
     except BrokerUnavailable as exc:
-        loaded.job = services.state.jobs.get(job_id)
+        known = services.state.jobs.get(job_id)
+        loaded.job = known if known is not None and who in (None, known.person) else None
         loaded.problem = f"The broker is unreachable ({exc.reason})."
         return loaded
     if loaded.job is None or loaded.job.status is not JobStatus.DONE:
         return loaded
     try:
-        data = await services.api.transcript(job_id, "json")
+        data = await services.api.transcript(job_id, "json", who)
         loaded.transcript = Transcript.model_validate_json(data)
     except BrokerUnavailable as exc:
         loaded.problem = f"The broker is unreachable ({exc.reason})."
@@ -89,7 +92,7 @@ async def _load(services: Services, job_id: str) -> Loaded:
     return loaded
 
 
-def _render(services: Services, job_id: str, loaded: Loaded, reload: Any) -> None:
+def _render(services: Services, job_id: str, loaded: Loaded, who: str | None, reload: Any) -> None:
     job = loaded.job
     if job is None:
         text = loaded.problem or f"The broker has no job {job_id}."
@@ -110,7 +113,7 @@ def _render(services: Services, job_id: str, loaded: Loaded, reload: Any) -> Non
             ui.spinner(size="md")
             ui.label(f"This job is {job.status}. Its transcript appears here when it is done.")
     if loaded.transcript is not None:
-        _transcript(services, job, loaded.transcript)
+        _transcript(services, job, loaded.transcript, who)
 
 
 def _summary(job: Job) -> None:
@@ -132,13 +135,13 @@ def _summary(job: Job) -> None:
         ui.label(f"Job {job.id}").classes("text-xs text-gray-400")
 
 
-def _transcript(services: Services, job: Job, transcript: Transcript) -> None:
+def _transcript(services: Services, job: Job, transcript: Transcript, who: str | None) -> None:
     text = transcript.text
     job_id, stem = job.id, PurePath(job.name or "transcript").stem
 
     async def download(fmt: str) -> None:
         try:
-            data = await services.api.transcript(job_id, fmt)
+            data = await services.api.transcript(job_id, fmt, who)
         except BrokerUnavailable as exc:
             ui.notify(f"Download failed: the broker is unreachable ({exc.reason})", type="negative")
             return

@@ -50,6 +50,7 @@ from whisperfarm.streaming.errors import (
     ProtocolViolation,
 )
 from whisperfarm.streaming.sources import AudioSource
+from whisperfarm.tokens import person_headers
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class ClientOptions:
     connect_timeout: float = 10.0
     token: str | None = None
     """API bearer token, when the farm asks for one."""
+    person: str | None = None
+    """Who a `service:` token streams for (`X-Whisperfarm-User`; the GUI's people)."""
     live: bool = False
     """Decoded as it arrives: partials, committed segments, `commit()` / `clear()`."""
     vad: bool = True
@@ -160,7 +163,8 @@ class StreamClient:
                 self._options.url,
                 open_timeout=self._options.connect_timeout,
                 max_size=MAX_MESSAGE_BYTES,
-                additional_headers=_auth_headers(self._options.token),
+                additional_headers=_auth_headers(self._options.token)
+                | person_headers(self._options.person),
                 compression=None,  # deflating PCM costs CPU and saves next to nothing
             )
         except (OSError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:

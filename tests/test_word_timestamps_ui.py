@@ -60,7 +60,10 @@ async def test_the_transcript_page_shows_a_words_time_on_hover(
         model_broker.ws, pcm, sample_rate=audio.sample_rate, name="jfk.wav", word_timestamps=True
     )
     job_id = reply.of("final")[0]["job_id"]
-    async with simulate(gui_settings(tmp_path, model_broker.http)) as gui:
+    # A plain (not `service:`) broker token: a shared-view GUI, which shows jobs other clients
+    # streamed, as this one was.
+    shared_view = gui_settings(tmp_path, model_broker.http, broker_token="shared-view")
+    async with simulate(shared_view) as gui:
         user = gui.user
         await user.open(f"/jobs/{job_id}")
         await user.should_see(marker="words", retries=PATIENCE)

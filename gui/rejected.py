@@ -22,14 +22,15 @@ from whisperfarm.files import write_atomic
 log = logging.getLogger(__name__)
 
 Kind = Literal["overloaded", "unreachable", "unreadable", "failed"]
-OVERLOADED_TEXT = "Server overloaded, try later"
 
 
 class Rejected(BaseModel):
     key: str
     name: str
     kind: Kind
+    """What went wrong: the row reads `rejected.<kind>` in the viewer's language."""
     reason: str
+    """The farm's, the network's or the decoder's own words, shown inside that text."""
     created_at: float = Field(default_factory=time.time)
     file: str | None = None
     """Path of the kept file relative to the data dir; None: nothing to retry with."""

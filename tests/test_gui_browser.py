@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from tests.farm import start_broker, start_worker, wait_for
+from gui.i18n import catalogue, plural
+from tests.farm import Broker, start_broker, start_worker, wait_for
 from tests.gui_conftest import (
     CHROMIUM_ARGS,
     require_chromium,
@@ -32,7 +33,13 @@ MAX_WER = 0.15
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[Any]:
+def locale() -> str:
+    """The browser's language (its `Accept-Language`); a test parametrizes it to change it."""
+    return "en-US"
+
+
+@pytest.fixture
+def page(tmp_path: Path, locale: str) -> Iterator[Any]:
     """A fresh Chromium page (1400×900); the test fails if the page logs a JS error."""
     executable = require_chromium()
     from playwright.sync_api import expect, sync_playwright
@@ -42,7 +49,7 @@ def page(tmp_path: Path) -> Iterator[Any]:
         browser = playwright.chromium.launch(
             executable_path=executable, args=CHROMIUM_ARGS, headless=True
         )
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale=locale)
         context.set_default_timeout(30_000)
         page = context.new_page()
         errors: list[str] = []
@@ -113,6 +120,14 @@ def test_three_files_at_once_are_transcribed_shown_and_downloadable(
         broker.process.stop()
 
 
+def hold_slots(holds: contextlib.ExitStack, broker: Broker, count: int) -> None:
+    """Take `count` of the broker's stream slots until `holds` closes."""
+    for n in range(1, count + 1):
+        hold = holds.enter_context(connect(broker.ws))
+        hold.send(start_message(name=f"held-{n}.wav"))
+        assert '"accepted"' in str(hold.recv(timeout=10))
+
+
 def test_third_stream_is_refused_as_overloaded_then_retried(tmp_path: Path, page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -124,10 +139,7 @@ def test_third_stream_is_refused_as_overloaded_then_retried(tmp_path: Path, page
     holds = contextlib.ExitStack()
     try:
         broker.wait_workers(1)
-        for n in (1, 2):  # two streams hold both slots: the GUI's upload is the third
-            hold = holds.enter_context(connect(broker.ws))
-            hold.send(start_message(name=f"held-{n}.wav"))
-            assert '"accepted"' in str(hold.recv(timeout=10))
+        hold_slots(holds, broker, 2)  # two streams hold both slots: the GUI's upload is the third
         page.goto(gui.url)
         expect(page.get_by_test_id("farm-streams")).to_have_text("2 / 2")
         page.locator("[data-testid=upload] input[type=file]").set_input_files([upload])
@@ -156,6 +168,56 @@ def test_third_stream_is_refused_as_overloaded_then_retried(tmp_path: Path, page
         broker.process.stop()  # and when the broker goes away, the page says so
         expect(page.get_by_test_id("broker-banner")).to_contain_text("is unreachable")
         save_screenshot(page, tmp_path, "gui-broker-down.png")
+    finally:
+        holds.close()
+        gui.process.stop()
+        worker.process.stop()
+        broker.process.stop()
+
+
+@pytest.mark.parametrize("locale", ["ru-RU"])
+def test_a_russian_browser_reads_the_gui_in_russian_and_the_switch_turns_it_english(
+    tmp_path: Path, page: Any
+) -> None:
+    """Russian from the browser's language, down to the overloaded row; the header's switch
+    shows the same page in English, and the choice stays with the browser."""
+    from playwright.sync_api import expect
+
+    ru, en = catalogue("ru"), catalogue("en")
+    upload = tmp_path / "busy.wav"
+    upload.write_bytes(wav_bytes(1.0))
+    broker = start_broker(tmp_path, "--max-active", "1")
+    worker = start_worker(tmp_path, broker.zmq, engine="null")
+    gui = start_gui(tmp_path, broker.http)
+    holds = contextlib.ExitStack()
+    try:
+        broker.wait_workers(1)
+        hold_slots(holds, broker, 1)
+        page.goto(gui.url)
+        html, jobs = page.locator("html"), page.get_by_test_id("jobs")
+        expect(html).to_have_attribute("lang", "ru")
+        assert page.evaluate("Quasar.Lang.props.isoName") == "ru", "Quasar's own words in Russian"
+        expect(page.get_by_text(ru["upload.title"])).to_be_visible()
+        expect(jobs.locator("thead")).to_contain_text(ru["column.name"])
+        expect(page.get_by_test_id("farm-streams")).to_have_text("1 / 1")
+        page.locator("[data-testid=upload] input[type=file]").set_input_files([upload])
+        expect(page.get_by_text(plural("ru", "upload.started", 1))).to_be_visible()
+
+        row = job_row(page, "busy.wav")
+        detail = row.get_by_test_id("cell-detail")
+        expect(detail).to_have_text("Сервер перегружен, попробуйте позже")
+        expect(row.get_by_test_id("cell-status")).to_contain_text(ru["status.rejected"])
+        expect(row.get_by_test_id("retry")).to_contain_text(ru["jobs.retry"])
+        save_screenshot(page, tmp_path, "gui-overloaded-ru.png")
+
+        page.get_by_test_id("language-switch").get_by_text("EN", exact=True).click()
+        expect(html).to_have_attribute("lang", "en-US")
+        expect(detail).to_have_text("Server overloaded, try later")
+        expect(page.get_by_text(en["upload.title"])).to_be_visible()
+        expect(jobs.locator("thead")).to_contain_text(en["column.name"])
+        page.reload()  # the choice is this browser's, over its Accept-Language
+        expect(row.get_by_test_id("cell-status")).to_contain_text(en["status.rejected"])
+        assert page.evaluate("Quasar.Lang.props.isoName") == "en-US"
     finally:
         holds.close()
         gui.process.stop()

@@ -15,13 +15,15 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
 from whisperfarm.files import write_atomic
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["overloaded", "unreachable", "unreadable", "failed"]
+_ENGLISH_PREFIXES = {"unreachable": "Broker unreachable: ", "unreadable": "Unreadable: "}
+"""What rows saved before the GUI spoke two languages put before the farm's own words."""
 
 
 class Rejected(BaseModel):
@@ -39,6 +41,14 @@ class Rejected(BaseModel):
     retry_after: float | None = None
     person: str | None = None
     """Whose upload it was (only they see the row)."""
+
+    @model_validator(mode="after")
+    def _without_english(self) -> Rejected:
+        """A row saved in English (`Unreadable: …`) keeps only the words after the prefix."""
+        prefix = _ENGLISH_PREFIXES.get(self.kind, "")
+        if prefix and self.reason.startswith(prefix):
+            self.reason = self.reason.removeprefix(prefix)
+        return self
 
     @property
     def retryable(self) -> bool:

@@ -156,7 +156,9 @@ def test_rows_are_in_the_reader_s_language(tmp_path: Path) -> None:
     the farm's words, so each reader sees it in their own language."""
     state, store = GuiState("http://b"), RejectedStore(tmp_path)
     store.add(Rejected(key="r", name="busy.wav", kind="overloaded", reason="farm is full"))
-    store.add(Rejected(key="u", name="bad.mp3", kind="unreadable", reason="no audio stream"))
+    # A row saved before the GUI spoke Russian had its English text in `reason`.
+    store.add(Rejected(key="u", name="bad.mp3", kind="unreadable",
+                       reason="Unreadable: no audio stream"))  # fmt: skip
     state.uploads["p"] = Upload("p", "up.wav", tmp_path / "up.wav", None, "transcribe",
                                 phase="reconnecting", frames_sent=1, expected_frames=4,
                                 note="connection lost", attempt=(2, 5))  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 
 from nicegui import events, ui
 
-from gui.i18n import Translator, language, t, translator
+from gui.i18n import QUASAR, Lang, Translator, language, t, translator
 from gui.identity import person
 from gui.rows import Row, build_rows, changed_rows
 from gui.services import Services
@@ -22,8 +22,9 @@ from gui.theme import watch
 _LOCAL_TIME = (
     "v => { if (!v) return ''; const d = new Date(v * 1000);"
     " return d.toDateString() === new Date().toDateString()"
-    " ? d.toLocaleTimeString() : d.toLocaleString(); }"
+    " ? d.toLocaleTimeString(@locale@) : d.toLocaleString(@locale@); }"
 )
+"""The submit time in the browser's time zone, written the page language's way."""
 _FIT = "width: 1%; white-space: nowrap"
 """Shrink a column to its content; the transcript column takes what is left."""
 COLUMNS: list[dict[str, Any]] = [
@@ -35,7 +36,7 @@ COLUMNS: list[dict[str, Any]] = [
     {"name": "language", "field": "language", "align": "left", "style": _FIT},
     {"name": "worker", "field": "worker", "align": "left", "style": _FIT},
     {"name": "created", "field": "created", "align": "left",
-     "sortable": True, ":format": _LOCAL_TIME, "style": _FIT, "headerStyle": _FIT},
+     "sortable": True, "style": _FIT, "headerStyle": _FIT},
     {"name": "actions", "field": "key", "align": "right", "style": _FIT},
 ]  # fmt: skip
 """The columns; each one's label is `column.<name>` in the reader's language."""
@@ -114,7 +115,7 @@ def create(services: Services) -> ui.table:
     words, lang = translator(), language()
     with ui.card().classes("w-full gap-2").mark("jobs-card"):
         count, search = _toolbar(services, words)
-        table = _table(words)
+        table = _table(words, lang)
     table.bind_filter_from(search, "value")
     table.on("retry", lambda e: _retry(services, e, words))
     table.on("dismiss", lambda e: services.uploader.dismiss(_key(e)))
@@ -169,11 +170,13 @@ def _toolbar(services: Services, words: Translator) -> tuple[ui.badge, ui.input]
     return count, search
 
 
-def _table(words: Translator) -> ui.table:
+def _table(words: Translator, lang: Lang) -> ui.table:
     columns = [
         {**c, "label": words(f"column.{c['name']}") if c["name"] != "actions" else ""}
         for c in COLUMNS
     ]
+    created = next(c for c in columns if c["name"] == "created")
+    created[":format"] = _LOCAL_TIME.replace("@locale@", json.dumps(QUASAR[lang]))
     actions = ACTIONS_CELL
     for word in ("open", "retry", "dismiss"):
         actions = actions.replace(f"@{word}@", escape(words(f"jobs.{word}")))

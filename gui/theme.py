@@ -13,7 +13,7 @@ from nicegui import app, ui
 
 from gui import head
 from gui.components import language_switch
-from gui.i18n import Translator, t, translator
+from gui.i18n import Translator, language, mark_page, t, translator
 from gui.services import Services
 from gui.state import GuiState
 
@@ -108,6 +108,7 @@ def _banner(services: Services, status: ui.chip) -> None:
 
 def error_page(exception: Exception) -> None:
     """`app.on_page_exception`: a page that failed to build says so, without a traceback."""
+    mark_page(language())
     with ui.column().classes("w-full items-center gap-3 py-24"):
         ui.icon("error_outline", size="64px").classes("text-negative")
         ui.label(t("error.title")).classes("text-2xl")

@@ -217,3 +217,20 @@ def test_the_browser_language_is_the_first_supported_one_by_weight(
     header: str, expected: str
 ) -> None:
     assert i18n.from_accept_language(header) == expected
+
+
+async def test_the_sign_in_card_s_switch_changes_the_language(
+    tmp_path: Path, broker: Broker
+) -> None:
+    settings = gui_settings(tmp_path, broker.http, login_tokens="alpha-123")
+    async with simulate(settings) as gui:
+        user = gui.user
+        await user.open("/login")
+        await user.should_see(catalogue("en")["login.title"])
+        (switch,) = user.find(marker="language-switch").elements
+        with user:
+            switch.set_value("ru")
+        await user.should_see(catalogue("ru")["login.title"], retries=50)
+        await user.open("/login")  # kept for this browser
+        await user.should_see(catalogue("ru")["login.submit"])
+        await user.should_not_see(catalogue("en")["login.title"])

@@ -1,13 +1,14 @@
 """The GUI's words in the reader's language: one catalogue per language, `t(key)` to use it.
 
-Catalogues are `gui/locales/<lang>.json` (key → text with `{name}` fields; a key whose
-text depends on a count maps CLDR plural categories to texts, chosen by Babel's plural
-rules: Russian has one/few/many, English one/other). A page reads
-the language once per request: the browser's choice kept in its session (the header's
-switch), else the first supported language in its `Accept-Language`, else English. Text
-made outside a page (a background task's notice) takes the language explicitly (`text`).
-A key missing from a catalogue is a bug, not a fallback: `tests/test_gui_i18n.py` checks
-that every key the code uses is in every catalogue.
+Catalogues are `gui/locales/<lang>.json`: key → text with `{name}` fields, or, for a text
+that depends on a count, CLDR plural category → text (`plural`; Babel knows that Russian
+has one/few/many and English one/other). A page reads the language once per request: the
+browser's choice kept in its session (the switch), else the first supported language in
+its `Accept-Language`, else English; `mark_page` gives the page that `<html lang>` and
+Quasar's words. Text made outside a page's request takes the language explicitly (`text`,
+`translator`). Numbers, percentages and dates go through Babel too. A key missing from a
+catalogue is a bug, not a fallback: `tests/test_gui_i18n.py` checks that every key the
+code uses is in every catalogue, with the same fields.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from nicegui.language import Language
 
 Lang = Literal["en", "ru"]
 LANGUAGES: dict[Lang, str] = {"en": "English", "ru": "Русский"}
-"""Supported languages and their names in themselves (the switch's labels)."""
+"""Supported languages and their names in themselves."""
 DEFAULT: Lang = "en"
 SESSION_KEY = "lang"
 LOCALES = Path(__file__).with_name("locales")

@@ -185,22 +185,6 @@ def test_language_names_follow_the_reader() -> None:
     assert languages.label("xx", "ru") == "xx"
 
 
-async def test_a_russian_browser_gets_russian_pages(tmp_path: Path, broker: Broker) -> None:
-    settings = gui_settings(tmp_path, broker.http, login_tokens="alpha-123")
-    async with simulate(settings) as gui:
-        user = gui.user
-        user.http_client.headers["Accept-Language"] = "ru-RU,ru;q=0.9,en;q=0.5"
-        await user.open("/login")
-        await user.should_see(catalogue("ru")["login.title"])
-        user.find(marker="login-token").type("alpha-123")
-        user.find(marker="login-submit").click()
-        await user.should_see("Распознать файлы", retries=50)
-        await user.should_see("Задания")
-        await user.should_not_see("Transcribe files")
-        await user.open("/jobs/no-such-job")
-        await user.should_see("Нет такого задания", retries=50)
-
-
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
@@ -219,18 +203,28 @@ def test_the_browser_language_is_the_first_supported_one_by_weight(
     assert i18n.from_accept_language(header) == expected
 
 
-async def test_the_sign_in_card_s_switch_changes_the_language(
+async def test_a_russian_browser_gets_russian_pages_and_the_switch_changes_them(
     tmp_path: Path, broker: Broker
 ) -> None:
-    settings = gui_settings(tmp_path, broker.http, login_tokens="alpha-123")
-    async with simulate(settings) as gui:
+    async with simulate(gui_settings(tmp_path, broker.http, login_tokens="alpha-123")) as gui:
         user = gui.user
+        user.http_client.headers["Accept-Language"] = "ru-RU,ru;q=0.9,en;q=0.5"
         await user.open("/login")
-        await user.should_see(catalogue("en")["login.title"])
+        await user.should_see(catalogue("ru")["login.title"])
+        (switch,) = user.find(marker="language-switch").elements
+        with user:  # the sign-in card's switch
+            switch.set_value("en")
+        await user.should_see(catalogue("en")["login.title"], retries=50)
+        await user.open("/login")  # kept for this browser, over its Accept-Language
+        await user.should_see(catalogue("en")["login.submit"])
         (switch,) = user.find(marker="language-switch").elements
         with user:
             switch.set_value("ru")
         await user.should_see(catalogue("ru")["login.title"], retries=50)
-        await user.open("/login")  # kept for this browser
-        await user.should_see(catalogue("ru")["login.submit"])
-        await user.should_not_see(catalogue("en")["login.title"])
+        user.find(marker="login-token").type("alpha-123")
+        user.find(marker="login-submit").click()
+        await user.should_see("Распознать файлы", retries=50)
+        await user.should_see("Задания")
+        await user.should_not_see("Transcribe files")
+        await user.open("/jobs/no-such-job")
+        await user.should_see("Нет такого задания", retries=50)

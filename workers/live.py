@@ -126,6 +126,9 @@ class LiveStep:
     speech_end: int | None = None
     """Where the voice activity in `pcm` ends (with its pad; None without VAD): words the
     decoder puts after it are made up ("Thank you." in the silence after speech)."""
+    heard_to: int = 0
+    """Stream position of the end of the audio received when the step was planned: a
+    closing step commits every word before it."""
 
     def to_request(self) -> DecodeRequest:
         assert self.request is not None
@@ -232,7 +235,8 @@ class LiveState(StreamState):
             spans = [(a, b) for a, b in self._vad.speech_spans(offset, end) if b > said]
             if not spans:  # nothing said: drop it, but keep where a word may be starting
                 keep = 0 if closes else min(len(pcm), SPEECH_PAD)
-                return LiveStep(end - keep, pcm[len(pcm) - keep :], closes, self.generation)
+                base, kept = end - keep, pcm[len(pcm) - keep :]
+                return LiveStep(base, kept, closes, self.generation, heard_to=end)
             if spans[0][0] > said:  # silence after the committed words: skip it
                 start = max(0, spans[0][0] - SPEECH_PAD - offset)
             speech_end = min(len(pcm), spans[-1][1] + SPEECH_PAD - offset)
@@ -242,7 +246,7 @@ class LiveState(StreamState):
         audio = pcm[start:stop]
         request = self._request(audio, closes)
         heard_until = None if speech_end is None else speech_end - start
-        return LiveStep(offset + start, audio, closes, self.generation, request, heard_until)
+        return LiveStep(offset + start, audio, closes, self.generation, request, heard_until, end)
 
     def _request(self, pcm: Pcm, closes: bool) -> DecodeRequest:
         spec = self.spec

@@ -46,10 +46,6 @@ CLIENT_EVENTS = ("session.update", "input_audio_buffer.append", "input_audio_buf
                  "input_audio_buffer.clear")  # fmt: skip
 
 
-class _Gone(Exception):
-    """The client closed the connection."""
-
-
 async def realtime_endpoint(ws: WebSocket) -> None:
     farm: Farm = ws.app.state.farm
     offered = ws.scope.get("subprotocols") or []
@@ -129,7 +125,7 @@ class _Connection:
                 if message["type"] == "websocket.disconnect":
                     return
                 await self._answer(message.get("text"))
-        except (_Gone, WebSocketDisconnect):
+        except (WebSocketDisconnect, RuntimeError, OSError):  # the client is gone
             return
         except WhisperfarmError as exc:
             if self.upload is not None:
@@ -223,6 +219,10 @@ class _Connection:
 
     async def _relay(self, upload: Upload) -> None:
         """The farm's replies as events; a farm error ends the session."""
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # client gone
+            await self._relay_replies(upload)
+
+    async def _relay_replies(self, upload: Upload) -> None:
         while True:
             message, close = await upload.replies.get()
             if isinstance(message, Segment):

@@ -349,6 +349,9 @@ def test_an_overloaded_farm_sends_an_error_then_closes_1013(guarded: Broker) -> 
         async with websockets.connect(url, subprotocols=protocols) as holder:  # type: ignore[arg-type]
             assert holder.subprotocol == "realtime"
             assert json.loads(await holder.recv())["type"] == "session.created"
+            await holder.send(b"\0\0")  # audio goes in appends, not in binary frames
+            refused = json.loads(await holder.recv())
+            assert refused["type"] == "error" and "base64" in refused["error"]["message"]
             async with session(guarded) as connection:
                 refused = await next_event(connection)
                 assert refused["type"] == "error"
@@ -363,3 +366,11 @@ def test_an_overloaded_farm_sends_an_error_then_closes_1013(guarded: Broker) -> 
         assert guarded.jobs() == []
 
     asyncio.run(run())
+
+
+def test_a_session_without_the_transcription_intent_is_refused(guarded: Broker) -> None:
+    url = realtime_url(guarded).replace("?intent=transcription", "?model=gpt-realtime")
+    first, code = asyncio.run(first_and_close(url, subprotocols=["realtime",
+                                              "openai-insecure-api-key.sesame"]))  # fmt: skip
+    assert first["type"] == "error" and "intent=transcription" in first["error"]["message"]
+    assert code == 1003

@@ -200,6 +200,13 @@ def test_manual_commits_end_turns_and_clear_drops_audio(
                         lambda e: e["type"] == "conversation.item.done",
                     )
                 )
+                # The language and prompt may change between turns (the next turn's).
+                prompt = {"language": "en", "prompt": "The weather forecast."}
+                retuned = await configure(connection, turn_detection=None, transcription=prompt)
+                assert retuned["type"] == "session.updated", retuned
+                assert retuned["session"]["audio"]["input"]["transcription"]["prompt"] == (
+                    "The weather forecast."
+                )
         return turns
 
     turns = asyncio.run(run())

@@ -80,15 +80,14 @@ def test_semantic_vad_is_served_as_server_vad_and_null_turns_detection_off() -> 
     assert session.start().vad_pause_ms == 500
 
 
-def test_once_audio_went_the_format_transcription_and_vad_settings_are_fixed() -> None:
+def test_once_audio_went_the_format_model_and_vad_settings_are_fixed() -> None:
     session = Session()
     update(session, format={"type": "audio/pcmu"}, transcription={"language": "en"})
     assert session.start().sample_rate == 8000
     update(session, True, format={"type": "audio/pcmu"}, transcription={"language": "en"})
     refused = [
         {"format": {"type": "audio/pcm", "rate": 24000}},
-        {"transcription": {"language": "de"}},
-        {"transcription": {"language": "en", "prompt": "names"}},
+        {"transcription": {"model": "whisper-large", "language": "en"}},
         {"turn_detection": {"type": "server_vad", "threshold": 0.9}},
     ]
     for audio_input in refused:
@@ -97,6 +96,8 @@ def test_once_audio_went_the_format_transcription_and_vad_settings_are_fixed() -
         assert "once audio has been sent" in caught.value.message
     update(session, True, turn_detection=None)  # manual commits from now on: taken
     assert session.vad is None and session.format == InputFormat("audio/pcmu")
+    update(session, True, transcription={"language": "de", "prompt": "Namen"})  # next turn's
+    assert (session.language, session.prompt) == ("de", "Namen")
 
 
 def segment(index: int, text: str, start: float) -> Segment:

@@ -136,3 +136,14 @@ def test_with_vad_a_pause_ends_the_turn_and_clear_forgets_a_turn_with_no_words()
         "speech_stopped", "committed", "added", "completed", "done"
     ]  # fmt: skip
     assert turns.on_partial(closed(4.0)) == [], "no turn open"
+
+
+def test_a_failed_stream_fails_the_open_turn_by_its_item() -> None:
+    turns = Turns(Session())
+    assert turns.failed("the worker died") == [], "no turn open: nothing to fail"
+    [started] = turns.on_partial(Partial(text="Hi", start=1.0, end=1.2))
+    [failed] = turns.failed("the worker died")
+    event = json.loads(failed)
+    assert event["type"] == "conversation.item.input_audio_transcription.failed"
+    assert event["item_id"] == json.loads(started)["item_id"] and event["content_index"] == 0
+    assert event["error"]["message"] == "the worker died"

@@ -76,36 +76,40 @@ async def realtime_session(broker: Broker, pcm: bytes, packet_s: float) -> Realt
     ) as connection:
         await connection.send({"type": "session.update", "session": SESSION})
         began = loop.time()
-        done = asyncio.Event()
-        listener = asyncio.create_task(_listen(connection, run, began, done))
+        settled = asyncio.Event()
+        listener = asyncio.create_task(_listen(connection, run, began, settled))
         for index, at in enumerate(range(0, len(audio), chunk)):
             await asyncio.sleep(max(0.0, began + index * packet_s - loop.time()))
             encoded = base64.b64encode(audio[at : at + chunk]).decode()
             await connection.input_audio_buffer.append(audio=encoded)
             run.sent.append(loop.time() - began)
-        done.set()
         try:
-            await asyncio.wait_for(listener, WAIT_S)
+            await asyncio.wait_for(settled.wait(), WAIT_S)
         except TimeoutError:
-            run.error = "the last turn did not end"
+            run.error = run.error or "the last turn did not end"
+        listener.cancel()
     return run
 
 
-async def _listen(connection: Any, run: RealtimeRun, began: float, sent: asyncio.Event) -> None:
-    """Deltas until all audio is sent and every turn that started has ended."""
+async def _listen(connection: Any, run: RealtimeRun, began: float, settled: asyncio.Event) -> None:
+    """Deltas as they come; `settled` is set while every turn that started has ended."""
     loop = asyncio.get_running_loop()
     started = 0
-    while not (sent.is_set() and started == run.turns and started):
+    while True:
         event = json.loads(await connection.recv_bytes())
         kind = event["type"]
         if kind == "conversation.item.input_audio_transcription.delta":
             run.deltas.append((loop.time() - began, event["delta"]))
         elif kind == "input_audio_buffer.speech_started":
             started += 1
+            settled.clear()
         elif kind == "conversation.item.input_audio_transcription.completed":
             run.turns += 1
+            if run.turns == started:
+                settled.set()
         elif kind == "error":
             run.error = event["error"]["message"]
+            settled.set()
             return
 
 

@@ -33,8 +33,6 @@ from whisperfarm.wire import Command, Message
 from whisperfarm.wire_bodies import (
     AssignBody,
     CancelBody,
-    ClearBody,
-    CommitBody,
     DisconnectBody,
     EndBody,
     FailedBody,
@@ -43,6 +41,7 @@ from whisperfarm.wire_bodies import (
     PartialBody,
     ReadyBody,
     SegmentBody,
+    Tell,
 )
 
 log = logging.getLogger(__name__)
@@ -183,15 +182,15 @@ class Dispatcher:
         if held is not None and held.caught_up:
             self._send(held.worker, wire.audio(run.job_id, held.attempt, packet))
 
-    def tell(self, run: StreamRun, kind: type[CommitBody | ClearBody]) -> None:
-        """A live client's `commit` or `clear` to the worker, after the audio before it
-        (forwarded first). Before the spool's replay caught up (the stream still queued,
+    def tell(self, run: StreamRun, make: Tell) -> None:
+        """A live client's `commit`, `clear` or new options to the worker, after the audio
+        before it (forwarded first). Before the spool's replay caught up (the stream still queued,
         or its spool being read), it waits for the replay, at its place in the audio."""
         held = self._held.get(run.job_id)
         if held is not None and held.caught_up:
-            self._send(held.worker, kind(attempt=held.attempt).message(run.job_id))
+            self._send(held.worker, make(attempt=held.attempt).message(run.job_id))
         else:
-            run.untold.append((run.written_bytes(), kind))
+            run.untold.append((run.written_bytes(), make))
 
     def end_audio(self, run: StreamRun) -> None:
         """No more audio: the worker finishes (or the replay tells it when it catches up)."""
@@ -494,8 +493,8 @@ class Dispatcher:
         while run.untold or sent < run.written_bytes():
             upto = run.written_bytes()
             if run.untold and run.untold[0][0] <= sent:
-                _, kind = run.untold.pop(0)  # a commit or clear, where it came in the audio
-                self._send(held.worker, kind(attempt=held.attempt).message(run.job_id))
+                _, make = run.untold.pop(0)  # a client's request, where it came in the audio
+                self._send(held.worker, make(attempt=held.attempt).message(run.job_id))
                 continue
             if run.untold:
                 upto = min(upto, run.untold[0][0])

@@ -28,7 +28,7 @@ from broker.spool import JobFiles, SpoolWriter
 from whisperfarm.errors import BadPacket, Interrupted, TooLarge, WhisperfarmError
 from whisperfarm.jobs import Job
 from whisperfarm.protocol import Ack
-from whisperfarm.wire_bodies import ClearBody, CommitBody
+from whisperfarm.wire_bodies import Tell
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,11 @@ class Intake:
         metrics.AUDIO_SECONDS_RECEIVED.inc(run.audio.seconds(run.audio.frames_in(len(data))))
         self._dispatcher.forward(run, data)
 
-    def tell(self, run: StreamRun, kind: type[CommitBody | ClearBody]) -> None:
-        """A live client's `commit` or `clear`: the audio before it goes on first."""
+    def tell(self, run: StreamRun, make: Tell) -> None:
+        """A live client's `commit`, `clear` or new options: the audio before it goes on
+        first."""
         self.pass_on(run)
-        self._dispatcher.tell(run, kind)
+        self._dispatcher.tell(run, make)
 
     def due(self, runs: list[StreamRun], now: float) -> list[StreamRun]:
         """The runs whose oldest pending packet has waited the flush interval."""

@@ -15,6 +15,7 @@ has drained; the client's sends then wait in its TCP buffer, not in the broker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Protocol
 
@@ -26,7 +27,7 @@ from broker.transcript_store import TranscriptStore
 from whisperfarm.errors import CloseCode, EngineError, ProtocolError, TooLarge, WhisperfarmError
 from whisperfarm.jobs import JobStatus
 from whisperfarm.protocol import Final
-from whisperfarm.wire_bodies import ClearBody, CommitBody
+from whisperfarm.wire_bodies import ClearBody, CommitBody, RetuneBody, Tell
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +122,18 @@ class Upload:
 
     def clear(self) -> None:
         """Live: the client's `clear` (drop the audio not committed yet)."""
-        self._tell(ClearBody)
+        self._tell(ClearBody, "clear")
 
-    def _tell(self, kind: type[CommitBody | ClearBody]) -> None:
-        name = kind.command.value.lower()  # the client's message type
+    def retune(self, language: str | None, prompt: str | None) -> None:
+        """Live: decode in `language` with `prompt` from the next utterance on."""
+        self._tell(functools.partial(RetuneBody, language=language, prompt=prompt), "retune")
+
+    def _tell(self, make: Tell, name: str = "commit") -> None:
         if not self._run.job.live:
             raise ProtocolError(f'{name} is for live streams (start with "live": true)')
         if self._end_called:
             raise ProtocolError(f"{name} after end")
-        self._lifecycle.intake.tell(self._run, kind)
+        self._lifecycle.intake.tell(self._run, make)
 
     def end(self) -> None:
         """The client's `end`; an edge calls this once. Raises the spool's error."""

@@ -141,3 +141,29 @@ def test_a_pause_closes_the_utterance_even_when_agreement_committed_all_its_word
     assert live.apply(planned, None) == []
     live.feed(bytes(SECOND))
     assert not live.next_step(final=False).closes, "closed once"
+
+
+def test_new_options_wait_for_the_utterance_under_way_to_close() -> None:
+    live = state(language="en", prompt="Kennedy.")
+    live.feed(bytes(SECOND))
+    first = live.next_step(final=False).to_request()
+    assert (first.language, first.initial_prompt) == ("en", "Kennedy.")
+    live.apply(live.next_step(final=False), said(("ask", 0.1, 0.4)))
+    live.retune("de", "Namen.")  # "ask" is under way: its utterance keeps its options
+    live.feed(bytes(SECOND))
+    assert live.next_step(final=False).to_request().language == "en"
+    live.ask_commit()
+    closing = live.next_step(final=False)
+    assert closing.to_request().language == "en"
+    assert [s.text for s in live.apply(closing, said(("ask", 0.1, 0.4), ("not", 0.5, 0.8)))]
+    live.feed(bytes(SECOND))
+    after = live.next_step(final=False).to_request()
+    assert (after.language, after.initial_prompt) == ("de", "Namen.")
+
+
+def test_new_options_between_utterances_apply_at_once() -> None:
+    live = state(language="en")
+    live.retune(None, "Dashwood.")
+    live.feed(bytes(SECOND))
+    request = live.next_step(final=False).to_request()
+    assert (request.language, request.initial_prompt) == (None, "Dashwood.")

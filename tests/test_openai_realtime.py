@@ -200,6 +200,13 @@ def test_manual_commits_end_turns_and_clear_drops_audio(
                         lambda e: e["type"] == "conversation.item.done",
                     )
                 )
+                # The language and prompt may change between turns (the next turn's).
+                prompt = {"language": "en", "prompt": "The weather forecast."}
+                retuned = await configure(connection, turn_detection=None, transcription=prompt)
+                assert retuned["type"] == "session.updated", retuned
+                assert retuned["session"]["audio"]["input"]["transcription"]["prompt"] == (
+                    "The weather forecast."
+                )
         return turns
 
     turns = asyncio.run(run())
@@ -311,8 +318,9 @@ def test_bad_events_get_an_error_event_and_the_session_goes_on(
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A broker with a token and room for one stream (no worker: none is reached)."""
     broker = start_broker(
-        tmp_path_factory.mktemp("guarded"), "--api-tokens", "sesame", "--max-active", "1"
-    )
+        tmp_path_factory.mktemp("guarded"), "--api-tokens", "sesame", "--max-active", "1",
+        "--no-worker-timeout", "1",
+    )  # fmt: skip
     broker.token = "sesame"
     yield broker
     broker.process.stop()
@@ -349,6 +357,9 @@ def test_an_overloaded_farm_sends_an_error_then_closes_1013(guarded: Broker) -> 
         async with websockets.connect(url, subprotocols=protocols) as holder:  # type: ignore[arg-type]
             assert holder.subprotocol == "realtime"
             assert json.loads(await holder.recv())["type"] == "session.created"
+            await holder.send(b"\0\0")  # audio goes in appends, not in binary frames
+            refused = json.loads(await holder.recv())
+            assert refused["type"] == "error" and "base64" in refused["error"]["message"]
             async with session(guarded) as connection:
                 refused = await next_event(connection)
                 assert refused["type"] == "error"
@@ -358,8 +369,33 @@ def test_an_overloaded_farm_sends_an_error_then_closes_1013(guarded: Broker) -> 
                     await next_event(connection)
                 assert connection._connection.close_code == 1013
         # The slot is free again once the holder leaves (without audio: no job).
+        jobs = len(guarded.jobs())
         async with session(guarded) as connection:
             assert (await next_event(connection))["type"] == "session.created"
-        assert guarded.jobs() == []
+        assert len(guarded.jobs()) == jobs
 
     asyncio.run(run())
+
+
+def test_a_session_without_the_transcription_intent_is_refused(guarded: Broker) -> None:
+    url = realtime_url(guarded).replace("?intent=transcription", "?model=gpt-realtime")
+    first, code = asyncio.run(first_and_close(url, subprotocols=["realtime",
+                                              "openai-insecure-api-key.sesame"]))  # fmt: skip
+    assert first["type"] == "error" and "intent=transcription" in first["error"]["message"]
+    assert code == 1003
+
+
+def test_a_farm_error_mid_session_is_an_error_event_then_its_close_code(guarded: Broker) -> None:
+    async def run() -> tuple[Event, int | None]:
+        async with session(guarded) as connection:
+            assert (await next_event(connection))["type"] == "session.created"
+            await append(connection, silence(0.5), 4800)  # no worker takes it: it fails
+            failure = await next_event(connection)
+            with pytest.raises(Exception):  # noqa: B017 - the SDK's closed-connection error
+                await next_event(connection)
+            return failure, connection._connection.close_code
+
+    failure, code = asyncio.run(run())
+    assert failure["type"] == "error" and failure["error"]["code"] == "no_worker", failure
+    assert failure["error"]["type"] == "server_error" and code == 1013
+    assert guarded.jobs()[0]["status"] == "failed"

@@ -80,15 +80,14 @@ def test_semantic_vad_is_served_as_server_vad_and_null_turns_detection_off() -> 
     assert session.start().vad_pause_ms == 500
 
 
-def test_once_audio_went_the_format_transcription_and_vad_settings_are_fixed() -> None:
+def test_once_audio_went_the_format_model_and_vad_settings_are_fixed() -> None:
     session = Session()
     update(session, format={"type": "audio/pcmu"}, transcription={"language": "en"})
     assert session.start().sample_rate == 8000
     update(session, True, format={"type": "audio/pcmu"}, transcription={"language": "en"})
     refused = [
         {"format": {"type": "audio/pcm", "rate": 24000}},
-        {"transcription": {"language": "de"}},
-        {"transcription": {"language": "en", "prompt": "names"}},
+        {"transcription": {"model": "whisper-large", "language": "en"}},
         {"turn_detection": {"type": "server_vad", "threshold": 0.9}},
     ]
     for audio_input in refused:
@@ -97,6 +96,8 @@ def test_once_audio_went_the_format_transcription_and_vad_settings_are_fixed() -
         assert "once audio has been sent" in caught.value.message
     update(session, True, turn_detection=None)  # manual commits from now on: taken
     assert session.vad is None and session.format == InputFormat("audio/pcmu")
+    update(session, True, transcription={"language": "de", "prompt": "Namen"})  # next turn's
+    assert (session.language, session.prompt) == ("de", "Namen")
 
 
 def segment(index: int, text: str, start: float) -> Segment:
@@ -135,3 +136,14 @@ def test_with_vad_a_pause_ends_the_turn_and_clear_forgets_a_turn_with_no_words()
         "speech_stopped", "committed", "added", "completed", "done"
     ]  # fmt: skip
     assert turns.on_partial(closed(4.0)) == [], "no turn open"
+
+
+def test_a_failed_stream_fails_the_open_turn_by_its_item() -> None:
+    turns = Turns(Session())
+    assert turns.failed("the worker died") == [], "no turn open: nothing to fail"
+    [started] = turns.on_partial(Partial(text="Hi", start=1.0, end=1.2))
+    [failed] = turns.failed("the worker died")
+    event = json.loads(failed)
+    assert event["type"] == "conversation.item.input_audio_transcription.failed"
+    assert event["item_id"] == json.loads(started)["item_id"] and event["content_index"] == 0
+    assert event["error"]["message"] == "the worker died"

@@ -37,6 +37,7 @@ class Command(StrEnum):
     END = "END"
     COMMIT = "COMMIT"
     CLEAR = "CLEAR"
+    RETUNE = "RETUNE"
     CANCEL = "CANCEL"
     # both ways
     HEARTBEAT = "HEARTBEAT"

@@ -9,6 +9,7 @@ header (`wire.audio`), so no model is built per packet.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -158,6 +159,20 @@ class ClearBody(_Attempted):
     command = Command.CLEAR
 
 
+class RetuneBody(_Attempted):
+    """Live: from the next utterance on (at once if none is under way), decode in
+    `language` (None: detect it) with `prompt` leading its first words."""
+
+    command = Command.RETUNE
+    language: str | None = None
+    prompt: str | None = None
+
+
+Tell = type[CommitBody | ClearBody] | Callable[..., RetuneBody]
+"""What a live client's request becomes for the worker, given the attempt
+(`make(attempt=n)`): the body class, or a `RetuneBody` with its options bound."""
+
+
 class CancelBody(_Attempted):
     """Drop the stream; send nothing more for it."""
 
@@ -197,6 +212,7 @@ BODIES: dict[Command, type[Body]] = {
         EndBody,
         CommitBody,
         ClearBody,
+        RetuneBody,
         CancelBody,
         HeartbeatBody,
         DisconnectBody,

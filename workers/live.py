@@ -168,6 +168,11 @@ class LiveState(StreamState):
         """Words were heard since the utterance last closed: the next pause closes it, even
         when agreement has committed all of them (an edge that speaks in turns, the
         Realtime edge, ends a turn at that close)."""
+        self._lead = spec.prompt
+        """Leads the first words of the stream, or of the utterance after a `retune`."""
+        self._prompt_due = True
+        self._retune: tuple[str | None, str | None] | None = None
+        """Language and prompt for the next utterance, once the one under way closes."""
         self._vad: VoiceActivity | None = None
         if spec.vad:
             self._vad = VoiceActivity(spec.vad_threshold or DEFAULT_THRESHOLD)
@@ -183,6 +188,18 @@ class LiveState(StreamState):
             super()._append(samples)
             if self._vad is not None:
                 self._vad.feed(samples)
+
+    def retune(self, language: str | None, prompt: str | None) -> None:
+        """Decode the next utterance in `language` (None: detect) with `prompt`; at once
+        when no utterance is under way."""
+        self._retune = (language, prompt)
+        if not self._unclosed and not self.partial.text:
+            self._apply_retune()
+
+    def _apply_retune(self) -> None:
+        if self._retune is not None:
+            (self.language, self._lead), self._retune = self._retune, None
+            self._prompt_due = True
 
     def ask_commit(self) -> None:
         """The client ended its utterance: the next step commits what it decodes."""
@@ -263,7 +280,7 @@ class LiveState(StreamState):
             pcm,
             self.language,
             spec.task,
-            None if self._said else spec.prompt,
+            self._lead if self._prompt_due else None,
             (),
             spec.temperature,
             word_timestamps=True,
@@ -277,6 +294,12 @@ class LiveState(StreamState):
         """A step's outcome: the segments it commits (in order); `partial` is updated."""
         if step.generation != self.generation:
             return []
+        committed = self._outcome(step, result)
+        if step.closes:
+            self._apply_retune()  # the utterance is over: the next one's options
+        return committed
+
+    def _outcome(self, step: LiveStep, result: DecodeResult | None) -> list[SegmentData]:
         if step.closes:
             self._unclosed = False
         self._drop(step.base - self._offset)
@@ -295,6 +318,7 @@ class LiveState(StreamState):
         keep = len(new) if step.closes else self._agreed(new, len(step.pcm), heard_to)
         committed = [self._to_stream_time(piece) for piece in _pieces(new[:keep])]
         if keep:
+            self._prompt_due = False
             self._committed_to = self._offset + round(new[keep - 1][0].end * SAMPLE_RATE)
             self._said += [(self._committed_to, w.word) for w, _ in new[:keep]]
             del self._said[:-SAID_WORDS]

@@ -79,6 +79,9 @@ class LiveRunner(StreamRunner):
         self.live.ask_commit()
         self._wake.set()
 
+    def retune(self, language: str | None, prompt: str | None) -> None:
+        self.live.retune(language, prompt)
+
     def clear(self) -> None:
         self.live.clear()
         self._wake.set()  # the task sends the cleared partial

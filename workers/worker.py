@@ -27,7 +27,14 @@ from whisperfarm import wire
 from whisperfarm.curve import CurveClient
 from whisperfarm.errors import ProtocolError, WhisperfarmError
 from whisperfarm.wire import Command, Message
-from whisperfarm.wire_bodies import AssignBody, DisconnectBody, FailedBody, HeartbeatBody, ReadyBody
+from whisperfarm.wire_bodies import (
+    AssignBody,
+    DisconnectBody,
+    FailedBody,
+    HeartbeatBody,
+    ReadyBody,
+    RetuneBody,
+)
 from workers import metrics
 from workers.engines import Engine, wants_vad
 from workers.link import EXPIRY_S, Link
@@ -91,6 +98,7 @@ class Worker:
             Command.END: self._on_end,
             Command.COMMIT: self._on_commit,
             Command.CLEAR: self._on_clear,
+            Command.RETUNE: self._on_retune,
             Command.CANCEL: self._on_cancel,
         }
         metrics.SLOTS.set(settings.slots)
@@ -313,6 +321,16 @@ class Worker:
         runner = self._current(message)
         if isinstance(runner, LiveRunner):
             runner.clear()
+
+    async def _on_retune(self, message: Message) -> None:
+        runner = self._current(message)
+        if isinstance(runner, LiveRunner):
+            try:
+                body = RetuneBody.read(message)
+            except ProtocolError as exc:
+                log.warning("dropped a malformed message from the broker: %s", exc.detail)
+                return
+            runner.retune(body.language, body.prompt)
 
     async def _on_cancel(self, message: Message) -> None:
         runner = self._current(message)

@@ -149,8 +149,12 @@ class _Connection:
             session = client_event.get("session")
             if not isinstance(session, dict):
                 raise SessionError("session.update needs a session object", "session")
+            before = (self.session.language, self.session.prompt)
             self.session.update(session, started=self.upload is not None)
             self._check_model()
+            after = (self.session.language, self.session.prompt)
+            if self.upload is not None and after != before:
+                self.upload.retune(*after)  # from the next turn on
             await self.send(event("session.updated", session=self.session.as_dict()))
         elif kind == "input_audio_buffer.append":
             await self._append(client_event.get("audio"))

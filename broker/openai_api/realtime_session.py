@@ -7,10 +7,11 @@ defaults: the farm has no turn-end model; or `null`: the client commits each tur
 Fields OpenAI's clients send that the farm has no use for (`noise_reduction`, `include`,
 `create_response`, `eagerness`…) are accepted and ignored.
 
-The farm's stream is opened with the first audio, so its audio format and voice-activity
-settings, and its transcription settings, are fixed from then on: a later `session.update`
-that changes them is refused (`SessionError`); one that switches between `server_vad` and
-manual commits (same threshold and silence) is taken.
+The farm's stream is opened with the first audio, so its audio format, model and
+voice-activity settings are fixed from then on: a later `session.update` that changes them
+is refused (`SessionError`). One that changes the language or the prompt is taken from the
+next turn on (the worker's `RETUNE`), and one that switches between `server_vad` and manual
+commits (same threshold and silence) at once.
 """
 
 from __future__ import annotations
@@ -173,8 +174,8 @@ def _vad(given: _TurnDetection | None) -> Vad | None:
 
 
 def _check_fixed(old: Session, new: Session) -> None:
-    """What the farm's open stream cannot change: its audio format, its transcription
-    settings and its voice-activity settings."""
+    """What the farm's open stream cannot change: its audio format, its model and its
+    voice-activity settings."""
     where = "session.audio.input"
     if new.format != old.format:
         raise SessionError(
@@ -182,11 +183,10 @@ def _check_fixed(old: Session, new: Session) -> None:
             f"{old.format.type} at {old.format.rate} Hz)",
             f"{where}.format",
         )
-    if (new.model, new.language, new.prompt) != (old.model, old.language, old.prompt):
+    if new.model != old.model:
         raise SessionError(
-            "the transcription settings (model, language, prompt) cannot change once audio "
-            "has been sent",
-            f"{where}.transcription",
+            "the transcription model cannot change once audio has been sent",
+            f"{where}.transcription.model",
         )
     if new.stream_vad != old.stream_vad:
         raise SessionError(

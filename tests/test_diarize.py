@@ -1,0 +1,130 @@
+"""Speaker labels end to end: WebSocket client → broker → faster-whisper worker (tiny.en)
+with the real CAM++ speaker model, on espeak-ng dialogues whose turns are known.
+
+Two voices in alternating turns must come back as two speakers, changing where the turns
+change; one voice as one speaker; every stored format must carry the labels; audio with
+no speech has no turns; a bad `speakers` is refused before any audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.dialogue import Turn, espeak_dialogue, espeak_pcm, join_turns
+from tests.farm import Broker, Worker, tiny_farm
+from tests.wsclient import send_raw, start_message, stream_pcm
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Worker]]:
+    yield from tiny_farm(tmp_path_factory.mktemp("farm"))
+
+
+def transcribe(broker: Broker, pcm: np.ndarray, **start: Any) -> dict[str, Any]:
+    """The `final` of one stream of 16 kHz mono audio."""
+    reply = asyncio.run(stream_pcm(broker.ws, pcm.astype("<i2").tobytes(), **start))
+    finals = reply.of("final")
+    assert finals, reply.messages
+    return finals[0]
+
+
+def speaker_at(turns: list[Turn], segment: dict[str, Any]) -> str:
+    """The reference speaker of the turn the segment's middle falls in."""
+    middle = (segment["start"] + segment["end"]) / 2
+    return min(turns, key=lambda t: max(t.start - middle, middle - t.end, 0.0)).speaker
+
+
+def test_two_voices_in_turns_are_two_speakers_changing_where_the_turns_do(
+    farm: tuple[Broker, Worker],
+) -> None:
+    broker, worker = farm
+    pcm, turns = espeak_dialogue("AB", 6)
+    final = transcribe(broker, pcm, diarize=True)
+    segments = final["segments"]
+    assert len(segments) >= 6 and final["text"]
+    labels = [s["speaker"] for s in segments]
+    assert set(labels) == {"S1", "S2"} and labels[0] == "S1"
+    expected = {"A": "S1", "B": "S2"}
+    wrong = [s for s in segments if s["speaker"] != expected[speaker_at(turns, s)]]
+    assert not wrong, [(s["start"], s["end"], s["speaker"], s["text"]) for s in segments]
+    stored = broker.get(f"/v1/jobs/{final['job_id']}/transcript", format="json").json()
+    assert [s["speaker"] for s in stored["segments"]] == labels
+    assert worker.metric("whisperfarm_worker_diarize_seconds_count") >= 1
+
+
+def test_every_format_carries_the_labels(farm: tuple[Broker, Worker]) -> None:
+    broker, _ = farm
+    pcm, _ = espeak_dialogue("AB", 2)
+    final = transcribe(broker, pcm, diarize=True, speakers=2)
+    first, second = final["segments"][0], final["segments"][-1]
+    assert (first["speaker"], second["speaker"]) == ("S1", "S2")
+
+    def rendered(fmt: str) -> str:
+        response = broker.get(f"/v1/jobs/{final['job_id']}/transcript", format=fmt)
+        assert response.status_code == 200
+        return response.text
+
+    txt = rendered("txt").splitlines()
+    assert [line[:4] for line in txt] == ["S1: ", "S2: "]
+    assert first["text"] in txt[0] and second["text"] in txt[1]
+    assert f"S1: {first['text']}" in rendered("srt")
+    assert f"S2: {second['text']}" in rendered("srt")
+    assert f"<v S1>{first['text']}" in rendered("vtt")
+    assert f"<v S2>{second['text']}" in rendered("vtt")
+    assert [s["speaker"] for s in json.loads(rendered("json"))["segments"]] == [
+        s["speaker"] for s in final["segments"]
+    ]
+
+
+def test_one_voice_is_one_speaker_and_silence_has_no_turns(farm: tuple[Broker, Worker]) -> None:
+    broker, _ = farm
+    pcm, _ = espeak_dialogue("A", 3)
+    final = transcribe(broker, pcm, diarize=True)
+    assert len(final["segments"]) >= 2
+    assert {s["speaker"] for s in final["segments"]} == {"S1"}
+    quiet = transcribe(broker, np.zeros(16_000 * 10, dtype=np.int16), diarize=True)
+    assert quiet["segments"] == [] and quiet["text"] == ""
+
+
+def test_without_diarize_segments_have_no_speaker(farm: tuple[Broker, Worker]) -> None:
+    broker, _ = farm
+    pcm, _ = join_turns([("A", espeak_pcm("Good morning to you all.", "A"))])
+    final = transcribe(broker, pcm)
+    assert final["segments"] and all("speaker" not in s for s in final["segments"])
+    txt = broker.get(f"/v1/jobs/{final['job_id']}/transcript", format="txt").text
+    assert not txt.startswith("S1:")
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({"diarize": True, "speakers": 0}, "speakers"),
+        ({"diarize": True, "speakers": -2}, "speakers"),
+        ({"diarize": True, "speakers": 2.5}, "speakers"),
+        ({"diarize": True, "speakers": "two"}, "speakers"),
+        ({"diarize": True, "speakers": True}, "speakers"),
+        ({"diarize": True, "speakers": 1000}, "speakers"),
+        ({"speakers": 2}, "diarize"),
+        ({"diarize": "yes"}, "diarize"),
+        ({"diarize": True, "live": True}, "live"),
+    ],
+)
+def test_bad_speaker_options_are_a_bad_message_and_the_farm_goes_on(
+    farm: tuple[Broker, Worker], options: dict[str, Any], complaint: str
+) -> None:
+    broker, _ = farm
+    before = len(broker.jobs())
+    reply = asyncio.run(send_raw(broker.ws, start_message(**options)))
+    error = reply.of("error")[0]
+    assert error["code"] == "bad_message" and complaint in error["detail"]
+    assert len(broker.jobs()) == before
+    pcm, _ = join_turns([("A", espeak_pcm("Good morning to you all.", "A"))])
+    assert transcribe(broker, pcm, diarize=True)["segments"][0]["speaker"] == "S1"

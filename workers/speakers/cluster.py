@@ -1,0 +1,58 @@
+"""Who is who: average-linkage agglomerative clustering of unit-length embeddings.
+
+Each segment's embedding starts as its own cluster; the two most similar clusters (mean
+cosine similarity over their members' pairs) merge, again and again, until the caller's
+speaker count is reached or no pair is similar enough (`SAME_SPEAKER`). Agglomerative
+rather than spectral clustering because a file is often a handful of segments, where an
+eigengap says little; a stream's segments number hundreds at most, so the O(n²) matrix
+and its n merges are cheap in numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+SAME_SPEAKER = 0.6
+"""Mean cosine similarity above which two clusters are one speaker. CAM++ segment
+embeddings of one real speaker score 0.67–0.92 here, of two different ones 0.1–0.5
+(tests/fixtures/audio and the espeak-ng voices of `tests/dialogue.py`)."""
+
+
+def cluster(
+    embeddings: npt.NDArray[np.float32], count: int | None = None, threshold: float = SAME_SPEAKER
+) -> list[int]:
+    """A cluster number per embedding (rows of unit length); `count` forces that many
+    clusters (fewer only when there are fewer embeddings)."""
+    n = len(embeddings)
+    if n == 0:
+        return []
+    similarity = (embeddings @ embeddings.T).astype(np.float64)
+    np.fill_diagonal(similarity, -np.inf)
+    sizes = np.ones(n)
+    members: dict[int, list[int]] = {i: [i] for i in range(n)}
+    target = 1 if count is None else max(1, count)
+    while len(members) > target:
+        a, b = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
+        if count is None and similarity[a, b] < threshold:
+            break
+        _merge(similarity, sizes, int(a), int(b))
+        members[int(a)] += members.pop(int(b))
+    labels = [0] * n
+    for number, rows in enumerate(members.values()):
+        for row in rows:
+            labels[row] = number
+    return labels
+
+
+def _merge(
+    similarity: npt.NDArray[np.float64], sizes: npt.NDArray[np.float64], a: int, b: int
+) -> None:
+    """Fold cluster `b` into `a`: average linkage's size-weighted mean of the two rows."""
+    merged = (similarity[a] * sizes[a] + similarity[b] * sizes[b]) / (sizes[a] + sizes[b])
+    similarity[a, :] = merged
+    similarity[:, a] = merged
+    similarity[a, a] = -np.inf
+    similarity[b, :] = -np.inf
+    similarity[:, b] = -np.inf
+    sizes[a] += sizes[b]

@@ -3,21 +3,27 @@ with the real CAM++ speaker model, on espeak-ng dialogues whose turns are known.
 
 Two voices in alternating turns must come back as two speakers, changing where the turns
 change; one voice as one speaker; every stored format must carry the labels; audio with
-no speech has no turns; a bad `speakers` is refused before any audio.
+no speech has no turns; a bad `speakers` is refused before any audio. The OpenAI edge's
+`diarized_json` is read back through the real `openai` SDK.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from openai import BadRequestError, OpenAI
+from openai.types.audio import TranscriptionDiarized
 
-from tests.dialogue import Turn, espeak_dialogue, espeak_pcm, join_turns
-from tests.farm import Broker, Worker, tiny_farm
+from tests.dialogue import Turn, espeak_dialogue, espeak_pcm, join_turns, write_wav
+from tests.farm import ROOT, Broker, Worker, tiny_farm
 from tests.wsclient import send_raw, start_message, stream_pcm
 
 pytestmark = pytest.mark.model
@@ -128,3 +134,66 @@ def test_bad_speaker_options_are_a_bad_message_and_the_farm_goes_on(
     assert len(broker.jobs()) == before
     pcm, _ = join_turns([("A", espeak_pcm("Good morning to you all.", "A"))])
     assert transcribe(broker, pcm, diarize=True)["segments"][0]["speaker"] == "S1"
+
+
+def test_openai_sdk_gets_diarized_json_with_lettered_speakers(
+    farm: tuple[Broker, Worker], tmp_path: Path
+) -> None:
+    broker, _ = farm
+    pcm, turns = espeak_dialogue("AB", 4)
+    path = write_wav(tmp_path / "dialogue.wav", pcm)
+    client = OpenAI(base_url=broker.http + "/v1", api_key="x", max_retries=0, timeout=120)
+    with path.open("rb") as audio:
+        got = client.audio.transcriptions.create(
+            model="gpt-4o-transcribe-diarize", file=audio, response_format="diarized_json"
+        )
+    assert isinstance(got, TranscriptionDiarized)
+    assert got.task == "transcribe" and got.text and got.duration == pytest.approx(len(pcm) / 16e3)
+    assert all(s.type == "transcript.text.segment" for s in got.segments)
+    expected = {"A": "A", "B": "B"}
+    spoken = [(expected[speaker_at(turns, s.model_dump())], s.speaker) for s in got.segments]
+    assert all(want == said for want, said in spoken), spoken
+    assert len({s.id for s in got.segments}) == len(got.segments)
+    with path.open("rb") as audio, pytest.raises(BadRequestError) as refused:
+        client.audio.translations.create(
+            model="whisper-1",
+            file=audio,
+            response_format="diarized_json",  # type: ignore[arg-type]
+        )
+    assert refused.value.body["param"] == "response_format"  # type: ignore[index]
+
+
+def test_source_cli_diarize_writes_and_prints_turns(
+    farm: tuple[Broker, Worker], tmp_path: Path
+) -> None:
+    broker, _ = farm
+    pcm, _ = espeak_dialogue("AB", 2)
+    path = write_wav(tmp_path / "talk.wav", pcm)
+    done = run_source(broker.ws, "--out", str(tmp_path), "--quiet", "--diarize", str(path))
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "talk.txt").read_text().splitlines()
+    assert [line[:4] for line in lines] == ["S1: ", "S2: "]
+    assert done.stdout.strip().splitlines() == lines
+    saved = json.loads((tmp_path / "talk.json").read_text())
+    assert {s["speaker"] for s in saved["segments"]} == {"S1", "S2"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        (["--speakers", "2"], "--speakers: is an option of --diarize"),
+        (["--diarize", "--speakers", "0"], "--speakers"),
+        (["--diarize", "--speakers", "two"], "--speakers"),
+        (["--diarize", "--realtime"], "--diarize: is for files"),
+    ],
+)
+def test_source_cli_refuses_bad_speaker_flags(flags: list[str], complaint: str) -> None:
+    done = run_source("ws://127.0.0.1:9/v1/stream", *flags, "talk.wav")
+    assert done.returncode == 2 and complaint in done.stderr
+
+
+def run_source(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "source", "--url", url, *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip

@@ -11,6 +11,7 @@ it with a voice tag (`<v S1>`); json keeps `speaker` on every segment.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from pydantic import BaseModel
 
@@ -48,8 +49,17 @@ def _timestamp(seconds: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
 
 
-def turns(segments: list[SegmentData]) -> list[tuple[str, str]]:
-    """(speaker, text) per turn: consecutive segments of one speaker joined."""
+class Turn(NamedTuple):
+    """One speaker's consecutive segments, joined."""
+
+    speaker: str
+    start: float
+    end: float
+    text: str
+
+
+def turns(segments: list[SegmentData]) -> list[Turn]:
+    """The segments with text as turns ("" for the speaker of unlabelled ones)."""
     out: list[tuple[str, list[SegmentData]]] = []
     for s in segments:
         if not s.text.strip():
@@ -59,7 +69,7 @@ def turns(segments: list[SegmentData]) -> list[tuple[str, str]]:
             out[-1][1].append(s)
         else:
             out.append((who, [s]))
-    return [(who, join_segments(group)) for who, group in out]
+    return [Turn(who, group[0].start, group[-1].end, join_segments(group)) for who, group in out]
 
 
 def _labelled(t: Transcript) -> bool:
@@ -69,7 +79,7 @@ def _labelled(t: Transcript) -> bool:
 def to_txt(t: Transcript) -> str:
     if not _labelled(t):
         return t.text.strip() + "\n"
-    return "".join(f"{who}: {text}\n" for who, text in turns(t.segments))
+    return "".join(f"{turn.speaker}: {turn.text}\n" for turn in turns(t.segments))
 
 
 def to_json(t: Transcript) -> str:

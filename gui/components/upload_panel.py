@@ -1,4 +1,5 @@
-"""The upload card: language and task pickers, and a drop zone for up to 10 files."""
+"""The upload card: language, task and speaker-label pickers, and a drop zone for up to
+10 files."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ def create(services: Services) -> None:
         files, extra = e.files[:limit], e.files[limit:]
         language = languages.to_request(prefs.get("language"))
         task = cast(Literal["transcribe", "translate"], prefs.get("task", "transcribe"))
+        diarize = bool(prefs.get("diarize", False))
         results = await asyncio.gather(
-            *(services.uploader.submit(f.name, f.save, language, task, who) for f in files)
+            *(services.uploader.submit(f.name, f.save, language, task, who, diarize) for f in files)
         )
         e.sender.run_method("reset")
         refused = [r for r in results if r is not None]
@@ -53,6 +55,9 @@ def create(services: Services) -> None:
                 prefs, "language"
             ).props("dense outlined options-dense").classes("w-64").mark("language")
             ui.toggle(TASKS).bind_value(prefs, "task").props("no-caps rounded").mark("task")
+            ui.checkbox("Speaker labels").bind_value(prefs, "diarize").props(
+                'data-testid="diarize"'
+            ).tooltip("Label who speaks when (S1, S2…)").mark("diarize")
         ui.upload(
             multiple=True,
             auto_upload=True,

@@ -17,6 +17,7 @@ from nicegui import background_tasks, ui
 
 from gui import languages
 from gui.broker_api import BrokerUnavailable, TranscriptUnavailable
+from gui.components.speaker_turns import speaker_turns, speakers_of
 from gui.identity import person
 from gui.rows import STATUS, format_duration, format_timestamp
 from gui.services import Services
@@ -168,17 +169,27 @@ def _transcript(services: Services, job: Job, transcript: Transcript, who: str |
         ui.label(text or "(no speech found)").classes(
             "text-base leading-relaxed whitespace-pre-wrap"
         ).props('data-testid="transcript-text"').mark("transcript-text")
+    if speakers_of(transcript):
+        speaker_turns(job.id, transcript)
     with ui.card().classes("w-full gap-2"):
         ui.label(f"Segments ({len(transcript.segments)})").classes("text-lg font-semibold")
+        labelled = bool(speakers_of(transcript))
         rows = [
             {"id": s.id, "start": format_timestamp(s.start), "end": format_timestamp(s.end),
-             "text": s.text}
+             **({"speaker": s.speaker or ""} if labelled else {}), "text": s.text}
             for s in transcript.segments
         ]  # fmt: skip
+        speaker_column = {
+            "name": "speaker",
+            "label": "Speaker",
+            "field": "speaker",
+            "align": "left",
+        }
         ui.table(
             columns=[
                 {"name": "start", "label": "From", "field": "start", "align": "left"},
                 {"name": "end", "label": "To", "field": "end", "align": "left"},
+                *([speaker_column] if labelled else []),
                 {"name": "text", "label": "Text", "field": "text", "align": "left"},
             ],
             rows=rows,

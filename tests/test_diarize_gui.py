@@ -15,33 +15,16 @@ import pytest
 from gui.components.speaker_turns import colour
 from tests.dialogue import espeak_dialogue
 from tests.farm import start_broker, start_worker
-from tests.gui_conftest import CHROMIUM_ARGS, require_chromium, save_screenshot, start_gui
+from tests.gui_conftest import chromium_page, save_screenshot, start_gui
 from tests.wsclient import stream_pcm
 
 pytestmark = [pytest.mark.model, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[Any]:
-    executable = require_chromium()
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=30_000)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, headless=True
-        )
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.set_default_timeout(30_000)
-        errors: list[str] = []
-        page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-        assert errors == [], "the page logged errors in the browser"
+def page() -> Iterator[Any]:
+    with chromium_page() as fresh:
+        yield fresh
 
 
 def test_transcript_page_colours_turns_by_speaker_and_keeps_a_rename(

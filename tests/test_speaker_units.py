@@ -50,10 +50,14 @@ def test_short_and_silent_segments_take_their_neighbours_label() -> None:
     assert labels.label_segments(FakeEmbedder(), []) == []  # type: ignore[arg-type]
 
 
-def test_windows_cover_a_clip_with_equal_lengths() -> None:
-    parts = labels.windows(clip(0, 4.0))
-    assert [len(p) for p in parts] == [24_000, 24_000, 24_000]
+def test_windows_are_equal_and_spread_over_the_clip() -> None:
+    assert [len(p) for p in labels.windows(clip(0, 6.0))] == [24_000, 24_000]
+    assert [len(p) for p in labels.windows(clip(0, 2.0))] == [24_000]
     assert [len(p) for p in labels.windows(clip(0, 1.0))] == [16_000]
+    assert len(labels.windows(clip(0, 60.0))) == labels.MAX_WINDOWS
+    seconds = np.repeat(np.arange(9, dtype=np.int16) * 1000, 16_000)  # 1000 × the second
+    starts = [round(float(w[0]) * 32.768) for w in labels.windows(seconds)]
+    assert starts == [0, 3, 7]  # 0 s, 3.75 s, and the last one ends at the clip's end
 
 
 def test_a_worker_without_the_speaker_packages_says_how_to_install_them(

@@ -28,6 +28,10 @@ def test_clusters_follow_the_voices_and_the_count_when_given() -> None:
     assert len(set(cluster(voices(0, 1, 0, 2, 1, 2), count=2))) == 2
     assert cluster(voices(0, 0), count=5) == [0, 1]  # no more clusters than rows
     assert cluster(np.zeros((0, 16), dtype=np.float32)) == []
+    heard = [4.0, 4.0, 1.5, 4.0]  # the third voice is heard for 1.5 s only
+    assert cluster(voices(0, 1, 2, 0), weights=heard) == [0, 1, 2, 0]
+    assert len(set(cluster(voices(0, 1, 2, 0), weights=heard, min_weight=3.0))) == 2
+    assert cluster(voices(0, 1, 2, 0), 3, weights=heard, min_weight=3.0) == [0, 1, 2, 0]
 
 
 class FakeEmbedder:
@@ -43,10 +47,14 @@ def clip(speaker: int, seconds: float) -> np.ndarray:
 
 
 def test_short_and_silent_segments_take_their_neighbours_label() -> None:
-    clips = [clip(1, 3.2), clip(0, 0.3), clip(0, 2.0), np.zeros(32_000, np.int16), clip(1, 1)]
+    """A segment under 0.5 s or silent is not embedded; a voice heard under 3 s in all
+    is the nearest speaker's."""
+    clips = [clip(1, 3.2), clip(0, 0.3), clip(0, 3.5), np.zeros(32_000, np.int16), clip(1, 1)]
     got = labels.label_segments(FakeEmbedder(), clips)  # type: ignore[arg-type]
     assert got == ["S1", "S1", "S2", "S2", "S1"]
     assert labels.label_segments(FakeEmbedder(), [clip(0, 0.2)] * 2) == ["S1", "S1"]  # type: ignore[arg-type]
+    brief = [clip(1, 4.0), clip(0, 2.0), clip(1, 4.0)]
+    assert labels.label_segments(FakeEmbedder(), brief) == ["S1"] * 3  # type: ignore[arg-type]
     assert labels.label_segments(FakeEmbedder(), []) == []  # type: ignore[arg-type]
 
 

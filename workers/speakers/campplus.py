@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+SEGMENT_FRAMES = 100
+"""CAM's segment pooling: 1 s of 10 ms frames."""
+
 
 def batchnorm_relu(channels: int) -> nn.Sequential:
     """The original's `get_nonlinear('batchnorm-relu', channels)`."""
@@ -94,8 +97,6 @@ class TDNNLayer(nn.Module):
 class CAMLayer(nn.Module):
     """Context-aware masking: a local convolution gated by utterance and segment context."""
 
-    SEGMENT_FRAMES = 100
-
     def __init__(
         self, bn_channels: int, out_channels: int, kernel_size: int, dilation: int
     ) -> None:
@@ -120,7 +121,7 @@ class CAMLayer(nn.Module):
         return y * mask
 
     def _segment_means(self, x: torch.Tensor) -> torch.Tensor:
-        seg_len = self.SEGMENT_FRAMES
+        seg_len = SEGMENT_FRAMES
         seg = F.avg_pool1d(x, kernel_size=seg_len, stride=seg_len, ceil_mode=True)
         shape = seg.shape
         seg = seg.unsqueeze(-1).expand(*shape, seg_len).reshape(*shape[:-1], -1)

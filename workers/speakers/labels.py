@@ -5,7 +5,8 @@ While a stream decodes, `SegmentAudio` keeps a copy of every committed segment's
 `label_segments` embeds each segment — long ones as several `WINDOW_S` windows, averaged;
 ones under `MIN_SPEECH_S` not at all, nor windows far quieter than the stream's speech
 (`QUIET`: Whisper may write "Thank you." over trailing silence, and silence has no voice)
-— clusters the embeddings, and names the clusters "S1", "S2"… in order of first
+— clusters the embeddings (a voice whose segments last under `MIN_SPEAKER_S` in all is
+given to the nearest speaker), and names the clusters "S1", "S2"… in order of first
 appearance. A segment with nothing to embed takes the label of its nearest labelled
 neighbour; a stream with nothing to embed at all is one speaker. Runs in a decoding
 thread, never on the event loop.
@@ -27,6 +28,8 @@ WINDOW_S = 1.5
 long segment gives several."""
 MAX_WINDOWS = 4
 """Windows of one segment: a minute-long segment is one voice as surely as a 12 s one."""
+MIN_SPEAKER_S = 3.0
+"""A cluster whose segments last less than this in all joins the nearest one (`cluster`)."""
 MIN_SPEECH_S = 0.5
 """Shorter segments ("yes", "okay") are labelled from their neighbours instead."""
 QUIET = 0.1
@@ -84,7 +87,10 @@ def label_segments(
         mean = flat[at : at + len(per_clip[i])].mean(axis=0)
         means.append(mean / max(float(np.linalg.norm(mean)), 1e-8))
         at += len(per_clip[i])
-    groups = cluster(np.array(means, dtype=np.float32), speakers)
+    heard = [len(clips[i]) / SAMPLE_RATE for i in labelled]
+    groups = cluster(
+        np.array(means, dtype=np.float32), speakers, weights=heard, min_weight=MIN_SPEAKER_S
+    )
     found = dict(zip(labelled, groups, strict=True))
     return _names([found.get(i, found[_nearest(i, labelled)]) for i in range(len(clips))])
 

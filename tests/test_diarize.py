@@ -64,6 +64,7 @@ def test_two_voices_in_turns_are_two_speakers_changing_where_the_turns_do(
     stored = broker.get(f"/v1/jobs/{final['job_id']}/transcript", format="json").json()
     assert [s["speaker"] for s in stored["segments"]] == labels
     assert worker.metric("whisperfarm_worker_diarize_seconds_count") >= 1
+    assert worker.metric("whisperfarm_worker_speaker_model_loads_total") == 1
 
 
 def test_every_format_carries_the_labels(farm: tuple[Broker, Worker]) -> None:
@@ -134,6 +135,15 @@ def test_bad_speaker_options_are_a_bad_message_and_the_farm_goes_on(
     assert len(broker.jobs()) == before
     pcm, _ = join_turns([("A", espeak_pcm("Good morning to you all.", "A"))])
     assert transcribe(broker, pcm, diarize=True)["segments"][0]["speaker"] == "S1"
+
+
+def test_the_speaker_model_is_loaded_once_for_every_stream(farm: tuple[Broker, Worker]) -> None:
+    broker, worker = farm
+    pcm, _ = espeak_dialogue("AB", 2)
+    for _ in range(2):
+        transcribe(broker, pcm, diarize=True, speakers=2)
+    assert worker.metric("whisperfarm_worker_diarize_seconds_count") >= 2
+    assert worker.metric("whisperfarm_worker_speaker_model_loads_total") == 1
 
 
 def test_openai_sdk_gets_diarized_json_with_lettered_speakers(

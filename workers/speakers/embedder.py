@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from whisperfarm.errors import EngineError
+from workers import metrics
 
 SAMPLE_RATE = 16_000
 FBANK_BINS = 80
@@ -77,6 +78,7 @@ class SpeakerEmbedder:
         with self._lock:
             if self._model is None:
                 self._model = _load_model()
+                metrics.SPEAKER_MODEL_LOADS.inc()
 
     def embed(self, windows: list[npt.NDArray[np.float32]]) -> Embeddings:
         """One unit-length 192-d embedding per window (16 kHz float32 in [-1, 1])."""

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from openai import BadRequestError, OpenAI
@@ -171,6 +172,12 @@ def test_openai_sdk_gets_diarized_json_with_lettered_speakers(
             response_format="diarized_json",  # type: ignore[arg-type]
         )
     assert refused.value.body["param"] == "response_format"  # type: ignore[index]
+    form = {"model": "whisper-1", "response_format": "diarized_json", "stream": "true"}
+    with path.open("rb") as audio:
+        streamed = httpx.post(
+            broker.http + "/v1/audio/transcriptions", data=form, files={"file": audio}, timeout=60
+        )
+    assert streamed.status_code == 400 and streamed.json()["error"]["param"] == "stream"
 
 
 def test_source_cli_diarize_writes_and_prints_turns(

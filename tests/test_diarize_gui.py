@@ -1,22 +1,19 @@
-"""Speaker turns on the GUI's transcript page, in real headless Chromium: a two-voice
-espeak-ng dialogue streamed with `diarize`, shown as turns coloured by speaker; a rename
+"""Speaker labels in the GUI, in real headless Chromium: a two-voice espeak-ng dialogue
+uploaded with the "Speaker labels" box ticked, shown as turns coloured by speaker; a rename
 shows at once and is still there after a reload (kept per browser)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gui.components.speaker_turns import colour
-from tests.dialogue import espeak_dialogue
+from tests.dialogue import espeak_dialogue, write_wav
 from tests.farm import start_broker, start_worker
 from tests.gui_conftest import chromium_page, save_screenshot, start_gui
-from tests.wsclient import stream_pcm
 
 pytestmark = [pytest.mark.model, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -27,24 +24,27 @@ def page() -> Iterator[Any]:
         yield fresh
 
 
-def test_transcript_page_colours_turns_by_speaker_and_keeps_a_rename(
+def test_an_upload_with_speaker_labels_shows_turns_coloured_by_speaker_and_keeps_a_rename(
     tmp_path: Path, page: Any
 ) -> None:
     from playwright.sync_api import expect
 
+    pcm, _ = espeak_dialogue("AB", 4)
+    talk = write_wav(tmp_path / "talk.wav", pcm)
     broker = start_broker(tmp_path)
     worker = start_worker(tmp_path, broker.zmq, engine="faster-whisper", model="tiny.en")
-    gui = None
+    gui = start_gui(tmp_path, broker.http)
     try:
         broker.wait_workers(1, timeout=180)
-        pcm, _ = espeak_dialogue("AB", 4)
-        stream = stream_pcm(broker.ws, pcm.astype("<i2").tobytes(), name="talk.wav", diarize=True)
-        with ThreadPoolExecutor(1) as thread:  # Playwright's loop runs in this one
-            reply = thread.submit(asyncio.run, stream).result()
-        job_id = reply.of("final")[0]["job_id"]
-        # A plain broker token: a shared-view GUI shows jobs other clients streamed.
-        gui = start_gui(tmp_path, broker.http, "--broker-token", "shared-view")
-        page.goto(f"{gui.url}/jobs/{job_id}")
+        page.goto(gui.url)
+        expect(page.get_by_test_id("farm-workers")).to_have_text("1")
+        page.get_by_test_id("diarize").click()
+        page.locator("[data-testid=upload] input[type=file]").set_input_files([talk])
+        row = page.locator("[data-testid=jobs] tbody tr").filter(has_text="talk.wav")
+        expect(row.get_by_test_id("cell-status")).to_contain_text("Done", timeout=120_000)
+        assert [j["diarize"] for j in broker.jobs()] == [True]
+        page.get_by_role("link", name="talk.wav").click()
+
         turns = page.locator("[data-testid=turn]")
         expect(turns).to_have_count(4)
         speakers = [turns.nth(i).get_attribute("data-speaker") for i in range(4)]
@@ -61,8 +61,7 @@ def test_transcript_page_colours_turns_by_speaker_and_keeps_a_rename(
         page.reload()
         expect(turns.nth(3).locator("[data-testid=turn-speaker]")).to_have_text("Bea")
     finally:
-        if gui is not None:
-            gui.process.stop()
+        gui.process.stop()
         worker.process.stop()
         broker.process.stop()
 

@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/live.py [--clients 1,3,6,10] [--seconds 40]
         [--engine faster-whisper|openai-whisper] [--worker-args "--live-step-ms 700"]
-        [--json out.json]
+        [--no-realtime] [--json out.json]
 
 For each N in `--clients`: a fresh broker and one worker (tiny.en, `--slots N`) on loopback;
 after a warm-up file, N clients each send about 40 s of real speech (the recordings of
 tests/fixtures/audio one after another, every file starting with a different one) as a live
 stream with word timestamps, paced at real time, their starts spread over one second. Then the
-same audio goes again as plain files (unpaced, not live), for the WER to compare with.
+same audio goes again as plain files (unpaced, not live), for the WER to compare with; and
+(unless `--no-realtime`) as N OpenAI Realtime sessions (bench/realtime_lag.py), for the
+Realtime edge's delta lag beside the native protocol's lags, on the same farm.
 
 Per N it prints the word lag (bench/word_lag.py: first shown correctly minus sent) p50/p95
 over all words of all streams, for partials and for commits; end→final p95 (the client's `end`
@@ -51,6 +53,7 @@ from bench.common import (
     worker_pid,
 )
 from bench.common import word_error_rate as wer
+from bench.realtime_lag import RealtimeRun, delta_lags, realtime_session, to_24k
 from bench.word_lag import word_lags
 from tests.exposition import samples
 from tests.farm import Broker
@@ -88,6 +91,9 @@ class Result:
     rss_rest_mb: float = 0.0
     rss_peak_mb: float = 0.0
     broker_p95: dict[str, float] = field(default_factory=dict)
+    delta_lags: list[float] = field(default_factory=list)
+    """The Realtime sessions' words: delta arrival minus sent (bench/realtime_lag.py)."""
+    delta_unmatched: int = 0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -102,6 +108,30 @@ async def live_streams(broker: Broker, files: Sequence[Speech]) -> list[LiveRepl
         return await stream_live(broker.ws, speech.pcm, name=speech.name, word_timestamps=True)
 
     return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(files))))
+
+
+async def realtime_sessions(broker: Broker, files: Sequence[Speech]) -> list[RealtimeRun]:
+    """Every file as a Realtime session at real time, the starts spread as the streams'."""
+
+    async def one(index: int, speech: Speech) -> RealtimeRun:
+        await asyncio.sleep(index * START_SPREAD_S / len(files))
+        return await realtime_session(broker, to_24k(speech.audio, SAMPLE_RATE), PACKET_S)
+
+    return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(files))))
+
+
+def score_realtime(
+    result: Result, replies: Sequence[LiveReply], sessions: Sequence[RealtimeRun]
+) -> None:
+    """Delta lags of each session, timed by the native stream's final of the same audio."""
+    for index, (reply, session) in enumerate(zip(replies, sessions, strict=True)):
+        finals = [m for m in reply.messages if m.get("type") == "final"]
+        if session.error or not finals:
+            result.failures.append(f"realtime {index}: {session.error or 'no native final'}")
+            continue
+        lags, unmatched = delta_lags(session, finals[0], PACKET_S)
+        result.delta_lags += lags
+        result.delta_unmatched += unmatched
 
 
 def score(result: Result, files: Sequence[Speech], replies: Sequence[LiveReply]) -> None:
@@ -146,8 +176,11 @@ def broker_lags(broker: Broker) -> dict[str, float]:
     }
 
 
-def measure(clients: int, files: list[Speech], engine: str, extra: list[str], tmp: Path) -> Result:
-    """A fresh farm for `clients` live streams; the same audio as files after them."""
+def measure(
+    clients: int, files: list[Speech], engine: str, extra: list[str], tmp: Path, realtime: bool
+) -> Result:
+    """A fresh farm for `clients` live streams; the same audio as Realtime sessions and
+    as files after them."""
     args = ["--model", "tiny.en", "--model-cache-dir", str(tmp / "models"),
             "--slots", str(clients), *extra]  # fmt: skip
     result = Result(clients)
@@ -160,8 +193,11 @@ def measure(clients: int, files: list[Speech], engine: str, extra: list[str], tm
         result.worker_cpu_s = cpu_seconds(pid) - cpu
         result.rss_peak_mb = rss_mb(pid, "VmHWM")
         result.broker_p95 = broker_lags(broker)
+        sessions = asyncio.run(realtime_sessions(broker, files)) if realtime else []
         file_replies, _ = asyncio.run(stream_all(broker, files))
     score(result, files, replies)
+    if realtime:
+        score_realtime(result, replies, sessions)
     result.file_wer = [
         wer(s.reference, final_text(r) or "") for s, r in zip(files, file_replies, strict=True)
     ]
@@ -170,6 +206,10 @@ def measure(clients: int, files: list[Speech], engine: str, extra: list[str], tm
 
 def percent(values: Sequence[float]) -> str:
     return f"{100 * float(np.mean(values)):.1f} %" if values else "-"
+
+
+def spread(values: Sequence[float]) -> str:
+    return f"{seconds(percentile(values, 50))} / {seconds(percentile(values, 95))}"
 
 
 def seconds(value: float) -> str:
@@ -201,6 +241,15 @@ def report(results: list[Result]) -> None:
     for r in results:
         for failure in r.failures:
             print(f"N={r.clients}: no final: {failure}")
+    if any(r.delta_lags for r in results):
+        print()
+        print(table(["N", "native partial p50 / p95", "native commit p50 / p95",
+                     "Realtime delta p50 / p95", "Realtime words untimed"], [[
+            r.clients, spread(r.partial_lags), spread(r.commit_lags), spread(r.delta_lags),
+            f"{r.delta_unmatched} of {r.delta_unmatched + len(r.delta_lags)}",
+        ] for r in results]))  # fmt: skip
+        print("Realtime delta: committed text only (a delta is never revised), so it compares "
+              "with the native commit lag; the sessions run after the native streams.")  # fmt: skip
     print()
     print(table(["target", "wanted", "measured", "met"], targets(results)))
 
@@ -240,6 +289,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=40.0, help="audio per stream")
     parser.add_argument("--engine", default="faster-whisper")
     parser.add_argument("--worker-args", default="", help="more worker flags, one string")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="skip the OpenAI Realtime sessions")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     counts = [int(n) for n in args.clients.split(",")]
@@ -251,7 +302,8 @@ def main() -> int:
         print(f"{len(files)} files of {min(s.seconds for s in files):.1f}–"
               f"{max(s.seconds for s in files):.1f} s of real speech\n")  # fmt: skip
         for n in counts:
-            results.append(measure(n, files[:n], args.engine, shlex.split(args.worker_args), tmp))
+            extra = shlex.split(args.worker_args)
+            results.append(measure(n, files[:n], args.engine, extra, tmp, not args.no_realtime))
     report(results)
     dump(args.json, {"engine": args.engine, "results": [asdict(r) for r in results]})
     return 0

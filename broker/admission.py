@@ -42,3 +42,23 @@ class Admission:
         if owner is not None and self._by_owner[owner] > 0:
             self._by_owner[owner] -= 1
         metrics.STREAMS_ACTIVE.set(self.active)
+
+
+class Reservation:
+    """A slot taken when a client connects, for a stream opened once the client has said
+    what it sends (the Realtime edge learns the audio format after the connection
+    opens). `Farm.open` takes it over; an edge whose client leaves first releases it."""
+
+    def __init__(self, admission: Admission, owner: str | None) -> None:
+        self._admission, self.owner = admission, owner
+        self._held = True
+
+    def take_over(self) -> None:
+        """The stream opened: its run holds the slot now (released when it finishes)."""
+        self._held = False
+
+    def release(self) -> None:
+        """Give the slot back, once (a no-op after `take_over`)."""
+        if self._held:
+            self._held = False
+            self._admission.release(self.owner)

@@ -12,6 +12,8 @@ from starlette.routing import WebSocketRoute
 
 from broker import openai_api, rest
 from broker.farm import Farm
+from broker.openai_api.realtime import PATH as REALTIME_PATH
+from broker.openai_api.realtime import realtime_endpoint
 from broker.stream import stream_endpoint
 from whisperfarm.protocol import STREAM_PATH
 
@@ -36,7 +38,12 @@ def create_app(farm: Farm) -> Starlette:
         else []
     )
     app = Starlette(
-        routes=[*rest.routes, *openai_api.routes, WebSocketRoute(STREAM_PATH, stream_endpoint)],
+        routes=[
+            *rest.routes,
+            *openai_api.routes,
+            WebSocketRoute(STREAM_PATH, stream_endpoint),
+            WebSocketRoute(REALTIME_PATH, realtime_endpoint),
+        ],
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers=rest.exception_handlers,  # type: ignore[arg-type]

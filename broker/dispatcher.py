@@ -185,11 +185,13 @@ class Dispatcher:
 
     def tell(self, run: StreamRun, kind: type[CommitBody | ClearBody]) -> None:
         """A live client's `commit` or `clear` to the worker, after the audio before it
-        (forwarded first). Before the spool's replay caught up there is no utterance
-        under way to act on yet: nothing is sent."""
+        (forwarded first). Before the spool's replay caught up (the stream still queued,
+        or its spool being read), it waits for the replay, at its place in the audio."""
         held = self._held.get(run.job_id)
         if held is not None and held.caught_up:
             self._send(held.worker, kind(attempt=held.attempt).message(run.job_id))
+        else:
+            run.untold.append((run.written_bytes(), kind))
 
     def end_audio(self, run: StreamRun) -> None:
         """No more audio: the worker finishes (or the replay tells it when it catches up)."""
@@ -489,11 +491,16 @@ class Dispatcher:
         sent = 0
         chunk = REPLAY_CHUNK_FRAMES * run.audio.bytes_per_frame
         agents_lost = 0
-        while sent < run.written_bytes():
+        while run.untold or sent < run.written_bytes():
+            upto = run.written_bytes()
+            if run.untold and run.untold[0][0] <= sent:
+                _, kind = run.untold.pop(0)  # a commit or clear, where it came in the audio
+                self._send(held.worker, kind(attempt=held.attempt).message(run.job_id))
+                continue
+            if run.untold:
+                upto = min(upto, run.untold[0][0])
             try:
-                data = await self._disk.read(
-                    run.files.spool_path, sent, min(chunk, run.written_bytes() - sent)
-                )
+                data = await self._disk.read(run.files.spool_path, sent, min(chunk, upto - sent))
             except DiskAgentGone:  # the file is still there: the next agent reads it
                 agents_lost += 1
                 if agents_lost > REPLAY_AGENT_RETRIES:

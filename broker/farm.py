@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from broker import metrics
-from broker.admission import Admission
+from broker.admission import Admission, Reservation
 from broker.auth import ANYONE, Authenticator, Identity, load_tokens
 from broker.disk import Disk
 from broker.dispatcher import Dispatcher
@@ -132,12 +132,24 @@ class Farm:
         """Who the caller is and which jobs it sees; raises `Unauthorized` or `BadUser`."""
         return self._auth.identity(headers, query)
 
-    async def open(self, start: Start, who: Identity = ANYONE) -> Upload:
-        """Admit a new stream (or raise `Overloaded`) and queue it for a worker."""
+    def reserve(self, who: Identity = ANYONE) -> Reservation:
+        """Admit a stream to be opened later (or raise `Overloaded`): `open` it with the
+        reservation, or release it."""
+        self._admission.acquire("start", who.owner)
+        return Reservation(self._admission, who.owner)
+
+    async def open(
+        self, start: Start, who: Identity = ANYONE, reservation: Reservation | None = None
+    ) -> Upload:
+        """Admit a new stream (or raise `Overloaded`; none with a `reservation`) and
+        queue it for a worker."""
         owner = who.owner
         audio = start.audio_format()
         model = self.resolve_model(start.model)
-        self._admission.acquire("start", owner)
+        if reservation is None:
+            self._admission.acquire("start", owner)
+        else:
+            reservation.take_over()
         now = time.time()
         job = Job(
             id=uuid.uuid4().hex,

@@ -18,6 +18,7 @@ from whisperfarm.errors import CloseCode
 from whisperfarm.jobs import Job
 from whisperfarm.packets import AudioFormat, PacketValidator
 from whisperfarm.protocol import SegmentData, ServerMessage
+from whisperfarm.wire_bodies import ClearBody, CommitBody
 
 Outgoing = tuple[ServerMessage, CloseCode | None]
 """A message for the client and, for the last one, the close code to follow it."""
@@ -52,6 +53,9 @@ class StreamRun:
     """After `end`: the spool's last flush, round and close, then the ack of every frame
     and the ended status (shielded from the stream handler's cancellation)."""
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    untold: list[tuple[int, type[CommitBody | ClearBody]]] = field(default_factory=list)
+    """A live client's commits and clears that came before the spool's replay caught up,
+    with the spool size then: the replay sends each where it came in the audio."""
     arrivals: ArrivalTimes | None = None
     """A live run's packet arrivals, for the lag of what is sent about them."""
 

@@ -47,14 +47,14 @@ def build(settings: GuiSettings) -> Services:
     def index_page() -> None:
         if not login.require(settings, "/"):
             return
-        with theme.frame(services, "Jobs"):
+        with theme.frame(services, t("jobs.page")):
             jobs.content(services)
 
     @ui.page("/jobs/{job_id}", title=TITLE)
     def job_page(job_id: str) -> None:
         if not login.require(settings, f"/jobs/{job_id}"):
             return
-        with theme.frame(services, "Transcript"):
+        with theme.frame(services, t("transcript.page")):
             transcript.content(services, job_id)
 
     # A page whose connection drops for longer than NiceGUI's 3 s default is rebuilt,

@@ -15,21 +15,24 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
 from whisperfarm.files import write_atomic
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["overloaded", "unreachable", "unreadable", "failed"]
-OVERLOADED_TEXT = "Server overloaded, try later"
+_ENGLISH_PREFIXES = {"unreachable": "Broker unreachable: ", "unreadable": "Unreadable: "}
+"""What rows saved before the GUI spoke two languages put before the farm's own words."""
 
 
 class Rejected(BaseModel):
     key: str
     name: str
     kind: Kind
+    """What went wrong: the row reads `rejected.<kind>` in the viewer's language."""
     reason: str
+    """The farm's, the network's or the decoder's own words, shown inside that text."""
     created_at: float = Field(default_factory=time.time)
     file: str | None = None
     """Path of the kept file relative to the data dir; None: nothing to retry with."""
@@ -40,6 +43,14 @@ class Rejected(BaseModel):
     """Whose upload it was (only they see the row)."""
     diarize: bool = False
     """Speaker labels were asked for (a retry asks again)."""
+
+    @model_validator(mode="after")
+    def _without_english(self) -> Rejected:
+        """A row saved in English (`Unreadable: …`) keeps only the words after the prefix."""
+        prefix = _ENGLISH_PREFIXES.get(self.kind, "")
+        if prefix and self.reason.startswith(prefix):
+            self.reason = self.reason.removeprefix(prefix)
+        return self
 
     @property
     def retryable(self) -> bool:

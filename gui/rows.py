@@ -2,45 +2,46 @@
 
 Pure functions from `GuiState` + `RejectedStore` to plain dicts the table renders, so the
 table's content is tested without a browser, and `changed_rows` says which rows the page
-has to send again.
+has to send again. Rows are built for one reader, in their language (`lang`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gui.i18n import DEFAULT, Lang, percent, text
 from gui.rejected import Rejected, RejectedStore
 from gui.state import GuiState, Upload
 from whisperfarm.jobs import FINISHED_STATUSES, Job, JobStatus
 
 Row = dict[str, Any]
-STATUS: dict[JobStatus, tuple[str, str]] = {
-    JobStatus.QUEUED: ("Queued", "grey-7"),
-    JobStatus.STREAMING: ("Streaming", "blue-7"),
-    JobStatus.TRANSCRIBING: ("Transcribing", "indigo-6"),
-    JobStatus.INTERRUPTED: ("Interrupted", "orange-8"),
-    JobStatus.DONE: ("Done", "positive"),
-    JobStatus.FAILED: ("Failed", "negative"),
+STATUS_COLORS: dict[JobStatus, str] = {
+    JobStatus.QUEUED: "grey-7",
+    JobStatus.STREAMING: "blue-7",
+    JobStatus.TRANSCRIBING: "indigo-6",
+    JobStatus.INTERRUPTED: "orange-8",
+    JobStatus.DONE: "positive",
+    JobStatus.FAILED: "negative",
 }
-PHASES: dict[str, str] = {
-    "checking": "Checking",
-    "connecting": "Connecting",
-    "uploading": "Uploading",
-    "transcribing": "Transcribing",
-    "reconnecting": "Reconnecting",
-}
-REJECTED = ("Rejected", "deep-orange-8")
+REJECTED_COLOR = "deep-orange-8"
 
 
-def build_rows(state: GuiState, store: RejectedStore, person: str | None = None) -> list[Row]:
-    """Every row `person` may see (None: every row), newest first."""
-    rows = [_job_row(job, state) for job in state.jobs.values() if _theirs(job, person)]
+def status_label(lang: Lang, status: JobStatus) -> str:
+    """`Done`, `Готово`: a job's status as the reader says it (`status.<value>`)."""
+    return text(lang, f"status.{status.value}")
+
+
+def build_rows(
+    state: GuiState, store: RejectedStore, person: str | None = None, lang: Lang = DEFAULT
+) -> list[Row]:
+    """Every row `person` may see (None: every row), newest first, in `lang`."""
+    rows = [_job_row(job, state, lang) for job in state.jobs.values() if _theirs(job, person)]
     rows += [
-        _upload_row(u)
+        _upload_row(u, lang)
         for u in state.uploads.values()
         if not _shown(u, state) and _theirs(u, person)
     ]
-    rows += [_rejected_row(r) for r in store.rows.values() if _theirs(r, person)]
+    rows += [_rejected_row(r, lang) for r in store.rows.values() if _theirs(r, person)]
     rows.sort(key=lambda r: r["created"], reverse=True)
     return rows
 
@@ -64,9 +65,9 @@ def _base(key: str, name: str, created: float) -> Row:
     }  # fmt: skip
 
 
-def _job_row(job: Job, state: GuiState) -> Row:
-    label, color = STATUS[job.status]
-    row = _base(job.id, job.name or "stream", job.created_at)
+def _job_row(job: Job, state: GuiState, lang: Lang) -> Row:
+    label, color = status_label(lang, job.status), STATUS_COLORS[job.status]
+    row = _base(job.id, job.name or text(lang, "jobs.stream"), job.created_at)
     seconds = job.duration or job.duration_hint
     failed = job.status in (JobStatus.FAILED, JobStatus.INTERRUPTED)
     row.update(
@@ -78,7 +79,7 @@ def _job_row(job: Job, state: GuiState) -> Row:
     )  # fmt: skip
     upload = state.upload_for_job(job.id)
     if upload is not None and job.status not in FINISHED_STATUSES:
-        _add_progress(row, upload)
+        _add_progress(row, upload, lang)
     return row
 
 
@@ -90,27 +91,31 @@ def changed_rows(shown: list[Row], rows: list[Row]) -> tuple[list[Row], list[str
     return changed, [key for key in before if key not in keys]
 
 
-def _upload_row(upload: Upload) -> Row:
+def _upload_row(upload: Upload, lang: Lang) -> Row:
     row = _base(upload.key, upload.name, upload.created_at)
-    row.update(status=upload.phase, label=PHASES[upload.phase], color="grey-7")
-    _add_progress(row, upload)
+    row.update(status=upload.phase, label=text(lang, f"phase.{upload.phase}"), color="grey-7")
+    _add_progress(row, upload, lang)
     return row
 
 
-def _add_progress(row: Row, upload: Upload) -> None:
+def _add_progress(row: Row, upload: Upload, lang: Lang) -> None:
     progress = upload.progress
-    if upload.note:
-        row["detail"] = upload.note
+    if upload.attempt is not None:
+        attempt, retries = upload.attempt
+        row["detail"] = text(
+            lang, "row.reconnecting", reason=upload.note, attempt=attempt, retries=retries
+        )
     if upload.phase == "transcribing" or progress is None:
         return
     row["progress"] = round(progress, 3)
-    row["progress_label"] = f"Uploaded {progress:.0%}"
+    row["progress_label"] = text(lang, "row.uploaded", percent=percent(lang, round(progress, 2)))
 
 
-def _rejected_row(rejected: Rejected) -> Row:
+def _rejected_row(rejected: Rejected, lang: Lang) -> Row:
     row = _base(rejected.key, rejected.name, rejected.created_at)
     row.update(
-        status="rejected", label=REJECTED[0], color=REJECTED[1], detail=rejected.reason,
+        status="rejected", label=text(lang, "status.rejected"), color=REJECTED_COLOR,
+        detail=text(lang, f"rejected.{rejected.kind}", detail=rejected.reason),
         retry=rejected.retryable, dismiss=True,
     )  # fmt: skip
     return row

@@ -46,13 +46,6 @@ class Connection:
     def down(self) -> bool:
         return self.checked and not self.up
 
-    @property
-    def banner(self) -> str:
-        return (
-            f"The broker at {self.broker} is unreachable ({self.reason}). "
-            "Showing the last known state; reconnecting…"
-        )
-
 
 @dataclass
 class Upload:
@@ -73,6 +66,9 @@ class Upload:
     frames_sent: int = 0
     expected_frames: int | None = None
     note: str = ""
+    """Why the stream is reconnecting, in the client's words (shown with `attempt`)."""
+    attempt: tuple[int, int] | None = None
+    """Reconnect attempt and the most there will be, while reconnecting."""
 
     @property
     def progress(self) -> float | None:

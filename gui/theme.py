@@ -11,11 +11,11 @@ from contextlib import contextmanager
 
 from nicegui import app, ui
 
-from gui.i18n import t, translator
+from gui import head
+from gui.components import language_switch
+from gui.i18n import Translator, language, mark_page, t, translator
 from gui.services import Services
 from gui.state import GuiState
-
-PRIMARY = "#4f46e5"
 
 
 def watch(state: GuiState, update: Callable[[], None]) -> None:
@@ -32,19 +32,16 @@ def watch(state: GuiState, update: Callable[[], None]) -> None:
     update()
 
 
-def _on_error() -> None:
-    ui.notify(
-        "Something went wrong. The details are in the GUI's log.", type="negative", timeout=8000
-    )
+def _on_error(words: Translator) -> Callable[[], None]:
+    """The notice for an exception in a handler (raised later, outside the page's request)."""
+    return lambda: ui.notify(words("error.notify"), type="negative", timeout=8000)
 
 
 @contextmanager
 def frame(services: Services, title: str) -> Iterator[None]:
     """Header, banner and a centred content column; the page's content goes inside."""
-    ui.colors(primary=PRIMARY, secondary="#0ea5e9", accent="#9333ea", positive="#16a34a",
-              negative="#dc2626", warning="#d97706")  # fmt: skip
-    ui.page_title(f"{title} · whisperfarm")
-    ui.on_exception(_on_error)
+    head.set_up(title)
+    ui.on_exception(_on_error(translator()))
     ui.query("body").classes("bg-slate-50 dark:bg-slate-900")
     _banner(services, _header())
     with ui.column().classes("w-full max-w-screen-xl mx-auto px-4 py-5 gap-5"):
@@ -64,6 +61,7 @@ def _header() -> ui.chip:
         with ui.link(target="/live").classes("flex items-center gap-1 text-white no-underline"):
             ui.icon("mic", size="22px")
             ui.label(t("live.nav"))
+        language_switch.create()
         status = ui.chip(icon="circle").props("dense square text-color=white").mark("broker-status")
         ui.button(on_click=lambda: dark.set_value(not dark.value)).props(
             "flat round color=white"
@@ -92,7 +90,11 @@ def _banner(services: Services, status: ui.chip) -> None:
 
     def update() -> None:
         banner.set_visibility(connection.down)
-        text.text = connection.banner if connection.down else ""
+        text.text = (
+            words("banner.broker_down", broker=connection.broker, reason=connection.reason)
+            if connection.down
+            else ""
+        )
         if connection.up:
             status.text, color = words("header.broker_online"), "green-7"
         elif connection.down:
@@ -106,8 +108,9 @@ def _banner(services: Services, status: ui.chip) -> None:
 
 def error_page(exception: Exception) -> None:
     """`app.on_page_exception`: a page that failed to build says so, without a traceback."""
+    mark_page(language())
     with ui.column().classes("w-full items-center gap-3 py-24"):
         ui.icon("error_outline", size="64px").classes("text-negative")
-        ui.label("This page could not be shown").classes("text-2xl")
-        ui.label("Something went wrong on the server. The details are in the GUI's log.")
-        ui.link("Back to the jobs", "/")
+        ui.label(t("error.title")).classes("text-2xl")
+        ui.label(t("error.text"))
+        ui.link(t("error.back"), "/")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gui.rejected import OVERLOADED_TEXT, Kind, Rejected, RejectedStore
+from gui.rejected import Kind, Rejected, RejectedStore
 from gui.state import GuiState, Upload
 from whisperfarm.protocol import Partial, Segment
 from whisperfarm.streaming.client import ClientOptions, StreamClient
@@ -42,10 +42,12 @@ _UNSAFE = re.compile(r"[\x00-\x1f/\\]")
 
 @dataclass(frozen=True)
 class Refused:
-    """A file refused at once (unreadable): shown to the person who dropped it."""
+    """A file refused at once: shown to the person who dropped it, in their language
+    (`upload.refused.<kind>` around the decoder's or the OS's own `detail`)."""
 
     name: str
-    reason: str
+    kind: Literal["unreadable", "unstored"]
+    detail: str
 
 
 class _Progress:
@@ -58,7 +60,7 @@ class _Progress:
         self._upload.job_id = job_id
         self._upload.phase = "uploading"
         self._upload.frames_sent = resume_from_frame
-        self._upload.note = ""
+        self._upload.note, self._upload.attempt = "", None
         self._state.changed()
 
     def sent(self, frames: int) -> None:
@@ -77,7 +79,7 @@ class _Progress:
 
     def reconnecting(self, attempt: int, retries: int, delay: float, reason: str) -> None:
         self._upload.phase = "reconnecting"
-        self._upload.note = f"{reason}; reconnecting ({attempt}/{retries})"
+        self._upload.note, self._upload.attempt = reason, (attempt, retries)
         self._state.changed()
 
 
@@ -107,7 +109,7 @@ class Uploader:
         except OSError as exc:
             self._store.discard_files(key)
             log.error("could not keep the upload %s", display, exc_info=True)
-            return Refused(display, f"could not be stored ({exc.strerror or exc})")
+            return Refused(display, "unstored", str(exc.strerror or exc))
         return await self._start(Upload(key, display, path, language, task, person, diarize))
 
     async def _start(self, upload: Upload) -> Refused | None:
@@ -118,8 +120,8 @@ class Uploader:
         except UnreadableInput as exc:
             self._state.drop_upload(upload.key)
             self._store.discard_files(upload.key)
-            self._reject(upload, "unreadable", f"Unreadable: {exc.reason}", keep_file=False)
-            return Refused(upload.name, exc.reason)
+            self._reject(upload, "unreadable", exc.reason, keep_file=False)
+            return Refused(upload.name, "unreadable", exc.reason)
         self._spawn(self._stream(upload, info), f"upload {upload.name}")
         return None
 
@@ -152,9 +154,9 @@ class Uploader:
         try:
             await client.transcribe()
         except FarmOverloaded as exc:
-            self._reject(upload, "overloaded", OVERLOADED_TEXT, retry_after=exc.retry_after)
+            self._reject(upload, "overloaded", exc.message, retry_after=exc.retry_after)
         except FarmUnreachable as exc:
-            self._reject(upload, "unreachable", f"Broker unreachable: {_tail(exc.message)}")
+            self._reject(upload, "unreachable", _tail(exc.message))
         except SourceError as exc:
             self._failed(upload, exc.message)
         except asyncio.CancelledError:

@@ -227,9 +227,9 @@ def require_chromium() -> str:
 
 
 @contextmanager
-def chromium_page() -> Iterator[Any]:
-    """A fresh headless Chromium page (1400×900) driven by Playwright; fails the test if
-    the page logged a JS error."""
+def chromium_page(locale: str = "en-US") -> Iterator[Any]:
+    """A fresh headless Chromium page (1400×900, `locale` its language) driven by
+    Playwright; fails the test if the page logged a JS error."""
     executable = require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
@@ -238,7 +238,7 @@ def chromium_page() -> Iterator[Any]:
         browser = playwright.chromium.launch(
             executable_path=executable, args=CHROMIUM_ARGS, headless=True
         )
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale=locale)
         context.set_default_timeout(30_000)
         page = context.new_page()
         errors: list[str] = []

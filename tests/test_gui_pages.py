@@ -361,4 +361,6 @@ async def test_a_page_that_fails_shows_no_traceback(
         assert "This page could not be shown" in response.text
         assert "secret internals" not in response.text
         assert "Traceback" not in response.text
+        russian = await gui.user.http_client.get("/boom", headers={"Accept-Language": "ru"})
+        assert "Не удалось показать страницу" in russian.text and '<html lang="ru">' in russian.text
     fail_on_error_logs(caplog, allowed=("secret internals",))

@@ -110,9 +110,7 @@ def test_connection_banner_and_preview() -> None:
     assert not state.connection.down  # not checked yet: no banner before the first try
     state.set_down("connection refused")
     assert state.connection.down
-    assert state.connection.banner.startswith(
-        "The broker at http://broker:8000 is unreachable (connection refused)."
-    )
+    assert state.connection.reason == "connection refused"
     state.set_up()
     assert not state.connection.down
     assert preview_of("  a\n b  ") == "a b"

@@ -181,6 +181,9 @@ class Partial(_Message):
     text: str
     start: float
     end: float
+    closed: bool = Field(default=False, exclude=True)
+    """The worker closed an utterance here (`wire_bodies.PartialBody.closed`): for edges
+    that speak in turns; not part of the v1 message (never sent)."""
 
 
 CLIENT_SEGMENT_FIELDS = {"id", "start", "end", "text", "words"}

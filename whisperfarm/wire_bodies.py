@@ -78,6 +78,10 @@ class PartialBody(_Attempted):
     end: float = 0.0
     step_seconds: float | None = None
     """How long the decode behind it took (the worker's live step time)."""
+    closed: bool = False
+    """The step closed an utterance (a pause, the client's commit, the end): every word
+    heard before `end` is committed, and `text` is empty. Sent even when the partial did
+    not change, so an edge that speaks in turns (the Realtime edge) learns where one ends."""
 
 
 class FinalBody(_Attempted):

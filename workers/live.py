@@ -126,6 +126,9 @@ class LiveStep:
     speech_end: int | None = None
     """Where the voice activity in `pcm` ends (with its pad; None without VAD): words the
     decoder puts after it are made up ("Thank you." in the silence after speech)."""
+    heard_to: int = 0
+    """Stream position of the end of the audio received when the step was planned: a
+    closing step commits every word before it."""
 
     def to_request(self) -> DecodeRequest:
         assert self.request is not None
@@ -161,6 +164,10 @@ class LiveState(StreamState):
         """Stream position where the last committed word ends."""
         self._said: list[tuple[int, str]] = []
         """Committed words (their end, their text), the last `SAID_WORDS`."""
+        self._unclosed = False
+        """Words were heard since the utterance last closed: the next pause closes it, even
+        when agreement has committed all of them (an edge that speaks in turns, the
+        Realtime edge, ends a turn at that close)."""
         self._vad: VoiceActivity | None = None
         if spec.vad:
             self._vad = VoiceActivity(spec.vad_threshold or DEFAULT_THRESHOLD)
@@ -189,6 +196,7 @@ class LiveState(StreamState):
         self._stepped_to = end
         self._previous = _Hypothesis()
         self.partial = Partial()
+        self._unclosed = False
         if self._vad is not None:
             self._vad.restart_at(end)
 
@@ -213,11 +221,14 @@ class LiveState(StreamState):
         return self._paused()
 
     def _paused(self) -> bool:
-        """Speech in the buffer, followed by at least `pause` of silence."""
+        """Speech in the buffer (or words heard since the last close), followed by at
+        least `pause` of silence."""
         vad = self._vad
         if vad is None or vad.scored - self._stepped_to < SPEECH_PAD:
             return False
-        return vad.has_speech(self._said_to) and vad.trailing_silence() >= self._pause
+        if vad.trailing_silence() < self._pause:
+            return False
+        return self._unclosed or vad.has_speech(self._said_to)
 
     def next_step(self, final: bool) -> LiveStep:
         """Plan a step over the uncommitted audio (`final`: the stream has ended)."""
@@ -231,8 +242,10 @@ class LiveState(StreamState):
             said = self._said_to
             spans = [(a, b) for a, b in self._vad.speech_spans(offset, end) if b > said]
             if not spans:  # nothing said: drop it, but keep where a word may be starting
+                closes = closes or (self._unclosed and self._vad.trailing_silence() >= self._pause)
                 keep = 0 if closes else min(len(pcm), SPEECH_PAD)
-                return LiveStep(end - keep, pcm[len(pcm) - keep :], closes, self.generation)
+                base, kept = end - keep, pcm[len(pcm) - keep :]
+                return LiveStep(base, kept, closes, self.generation, heard_to=end)
             if spans[0][0] > said:  # silence after the committed words: skip it
                 start = max(0, spans[0][0] - SPEECH_PAD - offset)
             speech_end = min(len(pcm), spans[-1][1] + SPEECH_PAD - offset)
@@ -242,7 +255,7 @@ class LiveState(StreamState):
         audio = pcm[start:stop]
         request = self._request(audio, closes)
         heard_until = None if speech_end is None else speech_end - start
-        return LiveStep(offset + start, audio, closes, self.generation, request, heard_until)
+        return LiveStep(offset + start, audio, closes, self.generation, request, heard_until, end)
 
     def _request(self, pcm: Pcm, closes: bool) -> DecodeRequest:
         spec = self.spec
@@ -264,6 +277,8 @@ class LiveState(StreamState):
         """A step's outcome: the segments it commits (in order); `partial` is updated."""
         if step.generation != self.generation:
             return []
+        if step.closes:
+            self._unclosed = False
         self._drop(step.base - self._offset)
         if result is None:
             self._previous, self.partial = _Hypothesis(), Partial()
@@ -284,6 +299,7 @@ class LiveState(StreamState):
             self._said += [(self._committed_to, w.word) for w, _ in new[:keep]]
             del self._said[:-SAID_WORDS]
         rest = [w for w, _ in new[keep:]]
+        self._unclosed = self._unclosed or (not step.closes and bool(new))
         if keep or heard_to - self._previous.heard_to >= AGREE_GAP_S * SAMPLE_RATE:
             self._previous = _Hypothesis([_norm(w.word) for w in rest], heard_to)
         self.partial = _partial(rest, self._offset / SAMPLE_RATE)

@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 
 from whisperfarm.wire_bodies import PartialBody
 from workers import metrics
+from workers.audio import SAMPLE_RATE
 from workers.engines import DecodeResult, Engine
 from workers.live import LiveState, LiveStep, Partial
 from workers.runner import Send, StreamRunner, decode_window
@@ -95,7 +96,10 @@ class LiveRunner(StreamRunner):
         step = self.live.next_step(final)
         result = await self._decoded(step)
         await self._send_committed(self.live.apply(step, result))
-        await self._send_partial()
+        if step.closes and step.generation == self.live.generation:
+            await self._send_partial(closed_at=step.heard_to / SAMPLE_RATE)
+        else:
+            await self._send_partial()
 
     async def _decoded(self, step: LiveStep) -> DecodeResult | None:
         if step.request is None:
@@ -109,17 +113,19 @@ class LiveRunner(StreamRunner):
         metrics.LIVE_STEP_SECONDS.observe(ended - started)
         return result
 
-    async def _send_partial(self) -> None:
-        """The partial, when it changed since the last one sent."""
+    async def _send_partial(self, closed_at: float | None = None) -> None:
+        """The partial, when it changed since the last one sent; after a step that closed
+        an utterance, always, marked `closed` and ending where that step's audio ended."""
         partial = self.live.partial
-        if partial == self._sent_partial:
+        if partial == self._sent_partial and closed_at is None:
             return
         self._sent_partial = partial
         body = PartialBody(
             attempt=self.attempt,
             text=partial.text,
-            start=partial.start,
-            end=partial.end,
+            start=partial.start if closed_at is None else closed_at,
+            end=partial.end if closed_at is None else closed_at,
             step_seconds=self._load.mean,
+            closed=closed_at is not None,
         )
         await self._send(body.message(self.job_id))

@@ -8,10 +8,12 @@ buttons) that emit `retry` / `dismiss` back.
 from __future__ import annotations
 
 import json
+from html import escape
 from typing import Any
 
 from nicegui import events, ui
 
+from gui.i18n import QUASAR, Lang, Translator, language, t, translator
 from gui.identity import person
 from gui.rows import Row, build_rows, changed_rows
 from gui.services import Services
@@ -20,23 +22,24 @@ from gui.theme import watch
 _LOCAL_TIME = (
     "v => { if (!v) return ''; const d = new Date(v * 1000);"
     " return d.toDateString() === new Date().toDateString()"
-    " ? d.toLocaleTimeString() : d.toLocaleString(); }"
+    " ? d.toLocaleTimeString(@locale@) : d.toLocaleString(@locale@); }"
 )
+"""The submit time in the browser's time zone, written the page language's way."""
 _FIT = "width: 1%; white-space: nowrap"
 """Shrink a column to its content; the transcript column takes what is left."""
 COLUMNS: list[dict[str, Any]] = [
-    {"name": "name", "label": "File", "field": "name", "align": "left", "sortable": True,
+    {"name": "name", "field": "name", "align": "left", "sortable": True,
      "style": "max-width: 16rem; overflow-wrap: anywhere"},
-    {"name": "status", "label": "Status", "field": "label", "align": "left", "sortable": True},
-    {"name": "preview", "label": "Transcript", "field": "preview", "align": "left"},
-    {"name": "duration", "label": "Length", "field": "duration", "align": "right", "style": _FIT},
-    {"name": "language", "label": "Language", "field": "language", "align": "left",
-     "style": _FIT},
-    {"name": "worker", "label": "Worker", "field": "worker", "align": "left", "style": _FIT},
-    {"name": "created", "label": "Submitted", "field": "created", "align": "left",
-     "sortable": True, ":format": _LOCAL_TIME, "style": _FIT, "headerStyle": _FIT},
-    {"name": "actions", "label": "", "field": "key", "align": "right", "style": _FIT},
+    {"name": "status", "field": "label", "align": "left", "sortable": True},
+    {"name": "preview", "field": "preview", "align": "left"},
+    {"name": "duration", "field": "duration", "align": "right", "style": _FIT},
+    {"name": "language", "field": "language", "align": "left", "style": _FIT},
+    {"name": "worker", "field": "worker", "align": "left", "style": _FIT},
+    {"name": "created", "field": "created", "align": "left",
+     "sortable": True, "style": _FIT, "headerStyle": _FIT},
+    {"name": "actions", "field": "key", "align": "right", "style": _FIT},
 ]  # fmt: skip
+"""The columns; each one's label is `column.<name>` in the reader's language."""
 
 NAME_CELL = r"""
 <q-td :props="props" data-testid="cell-name">
@@ -73,18 +76,19 @@ ACTIONS_CELL = r"""
   <div class="row no-wrap items-center justify-end" style="gap: 4px">
     <q-btn v-if="props.row.open" flat dense round color="primary" icon="article"
            :href="'/jobs/' + props.row.job_id" data-testid="open">
-      <q-tooltip>Open the transcript</q-tooltip>
+      <q-tooltip>@open@</q-tooltip>
     </q-btn>
     <q-btn v-if="props.row.retry" unelevated dense no-caps no-wrap color="primary" icon="refresh"
-           label="Retry" class="q-px-sm" data-testid="retry"
+           label="@retry@" class="q-px-sm" data-testid="retry"
            @click="() => $parent.$emit('retry', props.row)" />
     <q-btn v-if="props.row.dismiss" flat dense round color="grey-7" icon="close"
            data-testid="dismiss" @click="() => $parent.$emit('dismiss', props.row)">
-      <q-tooltip>Dismiss</q-tooltip>
+      <q-tooltip>@dismiss@</q-tooltip>
     </q-btn>
   </div>
 </q-td>
 """
+"""`@open@`, `@retry@`, `@dismiss@`: the `jobs.<word>` texts, filled in per page."""
 
 
 PATCH_ROWS = """
@@ -108,17 +112,18 @@ pinned with nicegui in pyproject.toml) to send just the rows that changed."""
 
 def create(services: Services) -> ui.table:
     """The jobs card; its rows follow `services.state` for as long as the page lives."""
+    words, lang = translator(), language()
     with ui.card().classes("w-full gap-2").mark("jobs-card"):
-        count, search = _toolbar(services)
-        table = _table()
+        count, search = _toolbar(services, words)
+        table = _table(words, lang)
     table.bind_filter_from(search, "value")
-    table.on("retry", lambda e: _retry(services, e))
+    table.on("retry", lambda e: _retry(services, e, words))
     table.on("dismiss", lambda e: services.uploader.dismiss(_key(e)))
 
     who = person(services.settings)
 
     def update() -> None:
-        rows = build_rows(services.state, services.store, who)
+        rows = build_rows(services.state, services.store, who, lang)
         _show(table, rows)
         count.text = str(len(rows))
 
@@ -142,41 +147,49 @@ def _show(table: ui.table, rows: list[Row]) -> None:
     table.client.run_javascript(PATCH_ROWS % (table.id, json.dumps(changed), json.dumps(removed)))
 
 
-def _toolbar(services: Services) -> tuple[ui.badge, ui.input]:
+def _toolbar(services: Services, words: Translator) -> tuple[ui.badge, ui.input]:
     async def refresh() -> None:
         if await services.feed.refresh():
-            ui.notify("Jobs reloaded from the broker", type="info", timeout=1500)
+            ui.notify(words("jobs.reloaded"), type="info", timeout=1500)
         else:
             reason = services.state.connection.reason
-            ui.notify(f"The broker is unreachable ({reason})", type="negative")
+            ui.notify(words("jobs.unreachable", reason=reason), type="negative")
 
     with ui.row().classes("w-full items-center gap-2"):
         ui.icon("view_list", size="26px").classes("text-primary")
-        ui.label("Jobs").classes("text-lg font-semibold")
+        ui.label(t("jobs.title")).classes("text-lg font-semibold")
         count = ui.badge("0", color="grey-6").props("rounded").mark("jobs-count")
         ui.space()
-        search = ui.input(placeholder="Filter").props("dense outlined clearable")
+        search = ui.input(placeholder=t("jobs.filter")).props("dense outlined clearable")
         search.classes("w-56").mark("jobs-filter")
         with search.add_slot("prepend"):
             ui.icon("search")
-        ui.button("Refresh", icon="refresh", on_click=refresh).props(
+        ui.button(t("jobs.refresh"), icon="refresh", on_click=refresh).props(
             'outline no-caps data-testid="refresh"'
         ).mark("refresh")
     return count, search
 
 
-def _table() -> ui.table:
+def _table(words: Translator, lang: Lang) -> ui.table:
+    columns = [
+        {**c, "label": words(f"column.{c['name']}") if c["name"] != "actions" else ""}
+        for c in COLUMNS
+    ]
+    created = next(c for c in columns if c["name"] == "created")
+    created[":format"] = _LOCAL_TIME.replace("@locale@", json.dumps(QUASAR[lang]))
+    actions = ACTIONS_CELL
+    for word in ("open", "retry", "dismiss"):
+        actions = actions.replace(f"@{word}@", escape(words(f"jobs.{word}")))
     table = ui.table(
-        columns=COLUMNS,
+        columns=columns,
         rows=[],
         row_key="key",
         pagination={"rowsPerPage": 25, "sortBy": "created", "descending": True},
     )
-    table.classes("w-full").mark("jobs").props(
-        'flat wrap-cells no-data-label="No jobs yet: drop some files above." data-testid="jobs"'
-    )
+    table.classes("w-full").mark("jobs").props('flat wrap-cells data-testid="jobs"')
+    table.props["no-data-label"] = words("jobs.empty")
     for column, template in (("name", NAME_CELL), ("status", STATUS_CELL),
-                             ("preview", PREVIEW_CELL), ("actions", ACTIONS_CELL)):  # fmt: skip
+                             ("preview", PREVIEW_CELL), ("actions", actions)):  # fmt: skip
         table.add_slot(f"body-cell-{column}", template)
     return table
 
@@ -185,9 +198,9 @@ def _key(e: events.GenericEventArguments) -> str:
     return str(e.args.get("key", "")) if isinstance(e.args, dict) else ""
 
 
-def _retry(services: Services, e: events.GenericEventArguments) -> None:
+def _retry(services: Services, e: events.GenericEventArguments, words: Translator) -> None:
     if services.uploader.retry(_key(e)):
-        name = e.args.get("name", "the file") if isinstance(e.args, dict) else "the file"
-        ui.notify(f"Retrying {name}", type="info")
+        name = e.args.get("name", "") if isinstance(e.args, dict) else ""
+        ui.notify(words("jobs.retrying", name=name), type="info")
     else:
-        ui.notify("This row cannot be retried any more", type="warning")
+        ui.notify(words("jobs.cannot_retry"), type="warning")

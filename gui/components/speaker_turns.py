@@ -12,6 +12,7 @@ from typing import Any
 
 from nicegui import app, ui
 
+from gui.i18n import Translator
 from gui.rows import format_timestamp
 from whisperfarm.transcripts import Transcript, turns
 
@@ -47,7 +48,7 @@ def _rename(job_id: str, speaker: str, name: str) -> None:
     app.storage.user[STORAGE_KEY] = stored
 
 
-def speaker_turns(job_id: str, transcript: Transcript) -> None:
+def speaker_turns(job_id: str, transcript: Transcript, words: Translator) -> None:
     """The speakers card: a name field per speaker, then the turns (refreshed on rename)."""
     labels = speakers_of(transcript)
 
@@ -76,8 +77,8 @@ def speaker_turns(job_id: str, transcript: Transcript) -> None:
 
     with ui.card().classes("w-full gap-3").mark("speakers"):
         with ui.row().classes("w-full items-center gap-3"):
-            ui.label(f"Speakers ({len(labels)})").classes("text-lg font-semibold")
-            ui.label("names you give are kept in this browser").classes("text-xs text-gray-500")
+            ui.label(words("speakers.title", count=len(labels))).classes("text-lg font-semibold")
+            ui.label(words("speakers.kept")).classes("text-xs text-gray-500")
         with ui.row().classes("gap-3"):
             names = _names(job_id)
             for speaker in labels:

@@ -9,16 +9,20 @@ from typing import Literal, cast
 from nicegui import app, events, ui
 
 from gui import languages
+from gui.i18n import Lang, language, plural, t, text, translator
 from gui.identity import person
 from gui.services import Services
 
-TASKS = {"transcribe": "Transcribe", "translate": "Translate to English"}
+TASKS = ("transcribe", "translate")
+"""The task toggle's values; each one reads `task.<value>`."""
 
 
 def create(services: Services) -> None:
     limit = services.settings.max_files
     prefs = app.storage.user
-    if prefs.get("language") not in languages.options():
+    lang, words = language(), translator()
+    options = languages.options(lang)
+    if prefs.get("language") not in options:
         prefs["language"] = languages.AUTO
     if prefs.get("task") not in TASKS:
         prefs["task"] = "transcribe"
@@ -27,51 +31,51 @@ def create(services: Services) -> None:
 
     async def on_upload(e: events.MultiUploadEventArguments) -> None:
         files, extra = e.files[:limit], e.files[limit:]
-        language = languages.to_request(prefs.get("language"))
+        spoken = languages.to_request(prefs.get("language"))
         task = cast(Literal["transcribe", "translate"], prefs.get("task", "transcribe"))
         diarize = bool(prefs.get("diarize", False))
         results = await asyncio.gather(
-            *(services.uploader.submit(f.name, f.save, language, task, who, diarize) for f in files)
+            *(services.uploader.submit(f.name, f.save, spoken, task, who, diarize) for f in files)
         )
         e.sender.run_method("reset")
         refused = [r for r in results if r is not None]
         for r in refused:
-            ui.notify(f"{r.name} refused: {r.reason}", type="negative", timeout=10_000)
+            message = words(f"upload.refused.{r.kind}", name=r.name, detail=r.detail)
+            ui.notify(message, type="negative", timeout=10_000)
         if started := len(files) - len(refused):
-            ui.notify(f"Uploading {_files(started)} to the farm", type="positive")
+            ui.notify(plural(lang, "upload.started", started), type="positive")
         if extra:
-            _too_many(limit, len(extra))
+            _too_many(lang, limit, len(extra))
 
     with ui.card().classes("grow basis-[36rem] gap-3").mark("upload-card"):
         with ui.row().classes("items-center gap-2"):
             ui.icon("upload_file", size="26px").classes("text-primary")
-            ui.label("Transcribe files").classes("text-lg font-semibold")
-        ui.label(
-            f"Drop up to {limit} audio or video files at once: anything ffmpeg reads "
-            "(wav, mp3, m4a, flac, ogg, opus, mp4, webm…)."
-        ).classes("text-sm text-gray-500 dark:text-gray-400")
+            ui.label(t("upload.title")).classes("text-lg font-semibold")
+        ui.label(t("upload.hint", limit=limit)).classes("text-sm text-gray-500 dark:text-gray-400")
         with ui.row().classes("w-full items-center gap-4"):
-            ui.select(languages.options(), label="Language", with_input=True).bind_value(
+            ui.select(options, label=t("upload.language"), with_input=True).bind_value(
                 prefs, "language"
             ).props("dense outlined options-dense").classes("w-64").mark("language")
-            ui.toggle(TASKS).bind_value(prefs, "task").props("no-caps rounded").mark("task")
-            ui.checkbox("Speaker labels").bind_value(prefs, "diarize").props(
+            tasks = {task: t(f"task.{task}") for task in TASKS}
+            ui.toggle(tasks).bind_value(prefs, "task").props("no-caps rounded").mark("task")
+            ui.checkbox(t("upload.diarize")).bind_value(prefs, "diarize").props(
                 'data-testid="diarize"'
-            ).tooltip("Label who speaks when (S1, S2…)").mark("diarize")
+            ).tooltip(t("upload.diarize_hint")).mark("diarize")
         ui.upload(
             multiple=True,
             auto_upload=True,
             max_files=limit,
-            label=f"Drop files here or press + (up to {limit})",
+            label=t("upload.drop", limit=limit),
             on_multi_upload=on_upload,
-            on_rejected=lambda: _too_many(limit, None),
+            on_rejected=lambda: _too_many(lang, limit, None),
         ).props('flat bordered color=primary data-testid="upload"').classes("w-full").mark("upload")
 
 
-def _too_many(limit: int, extra: int | None) -> None:
-    left = f"{_files(extra)} were" if extra else "the rest were"
-    ui.notify(f"At most {limit} files at once: {left} not uploaded.", type="warning")
-
-
-def _files(n: int) -> str:
-    return f"{n} file" if n == 1 else f"{n} files"
+def _too_many(lang: Lang, limit: int, extra: int | None) -> None:
+    """Quasar refuses files past `max_files` (`extra` unknown); a drop's surplus is counted."""
+    message = (
+        plural(lang, "upload.too_many", extra, limit=limit)
+        if extra
+        else text(lang, "upload.too_many_rest", limit=limit)
+    )
+    ui.notify(message, type="warning")

@@ -16,7 +16,7 @@ from nicegui import app, events, ui
 
 from gui import languages
 from gui.components import live_text
-from gui.i18n import t
+from gui.i18n import language, t
 from gui.identity import person
 from gui.live.tickets import LiveGrant
 from gui.pages import login
@@ -39,7 +39,7 @@ class _LivePanel:
         self._services = services
         self.phase: Phase = "idle"
         prefs = app.storage.user
-        choices = {**languages.options(), languages.AUTO: t("live.language_auto")}
+        choices = {**languages.options(language()), languages.AUTO: t("live.language_auto")}
         if prefs.get(PREF) not in choices:
             prefs[PREF] = languages.AUTO
         with ui.row().classes("w-full items-center gap-4"):

@@ -12,6 +12,9 @@ import hmac
 
 from nicegui import app, ui
 
+from gui import head
+from gui.components import language_switch
+from gui.i18n import t
 from gui.settings import GuiSettings
 from whisperfarm.tokens import parse_token
 
@@ -47,23 +50,26 @@ def require(settings: GuiSettings, target: str) -> bool:
 
 
 def content(settings: GuiSettings, next_page: str) -> None:
-    """The login card."""
+    """The login card, with the language switch (the header is not shown here)."""
+    head.set_up(t("login.page"))
     target = next_page if next_page.startswith("/") and not next_page.startswith("//") else "/"
 
     def submit() -> None:
         token = field.value or ""
         if not accepted(settings, token):
-            error.set_text("That token is not valid.")
+            error.set_text(t("login.invalid"))
             error.set_visibility(True)
             return
         app.storage.user[SESSION_KEY] = fingerprint(token.strip())
         ui.navigate.to(target)
 
     with ui.card().classes("w-full max-w-md mx-auto mt-16 p-6 gap-4"):
-        ui.label("Sign in to whisperfarm").classes("text-xl font-semibold")
-        ui.label("Enter your API token.").classes("text-sm text-slate-500")
-        field = ui.input("API token", password=True).props("outlined autofocus").classes("w-full")
-        field.mark("login-token").on("keydown.enter", submit)
+        with ui.row().classes("w-full items-center no-wrap"):
+            ui.label(t("login.title")).classes("text-xl font-semibold grow")
+            language_switch.create(color="primary")
+        ui.label(t("login.hint")).classes("text-sm text-slate-500")
+        field = ui.input(t("login.token"), password=True).props("outlined autofocus")
+        field.classes("w-full").mark("login-token").on("keydown.enter", submit)
         error = ui.label().classes("text-negative text-sm").mark("login-error")
         error.set_visibility(False)
-        ui.button("Sign in", on_click=submit).props("unelevated").mark("login-submit")
+        ui.button(t("login.submit"), on_click=submit).props("unelevated").mark("login-submit")

@@ -157,7 +157,8 @@ class StreamClient:
                 await asyncio.sleep(delay)
 
     async def _attempt(self) -> Final:
-        async with await self._connect() as ws:
+        ws = await self._connect()
+        async with ws:  # not `as ws`: websockets 15 types `__aenter__` as the base class
             accepted = await self._handshake(ws)
             return await self._exchange(ws, accepted.resume_from_frame)
 

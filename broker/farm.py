@@ -49,7 +49,9 @@ from whisperfarm.transcripts import Transcript
 
 log = logging.getLogger(__name__)
 
-OPENAI_MODEL_ALIASES = frozenset({"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"})
+OPENAI_MODEL_ALIASES = frozenset(
+    {"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize"}
+)
 """The model names OpenAI's clients send: each stands for the farm's default model."""
 
 

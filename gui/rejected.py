@@ -41,6 +41,8 @@ class Rejected(BaseModel):
     retry_after: float | None = None
     person: str | None = None
     """Whose upload it was (only they see the row)."""
+    diarize: bool = False
+    """Speaker labels were asked for (a retry asks again)."""
 
     @model_validator(mode="after")
     def _without_english(self) -> Rejected:

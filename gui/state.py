@@ -58,6 +58,8 @@ class Upload:
     task: Literal["transcribe", "translate"]
     person: str | None = None
     """Whose upload it is (`gui.identity.person`; None: the GUI's own)."""
+    diarize: bool = False
+    """Speaker labels asked for (`start.diarize`)."""
     created_at: float = field(default_factory=time.time)
     phase: Phase = "checking"
     job_id: str | None = None

@@ -97,7 +97,7 @@ class Uploader:
 
     async def submit(
         self, name: str, save: Callable[[Path], Coroutine[Any, Any, None]],
-        language: str | None, task: Task, person: str | None = None,
+        language: str | None, task: Task, person: str | None = None, diarize: bool = False,
     ) -> Refused | None:  # fmt: skip
         """Keep one uploaded file (`save` writes it), probe it, and start streaming it."""
         key = uuid.uuid4().hex
@@ -110,7 +110,7 @@ class Uploader:
             self._store.discard_files(key)
             log.error("could not keep the upload %s", display, exc_info=True)
             return Refused(display, "unstored", str(exc.strerror or exc))
-        return await self._start(Upload(key, display, path, language, task, person))
+        return await self._start(Upload(key, display, path, language, task, person, diarize))
 
     async def _start(self, upload: Upload) -> Refused | None:
         """Probe (the row says "Checking"), then stream in the background."""
@@ -132,7 +132,7 @@ class Uploader:
             return False
         self._store.take(key)
         path = self._store.data_dir / row.file
-        upload = Upload(key, row.name, path, row.language, row.task, row.person)
+        upload = Upload(key, row.name, path, row.language, row.task, row.person, row.diarize)
         self._state.add_upload(upload)
         self._spawn(self._retry(upload), f"retry {upload.name}")
         return True
@@ -180,7 +180,11 @@ class Uploader:
 
     def _with(self, upload: Upload) -> ClientOptions:
         return dataclasses.replace(
-            self._options, language=upload.language, task=upload.task, person=upload.person
+            self._options,
+            language=upload.language,
+            task=upload.task,
+            person=upload.person,
+            diarize=upload.diarize,
         )
 
     def _reject(
@@ -192,7 +196,7 @@ class Uploader:
         row = Rejected(
             key=upload.key, name=upload.name, kind=kind, reason=reason, file=kept,
             language=upload.language, task=upload.task, retry_after=retry_after,
-            person=upload.person,
+            person=upload.person, diarize=upload.diarize,
         )  # fmt: skip
         self._store.add(row)
         self._state.changed()

@@ -57,8 +57,10 @@ def save_transcript(transcript: Transcript, out_dir: Path, stem: str) -> list[Pa
 
 
 def stdout_text(transcript: Transcript, label: str, several: bool) -> str:
-    """The transcript as printed on stdout; prefixed by the file when several stream."""
-    text = transcript.text.strip()
+    """The transcript as printed on stdout (a line per turn with speaker labels);
+    prefixed by the file when several stream."""
+    labelled = any(s.speaker for s in transcript.segments)
+    text = (render(transcript, "txt") if labelled else transcript.text).strip()
     return f"{label}: {text}" if several else text
 
 

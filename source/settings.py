@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import CliPositionalArg, SettingsConfigDict
 
-from whisperfarm.protocol import MAX_PAUSE_MS, MIN_PAUSE_MS, STREAM_PATH
+from whisperfarm.protocol import MAX_PAUSE_MS, MAX_SPEAKERS, MIN_PAUSE_MS, STREAM_PATH
 from whisperfarm.settings import ComponentSettings
 from whisperfarm.streaming.client import ClientOptions
 
@@ -64,6 +64,15 @@ class SourceSettings(ComponentSettings):
     word_timestamps: bool = Field(
         False, description="ask for each word's start and end (kept in <stem>.json)"
     )
+    diarize: bool = Field(
+        False, description="label each segment with its speaker (S1, S2, ...; files, not live)"
+    )
+    speakers: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_SPEAKERS,
+        description="with --diarize: how many speakers there are (unset: the farm estimates it)",
+    )
     quiet: bool = Field(False, description="print only transcripts and errors")
     retries: int = Field(
         3,
@@ -102,6 +111,8 @@ class SourceSettings(ComponentSettings):
             live=self.live,
             vad=self.vad,
             vad_pause_ms=self.pause_ms,
+            diarize=self.diarize,
+            speakers=self.speakers,
         )
 
     @model_validator(mode="after")
@@ -117,6 +128,10 @@ class SourceSettings(ComponentSettings):
             raise _usage("mic_device", "picks the microphone of --mic")
         if self.realtime and len(self.files) != 1:
             raise _usage("realtime", f"plays one file (got {len(self.files)})")
+        if self.speakers is not None and not self.diarize:
+            raise _usage("speakers", "is an option of --diarize")
+        if self.diarize and self.live:
+            raise _usage("diarize", "is for files, not --mic or --realtime")
         if not (self.files or self.mic or self.list_devices):
             raise _usage("files", "give files to transcribe, or --mic, or --list-devices")
         return self

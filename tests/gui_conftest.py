@@ -18,8 +18,8 @@ import shutil
 import sys
 import time
 import wave
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,6 +224,38 @@ def require_chromium() -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}; CI=true, so this is a failure", pytrace=False)
     pytest.skip(reason)
+
+
+@contextmanager
+def chromium_page(locale: str = "en-US") -> Iterator[Any]:
+    """A fresh headless Chromium page (1400×900, `locale` its language) driven by
+    Playwright; fails the test if the page logged a JS error."""
+    executable = require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # 2 slow cores, a model and a browser at once
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale=locale)
+        context.set_default_timeout(30_000)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda m: errors.append(m.text) if _is_error(m) else None)
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+        assert errors == [], "the page logged errors in the browser"
+
+
+def _is_error(message: Any) -> bool:
+    """A console error, except the page retrying while a test restarts the GUI process."""
+    restarting = "socket.io" in message.text or "ERR_CONNECTION_REFUSED" in message.text
+    return bool(message.type == "error" and not restarting)
 
 
 def save_screenshot(page: Any, tmp_path: Path, name: str) -> Path:

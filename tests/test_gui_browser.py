@@ -18,14 +18,7 @@ from websockets.sync.client import connect
 
 from gui.i18n import catalogue, plural
 from tests.farm import Broker, start_broker, start_worker, wait_for
-from tests.gui_conftest import (
-    CHROMIUM_ARGS,
-    GuiProcess,
-    require_chromium,
-    save_screenshot,
-    start_gui,
-    wav_bytes,
-)
+from tests.gui_conftest import GuiProcess, chromium_page, save_screenshot, start_gui, wav_bytes
 from tests.speech import SENTENCES, synthesize, word_error_rate
 from tests.wsclient import start_message
 
@@ -41,34 +34,10 @@ def locale() -> str:
 
 
 @pytest.fixture
-def page(tmp_path: Path, locale: str) -> Iterator[Any]:
+def page(locale: str) -> Iterator[Any]:
     """A fresh Chromium page (1400×900); the test fails if the page logs a JS error."""
-    executable = require_chromium()
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=30_000)  # 2 slow cores, a model and a browser at once
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, headless=True
-        )
-        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale=locale)
-        context.set_default_timeout(30_000)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("console", lambda m: errors.append(m.text) if _is_error(m) else None)
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-        assert errors == [], "the page logged errors in the browser"
-
-
-def _is_error(message: Any) -> bool:
-    """A console error, except the page retrying while a test restarts the GUI process."""
-    restarting = "socket.io" in message.text or "ERR_CONNECTION_REFUSED" in message.text
-    return bool(message.type == "error" and not restarting)
+    with chromium_page(locale) as fresh:
+        yield fresh
 
 
 def job_row(page: Any, name: str) -> Any:

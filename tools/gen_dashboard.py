@@ -289,9 +289,12 @@ def workers_row(dash: db.Dashboard) -> None:
                  "parallel passes {{instance}}")]),
         batch_heatmap(),
         graph("Inference time per worker (p95)",
-              "Wall time of one engine call, and of one batched forward pass.", "s",
+              "Wall time of one engine call, of one batched forward pass, and of one "
+              "stream's speaker labels (diarize).", "s",
               [q(per_worker_quantile(0.95, W + "inference_seconds"), "call {{instance}}"),
-               q(per_worker_quantile(0.95, W + "forward_seconds"), "forward {{instance}}")]),
+               q(per_worker_quantile(0.95, W + "forward_seconds"), "forward {{instance}}"),
+               q(per_worker_quantile(0.95, W + "diarize_seconds"),
+                 "speaker labels {{instance}}")]),
         graph("Draining workers", "Workers finishing their streams before they stop.", "none",
               [q(f"sum({sel(W + 'draining')})", "draining")]),
         graph("Streams leaving workers",
@@ -304,7 +307,8 @@ def workers_row(dash: db.Dashboard) -> None:
                q(f"sum({increase(B + 'stale_results_total')})", "stale results"),
                q(f"sum({increase(B + 'bad_worker_messages_total')})", "bad messages"),
                q(f"sum by (engine, model) ({increase(W + 'model_loads_total')})",
-                 "model loads {{engine}} {{model}}")]),
+                 "model loads {{engine}} {{model}}"),
+               q(f"sum({increase(W + 'speaker_model_loads_total')})", "speaker model loads")]),
     ]  # fmt: skip
     for panel in panels:
         dash.with_panel(panel)

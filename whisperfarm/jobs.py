@@ -36,6 +36,8 @@ DECODE_OPTIONS = {
     "vad",
     "vad_pause_ms",
     "vad_threshold",
+    "diarize",
+    "speakers",
 }
 """The `start` fields that travel to the worker as they are."""
 
@@ -71,6 +73,9 @@ class Job(BaseModel):
     vad: bool = True
     vad_pause_ms: int | None = None
     vad_threshold: float | None = None
+    diarize: bool = False
+    """Speaker labels on the transcript's segments (`start.diarize`)."""
+    speakers: int | None = None
     duration_hint: float | None = None
     frames: int = 0
     """Frames received (durable in the spool)."""

@@ -16,9 +16,11 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     StrictBool,
+    StrictInt,
     TypeAdapter,
     ValidationError,
     model_serializer,
+    model_validator,
 )
 
 from whisperfarm.errors import ErrorCode, ProtocolError, UnsupportedFormat, WhisperfarmError
@@ -32,6 +34,8 @@ MAX_PROMPT_CHARS = 4000
 MIN_PAUSE_MS = 100
 MAX_PAUSE_MS = 10_000
 """The range of `Start.vad_pause_ms`: shorter cuts words apart, longer is not a pause."""
+MAX_SPEAKERS = 32
+"""The most speakers `Start.speakers` may name: more is not a conversation to label."""
 
 
 class _Message(BaseModel):
@@ -71,6 +75,20 @@ class Start(_Message):
     worker's default."""
     vad_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
     """Speech probability above which a 32 ms frame is speech; None: the worker's default."""
+    diarize: StrictBool = False
+    """Speaker labels: each segment of the final carries `speaker` ("S1", "S2"…). Files
+    only: the labels are found once every segment is known."""
+    speakers: StrictInt | None = Field(default=None, ge=1, le=MAX_SPEAKERS)
+    """How many speakers there are, when the caller knows (with `diarize`); None: the
+    worker estimates it."""
+
+    @model_validator(mode="after")
+    def _speaker_options(self) -> Start:
+        if self.speakers is not None and not self.diarize:
+            raise ValueError("speakers is an option of diarize (send diarize: true)")
+        if self.diarize and self.live:
+            raise ValueError("diarize is for files, not live streams")
+        return self
 
     def audio_format(self) -> AudioFormat:
         return AudioFormat(self.sample_rate, self.channels, self.format)
@@ -191,6 +209,8 @@ class SegmentData(_OmitsNone):
     compression_ratio: float | None = None
     no_speech_prob: float | None = None
     words: list[Word] | None = None
+    speaker: str | None = None
+    """Who said it ("S1", "S2"… in order of first appearance), with `start.diarize`."""
 
 
 class Final(_Message):

@@ -2,11 +2,16 @@
 
 The broker stores every format next to the job and the source CLI writes txt/json, so
 the rendering lives in the shared contract rather than in either component.
+
+With speaker labels (`start.diarize`), txt has one line per turn (`S1: …`, consecutive
+segments of one speaker joined), srt prefixes each cue's text with `S1: ` and vtt opens
+it with a voice tag (`<v S1>`); json keeps `speaker` on every segment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from pydantic import BaseModel
 
@@ -44,8 +49,37 @@ def _timestamp(seconds: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
 
 
+class Turn(NamedTuple):
+    """One speaker's consecutive segments, joined."""
+
+    speaker: str
+    start: float
+    end: float
+    text: str
+
+
+def turns(segments: list[SegmentData]) -> list[Turn]:
+    """The segments with text as turns ("" for the speaker of unlabelled ones)."""
+    out: list[tuple[str, list[SegmentData]]] = []
+    for s in segments:
+        if not s.text.strip():
+            continue
+        who = s.speaker or ""
+        if out and out[-1][0] == who:
+            out[-1][1].append(s)
+        else:
+            out.append((who, [s]))
+    return [Turn(who, group[0].start, group[-1].end, join_segments(group)) for who, group in out]
+
+
+def _labelled(t: Transcript) -> bool:
+    return any(s.speaker for s in t.segments)
+
+
 def to_txt(t: Transcript) -> str:
-    return t.text.strip() + "\n"
+    if not _labelled(t):
+        return t.text.strip() + "\n"
+    return "".join(f"{turn.speaker}: {turn.text}\n" for turn in turns(t.segments))
 
 
 def to_json(t: Transcript) -> str:
@@ -54,7 +88,8 @@ def to_json(t: Transcript) -> str:
 
 def to_srt(t: Transcript) -> str:
     blocks = [
-        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
+        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n"
+        f"{f'{s.speaker}: ' if s.speaker else ''}{s.text.strip()}\n"
         for n, s in enumerate(t.segments, start=1)
     ]
     return "\n".join(blocks)
@@ -62,7 +97,8 @@ def to_srt(t: Transcript) -> str:
 
 def to_vtt(t: Transcript) -> str:
     cues = [
-        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n"
+        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n"
+        f"{f'<v {s.speaker}>' if s.speaker else ''}{s.text.strip()}\n"
         for s in t.segments
     ]
     return "WEBVTT\n\n" + "\n".join(cues)

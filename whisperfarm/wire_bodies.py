@@ -124,6 +124,9 @@ class AssignBody(_Attempted):
     vad: bool = True
     vad_pause_ms: int | None = None
     vad_threshold: float | None = None
+    diarize: bool = False
+    """Label each final segment with its speaker (`workers.speakers`)."""
+    speakers: int | None = Field(default=None, ge=1)
     resume_at: float = Field(default=0.0, ge=0.0)
     """Stream seconds already committed by earlier attempts: audio before it is skipped,
     and the attempt's segments continue after them (live streams keep what they sent)."""

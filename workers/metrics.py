@@ -58,6 +58,17 @@ INFERENCE_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300),
     registry=REGISTRY,
 )
+SPEAKER_MODEL_LOADS = Counter(
+    "whisperfarm_worker_speaker_model_loads",
+    "Speaker models loaded by this process (0 until a stream asks for labels, then 1).",
+    registry=REGISTRY,
+)
+DIARIZE_SECONDS = Histogram(
+    "whisperfarm_worker_diarize_seconds",
+    "Wall time of labelling one stream's segments with speakers (`start.diarize`).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300),
+    registry=REGISTRY,
+)
 AUDIO_DECODED_SECONDS = Counter(
     "whisperfarm_worker_audio_decoded_seconds",
     "Seconds of audio handed to the engine (overlaps between windows count twice; the"

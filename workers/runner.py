@@ -22,6 +22,8 @@ from whisperfarm.wire import Message
 from whisperfarm.wire_bodies import FailedBody, FinalBody, SegmentBody
 from workers import metrics
 from workers.engines import DecodeRequest, DecodeResult, Engine
+from workers.speakers.embedder import SpeakerEmbedder
+from workers.speakers.labels import label_segments
 from workers.stream import StreamState, Window
 
 log = logging.getLogger(__name__)
@@ -91,14 +93,22 @@ class StreamRunner:
     """One assigned stream (job id + attempt) from ASSIGN to FINAL, FAILED or cancel."""
 
     def __init__(
-        self, job_id: str, state: StreamState, engine: Engine, executor: Executor, send: Send
+        self,
+        job_id: str,
+        state: StreamState,
+        engine: Engine,
+        executor: Executor,
+        send: Send,
+        speakers: SpeakerEmbedder | None = None,
     ) -> None:
+        """`speakers`: the worker's speaker model, for streams that ask for labels."""
         self.job_id = job_id
         self.attempt = state.spec.attempt
         self.state = state
         self._engine = engine
         self._executor = executor
         self._send = send
+        self._speakers = speakers
         self._wake = asyncio.Event()
         self._failure: WhisperfarmError | None = None
         self._stop_outcome: Outcome = "cancelled"
@@ -161,6 +171,7 @@ class StreamRunner:
         try:
             await self._decode_while_streaming()
             await self._decode(final=True)
+            await self._label_speakers()
             self._leave()
             await self._send_final()
             self.outcome = "done"
@@ -205,6 +216,21 @@ class StreamRunner:
         if started is not None and ended is not None:
             self.state.record_inference(started, ended)
         await self._send_segments(window, result)
+
+    async def _label_speakers(self) -> None:
+        """Speaker labels on the final segments, when the stream asked for them."""
+        audio = self.state.speech_audio
+        if audio is None or not self.state.segments:
+            return
+        if self._speakers is None:
+            raise EngineError("this worker has no speaker model")
+        loop = asyncio.get_running_loop()
+        started = time.time()
+        labels = await loop.run_in_executor(
+            self._executor, label_segments, self._speakers, audio.clips, self.state.spec.speakers
+        )
+        metrics.DIARIZE_SECONDS.observe(time.time() - started)
+        self.state.label_speakers(labels)
 
     async def _send_segments(self, window: Window, result: DecodeResult) -> None:
         await self._send_committed(self.state.commit(window, result))

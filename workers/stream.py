@@ -40,6 +40,7 @@ from workers.engines import (
     Task,
 )
 from workers.pcm_buffer import PcmBuffer
+from workers.speakers.labels import SegmentAudio
 from workers.speech_clip import SpeechFinder
 
 COMMIT_MARGIN_S = 5.0
@@ -116,6 +117,8 @@ class StreamState:
         self._offset = 0  # stream position (16 kHz samples) of the buffer's first sample
         self._context: tuple[int, ...] = ()
         self._speech = SpeechFinder(spec.vad_threshold) if spec.vad and engine_vad else None
+        self.speech_audio = SegmentAudio() if spec.diarize else None
+        """Each committed segment's samples, kept for its speaker label."""
 
     # ---- audio in -----------------------------------------------------------------------
 
@@ -194,6 +197,9 @@ class StreamState:
         else:
             keep, cut = self._committable(result.segments, decoded)
         committed = [self._to_stream_time(s) for s in keep]
+        if self.speech_audio is not None:
+            for s in keep:
+                self.speech_audio.keep(window.pcm, s.start, s.end)
         tokens = self._context + tuple(t for s in keep for t in s.tokens)
         self._context = tokens[-CONTEXT_TOKENS:]
         self._drop(cut)
@@ -245,6 +251,13 @@ class StreamState:
     @property
     def text(self) -> str:
         return join_segments(self.segments)
+
+    def label_speakers(self, speakers: list[str]) -> None:
+        """Give each segment its speaker (one label per segment, in order)."""
+        self.segments = [
+            s.model_copy(update={"speaker": who})
+            for s, who in zip(self.segments, speakers, strict=True)
+        ]
 
 
 def _shifted(word: DecodedWord, base: float) -> Word:

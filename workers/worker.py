@@ -42,6 +42,8 @@ from workers.live import LiveOptions, LiveState
 from workers.live_runner import LiveLoad, LiveRunner
 from workers.runner import Outcome, StreamRunner
 from workers.settings import WorkerSettings
+from workers.speakers.embedder import SpeakerEmbedder
+from workers.speakers.labels import missing_packages
 from workers.stream import StreamState
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ class Worker:
             decode_threads(engine, settings.slots), thread_name_prefix="live"
         )
         """Live steps' own threads: they never queue behind file windows for a thread."""
+        self._speakers = SpeakerEmbedder()
+        """Loaded by the first stream that asks for speaker labels, then kept."""
         self._live_options = LiveOptions(settings.live_beam_size, settings.vad_pause_ms)
         self._live_load = LiveLoad(settings.live_step_ms, getattr(engine, "parallel_batches", 1))
         self._link: Link | None = None
@@ -270,6 +274,10 @@ class Worker:
             reason = f"worker {self.name} is full: all {self.settings.slots} slots are busy"
             await self._fail(message, reason, refused=True)
             return
+        missing = missing_packages() if spec.diarize else None
+        if missing is not None:  # fail before the decode, not after it
+            await self._fail(message, missing)
+            return
         self._start(message.job_id, spec)
 
     def _start(self, job_id: str, spec: AssignBody) -> None:
@@ -283,7 +291,9 @@ class Worker:
             file_state = StreamState(
                 spec, self.settings.chunk_seconds, engine_vad=wants_vad(self.engine)
             )
-            runner = StreamRunner(job_id, file_state, self.engine, self._executor, self._send)
+            runner = StreamRunner(
+                job_id, file_state, self.engine, self._executor, self._send, self._speakers
+            )
         self.streams[job_id] = runner
         self._idle.clear()
         self._count_streams()

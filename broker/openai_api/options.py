@@ -59,6 +59,10 @@ def parse_options(form: FormData) -> tuple[UploadFile, TranscriptionOptions]:
             "timestamp_granularities requires response_format=verbose_json",
             "timestamp_granularities",
         )
+    if options.response_format == "diarized_json" and options.stream:
+        raise OpenAIError.bad_request(
+            "diarized_json is answered whole: stream must be false", "stream"
+        )
     if options.stream and options.response_format not in ("json", "text"):
         raise OpenAIError.bad_request(
             "stream=true answers with events: response_format must be json or text",

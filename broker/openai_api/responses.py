@@ -2,7 +2,10 @@
 
 `json` is `{"text"}`; `text`, `srt` and `vtt` are the farm's own renderings;
 `verbose_json` adds the task, language, duration, the segments with the engine's own
-decoding figures (as far as the worker reported them) and, when asked, the words.
+decoding figures (as far as the worker reported them) and, when asked, the words;
+`diarized_json` (speaker labels, asked of the worker as `start.diarize`) has segments of
+type `transcript.text.segment`, each with its `speaker` lettered as OpenAI letters them
+("A", "B"… for the farm's "S1", "S2"…).
 """
 
 from __future__ import annotations
@@ -16,8 +19,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from whisperfarm.languages import NAMES
 from whisperfarm.transcripts import MEDIA_TYPES, Transcript, render
 
-ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
-RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("json", "text", "srt", "vtt", "verbose_json")
+ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
+RESPONSE_FORMATS: tuple[ResponseFormat, ...] = (
+    "json",
+    "text",
+    "srt",
+    "vtt",
+    "verbose_json",
+    "diarized_json",
+)
 
 
 def respond(
@@ -27,6 +37,8 @@ def respond(
         return JSONResponse({"text": transcript.text})
     if fmt == "verbose_json":
         return JSONResponse(verbose(transcript, task, granularities))
+    if fmt == "diarized_json":
+        return JSONResponse(diarized(transcript))
     rendered = render(transcript, "txt" if fmt == "text" else fmt)
     return PlainTextResponse(rendered, media_type=MEDIA_TYPES["txt" if fmt == "text" else fmt])
 
@@ -47,6 +59,36 @@ def verbose(transcript: Transcript, task: str, granularities: Sequence[str]) -> 
             for w in s.words or []
         ]
     return body
+
+
+def diarized(transcript: Transcript) -> dict[str, Any]:
+    """OpenAI's `TranscriptionDiarized`: segments with speakers, usage in seconds."""
+    segments = [
+        {
+            "type": "transcript.text.segment",
+            "id": f"seg_{s.id}",
+            "start": s.start,
+            "end": s.end,
+            "text": s.text,
+            "speaker": openai_speaker(s.speaker or "S1"),
+        }
+        for s in transcript.segments
+    ]
+    return {
+        "task": "transcribe",
+        "duration": transcript.duration,
+        "text": transcript.text,
+        "segments": segments,
+        "usage": {"type": "duration", "seconds": transcript.duration},
+    }
+
+
+def openai_speaker(label: str) -> str:
+    """ "S1" → "A", "S2" → "B"… (past "Z", the farm's label as it is)."""
+    number = label.removeprefix("S")
+    if number.isdigit() and 1 <= int(number) <= 26:
+        return chr(ord("A") + int(number) - 1)
+    return label
 
 
 def _language_name(code: str | None) -> str:

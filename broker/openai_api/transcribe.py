@@ -46,6 +46,11 @@ async def _transcribe(request: Request, task: Task) -> Response:
         form = await read_form(request, int(farm.settings.max_upload_mb * 1024 * 1024))
         exits.push_async_callback(form.close)
         file, options = parse_options(form)
+        diarize = options.response_format == "diarized_json"
+        if diarize and task == "translate":
+            raise OpenAIError.bad_request(
+                "diarized_json is for transcriptions, not translations", "response_format"
+            )
         farm.resolve_model(options.model)
         audio = await exits.enter_async_context(decoded(file.file))
         first = await anext(audio.packets, None)
@@ -56,7 +61,7 @@ async def _transcribe(request: Request, task: Task) -> Response:
             channels=audio.audio.channels, language=options.language, task=task,
             duration=audio.duration, model=options.model, prompt=options.prompt,
             temperature=options.temperature,
-            word_timestamps="word" in options.timestamp_granularities,
+            word_timestamps="word" in options.timestamp_granularities, diarize=diarize,
         )  # fmt: skip
         upload = await farm.open(start, who)
     except OpenAIError as exc:

@@ -1,4 +1,5 @@
-"""The upload card: language and task pickers, and a drop zone for up to 10 files."""
+"""The upload card: language, task and speaker-label pickers, and a drop zone for up to
+10 files."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def create(services: Services) -> None:
         files, extra = e.files[:limit], e.files[limit:]
         spoken = languages.to_request(prefs.get("language"))
         task = cast(Literal["transcribe", "translate"], prefs.get("task", "transcribe"))
+        diarize = bool(prefs.get("diarize", False))
         results = await asyncio.gather(
-            *(services.uploader.submit(f.name, f.save, spoken, task, who) for f in files)
+            *(services.uploader.submit(f.name, f.save, spoken, task, who, diarize) for f in files)
         )
         e.sender.run_method("reset")
         refused = [r for r in results if r is not None]
@@ -56,6 +58,9 @@ def create(services: Services) -> None:
             ).props("dense outlined options-dense").classes("w-64").mark("language")
             tasks = {task: t(f"task.{task}") for task in TASKS}
             ui.toggle(tasks).bind_value(prefs, "task").props("no-caps rounded").mark("task")
+            ui.checkbox(t("upload.diarize")).bind_value(prefs, "diarize").props(
+                'data-testid="diarize"'
+            ).tooltip(t("upload.diarize_hint")).mark("diarize")
         ui.upload(
             multiple=True,
             auto_upload=True,

@@ -16,6 +16,7 @@ from nicegui import background_tasks, ui
 
 from gui import languages
 from gui.broker_api import BrokerUnavailable, TranscriptUnavailable
+from gui.components.speaker_turns import speaker_turns, speakers_of
 from gui.i18n import Lang, Translator, language, number, translator, when
 from gui.identity import person
 from gui.rows import STATUS_COLORS, format_duration, format_timestamp, status_label
@@ -184,14 +185,23 @@ def _transcript(services: Services, job: Job, transcript: Transcript, reader: _R
         ui.label(text or words("transcript.no_speech")).classes(
             "text-base leading-relaxed whitespace-pre-wrap"
         ).props('data-testid="transcript-text"').mark("transcript-text")
+    if speakers_of(transcript):
+        speaker_turns(job.id, transcript, words)
     with ui.card().classes("w-full gap-2"):
         count = number(reader.lang, len(transcript.segments))
         ui.label(words("transcript.segments", count=count)).classes("text-lg font-semibold")
+        labelled = bool(speakers_of(transcript))
         rows = [
             {"id": s.id, "start": format_timestamp(s.start), "end": format_timestamp(s.end),
-             "text": s.text}
+             **({"speaker": s.speaker or ""} if labelled else {}), "text": s.text}
             for s in transcript.segments
         ]  # fmt: skip
+        speaker_column = {
+            "name": "speaker",
+            "label": words("transcript.speaker"),
+            "field": "speaker",
+            "align": "left",
+        }
         ui.table(
             columns=[
                 {
@@ -201,6 +211,7 @@ def _transcript(services: Services, job: Job, transcript: Transcript, reader: _R
                     "align": "left",
                 },
                 {"name": "end", "label": words("transcript.to"), "field": "end", "align": "left"},
+                *([speaker_column] if labelled else []),
                 {
                     "name": "text",
                     "label": words("transcript.text"),

@@ -97,6 +97,10 @@ class ClientOptions:
     """Voice activity: non-speech is skipped (False sends `"vad": false`)."""
     vad_pause_ms: int | None = None
     """Silence that ends a live utterance; None: the farm's default."""
+    diarize: bool = False
+    """Speaker labels on the final's segments (files only)."""
+    speakers: int | None = None
+    """With `diarize`: how many speakers; None: the farm estimates it."""
 
 
 class _Dropped(Exception):
@@ -226,6 +230,8 @@ class StreamClient:
             live=options.live,
             vad=options.vad,
             vad_pause_ms=options.vad_pause_ms,
+            diarize=options.diarize,
+            speakers=options.speakers,
         )
 
     def _check_accepted(self, reply: Accepted) -> None:

@@ -59,13 +59,18 @@ def test_short_and_silent_segments_take_their_neighbours_label() -> None:
 
 
 def test_windows_are_equal_and_spread_over_the_clip() -> None:
-    assert [len(p) for p in labels.windows(clip(0, 6.0))] == [24_000, 24_000]
-    assert [len(p) for p in labels.windows(clip(0, 2.0))] == [24_000]
-    assert [len(p) for p in labels.windows(clip(0, 1.0))] == [16_000]
+    size = round(labels.WINDOW_S * 16_000)
+    assert [len(p) for p in labels.windows(clip(0, 6 * labels.WINDOW_S))] == [size] * 3
+    assert [len(p) for p in labels.windows(clip(0, 2 * labels.WINDOW_S))] == [size]
+    assert [len(p) for p in labels.windows(clip(0, 0.8 * labels.WINDOW_S))] == [int(0.8 * size)]
     assert len(labels.windows(clip(0, 60.0))) == labels.MAX_WINDOWS
     seconds = np.repeat(np.arange(9, dtype=np.int16) * 1000, 16_000)  # 1000 × the second
     starts = [round(float(w[0]) * 32.768) for w in labels.windows(seconds)]
-    assert starts == [0, 3, 7]  # 0 s, 3.75 s, and the last one ends at the clip's end
+    # The first window at the clip's start, the last ending at its end, the rest between.
+    last = 9 - labels.WINDOW_S
+    expected = np.linspace(0, last, len(starts))
+    assert len(starts) == min(labels.MAX_WINDOWS, round(9 / (2 * labels.WINDOW_S)))
+    assert starts == [int(e) for e in expected]
 
 
 def test_a_worker_without_the_speaker_packages_says_how_to_install_them(

@@ -23,7 +23,7 @@ from workers.audio import SAMPLE_RATE, Pcm
 from workers.speakers.cluster import cluster
 from workers.speakers.embedder import INSTALL, SpeakerEmbedder
 
-WINDOW_S = 1.5
+WINDOW_S = 1.0
 """One embedding's audio: long enough for a stable voice print, short enough that a
 long segment gives several."""
 MAX_WINDOWS = 4

@@ -52,10 +52,12 @@ STREAMS_FINISHED = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+WORK_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
+"""Buckets for a piece of work on audio: from a short window to a long file."""
 INFERENCE_SECONDS = Histogram(
     "whisperfarm_worker_inference_seconds",
     "Wall time of one engine call.",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300),
+    buckets=WORK_SECONDS,
     registry=REGISTRY,
 )
 SPEAKER_MODEL_LOADS = Counter(
@@ -66,7 +68,7 @@ SPEAKER_MODEL_LOADS = Counter(
 DIARIZE_SECONDS = Histogram(
     "whisperfarm_worker_diarize_seconds",
     "Wall time of labelling one stream's segments with speakers (`start.diarize`).",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300),
+    buckets=WORK_SECONDS,
     registry=REGISTRY,
 )
 AUDIO_DECODED_SECONDS = Counter(

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -10,7 +14,7 @@ import pytest
 
 from whisperfarm.protocol import SegmentData
 from whisperfarm.transcripts import Transcript, render
-from workers.speakers import labels
+from workers.speakers import embedder, labels
 from workers.speakers.cluster import cluster
 
 
@@ -102,3 +106,19 @@ def test_formats_show_turns_only_when_segments_have_speakers() -> None:
     )
     assert render(plain, "txt") == "Hello.\n"
     assert "speaker" not in render(plain, "json") and "<v" not in render(plain, "vtt")
+
+
+def test_forward_passes_take_one_thread_while_every_core_is_busy() -> None:
+    """torch's pool on busy cores waits on them: with every core spinning, one thread."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.5)  # the spinners are scheduled
+        assert embedder.threads_for_pass() == 1
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert 1 <= embedder.threads_for_pass() <= (os.cpu_count() or 1)

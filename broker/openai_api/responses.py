@@ -17,7 +17,7 @@ from typing import Any, Literal
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from whisperfarm.languages import NAMES
-from whisperfarm.transcripts import MEDIA_TYPES, Transcript, render
+from whisperfarm.transcripts import MEDIA_TYPES, Transcript, render, speaker_number
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
 RESPONSE_FORMATS: tuple[ResponseFormat, ...] = (
@@ -85,9 +85,9 @@ def diarized(transcript: Transcript) -> dict[str, Any]:
 
 def openai_speaker(label: str) -> str:
     """ "S1" → "A", "S2" → "B"… (past "Z", the farm's label as it is)."""
-    number = label.removeprefix("S")
-    if number.isdigit() and 1 <= int(number) <= 26:
-        return chr(ord("A") + int(number) - 1)
+    number = speaker_number(label)
+    if number is not None and 1 <= number <= 26:
+        return chr(ord("A") + number - 1)
     return label
 
 

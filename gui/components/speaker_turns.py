@@ -14,7 +14,7 @@ from nicegui import app, ui
 
 from gui.i18n import Translator
 from gui.rows import format_timestamp
-from whisperfarm.transcripts import Transcript, turns
+from whisperfarm.transcripts import Transcript, speaker_number, turns
 
 COLOURS = ("#1e88e5", "#d81b60", "#43a047", "#fb8c00", "#8e24aa", "#00897b", "#6d4c41", "#546e7a")
 """Turn colours, by speaker number (S1 the first); distinct on white and for most eyes."""
@@ -23,8 +23,8 @@ STORAGE_KEY = "speaker_names"
 
 def colour(speaker: str) -> str:
     """The colour of "S<n>" (a label of another shape: the last colour)."""
-    number = speaker.removeprefix("S")
-    return COLOURS[(int(number) - 1) % len(COLOURS)] if number.isdigit() else COLOURS[-1]
+    number = speaker_number(speaker)
+    return COLOURS[(number - 1) % len(COLOURS)] if number is not None else COLOURS[-1]
 
 
 def speakers_of(transcript: Transcript) -> list[str]:

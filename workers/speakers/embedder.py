@@ -35,10 +35,10 @@ IDLE_BELOW = 50.0
 def threads_for_pass() -> int:
     """torch threads for the next forward passes: the cores idle right now, at least one.
 
-    On idle cores a second thread takes a third off a pass; on cores busy with decoding
-    (this worker's other streams, or other workers) torch's OpenMP pool waits on them
-    instead (measured on 2 loaded cores: 40 windows took 41 s with 2 threads, 3.4 s with
-    1) — so the count follows what the cores are doing, looked at just before."""
+    Idle cores make a pass faster; on cores busy with decoding (this worker's other
+    streams, or other workers) torch's OpenMP pool waits on them and a pass is many times
+    slower (figures in bench/RESULTS.md, speaker labels) — so the count follows what the
+    cores are doing, looked at just before."""
     import psutil
 
     busy = psutil.cpu_percent(interval=IDLE_SAMPLE_S, percpu=True)

@@ -69,6 +69,17 @@ def test_invented_words_after_the_speech_are_dropped() -> None:
     assert live.partial.text == "country"
 
 
+def test_a_word_squeezed_to_no_time_mid_speech_is_kept_when_a_pause_commits() -> None:
+    # tiny.en gave "my" no time in "And so, my fellow Americans, ask not" (timed words after
+    # it): cutting there lost the rest of the utterance that the pause closed.
+    live = state()
+    live.feed(bytes(4 * SECOND))
+    live.ask_commit()
+    planned = live.next_step(final=False)
+    squeezed = said(("so,", 0.6, 0.9), ("my", 1.3, 1.3), ("fellow", 1.3, 1.6), ("ask", 2.3, 3.7))
+    assert [s.text for s in live.apply(planned, squeezed)] == ["so, my fellow ask"]
+
+
 def test_clear_makes_a_step_in_flight_moot() -> None:
     live = state()
     live.feed(bytes(SECOND))
@@ -141,6 +152,18 @@ def test_a_pause_closes_the_utterance_even_when_agreement_committed_all_its_word
     assert live.apply(planned, None) == []
     live.feed(bytes(SECOND))
     assert not live.next_step(final=False).closes, "closed once"
+
+
+def test_a_first_word_timed_from_the_decode_s_start_is_not_taken_for_a_committed_one() -> None:
+    body = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=True, vad_pause_ms=1500)
+    live = LiveState(body, LiveOptions())
+    live._vad = ScriptedVoice((0.2, 1.6), (2.15, 4.0))  # type: ignore[assignment]
+    step(live, 1.0, said(("for", 0.3, 0.6), ("you,", 0.7, 1.0)))
+    # "you," is stretched over the pause, to just before the next speech.
+    assert step(live, 1.2, said(("for", 0.3, 0.6), ("you,", 0.7, 2.1))) == ["for you,"]
+    # The next step starts in that pause; its decode gives "ask" the step's start.
+    step(live, 1.0, said(("ask", 0.0, 0.5), ("what", 0.6, 1.0)))
+    assert live.partial.text == "ask what"
 
 
 def test_new_options_wait_for_the_utterance_under_way_to_close() -> None:

@@ -62,7 +62,7 @@ TRIM_S = 10.0
 MIN_GAP_S = 0.08
 """A gap between words this wide is a safe place to cut (word times are approximate)."""
 OVERLAP_S = 0.1
-"""A word starting this little before the committed end is still a new word."""
+"""A word whose middle is this little before the committed end is still a new word."""
 SEAM_WORDS = 2
 """How far (in words) from where the times put it the copy of the last committed word is
 looked for."""
@@ -335,9 +335,15 @@ class LiveState(StreamState):
         the time the last committed word ends only says roughly where to look: the new
         words begin right after the decode's copy of the last committed words, found by
         their text within `SEAM_WORDS` of that place; without one, where the time says,
-        less a repeat of the committed tail at its start."""
+        less a repeat of the committed tail at its start. Where the time says is judged
+        by a word's middle: the first word of a decode is often given the decode's start
+        (a word begun 0.2 s in, "ask" in JFK, said to start at 0), and the last word before
+        a pause is often stretched into it, so a new word can start before the committed
+        end by its times."""
         since = (self._committed_to - self._offset) / SAMPLE_RATE - OVERLAP_S
-        at = next((i for i, (w, _) in enumerate(heard) if w.start >= since), len(heard))
+        at = next(
+            (i for i, (w, _) in enumerate(heard) if (w.start + w.end) / 2 >= since), len(heard)
+        )
         said = [_norm(word) for end, word in self._said[-MAX_REPEAT:] if end > self._offset]
         if said:
             texts = [_norm(w.word) for w, _ in heard]
@@ -408,16 +414,27 @@ def _norm(word: str) -> str:
 
 def _until_made_up(heard: list[_Heard], decoded: float) -> list[_Heard]:
     """The words before the first one the decoder made up after the speech: one it gives
-    no time (Whisper squeezes what it invents at the end into zero-length words), or an
-    all but unlikely one in the last `MADE_UP_TAIL_S` of the audio. What follows such a
-    word ("Thank you. Thank you very much.") is invented too; a real word cut off here is
-    decoded again in the next step."""
+    no time (Whisper squeezes what it invents at the end into zero-length words) where
+    nothing timed follows it or in the last `MADE_UP_TAIL_S` of the audio, or an all but
+    unlikely one in that tail. What follows such a word ("Thank you. Thank you very
+    much.") is invented too; a real word cut off here is decoded again in the next step.
+    A zero-length word with timed words after it, earlier than the tail, is a real word
+    the alignment squeezed ("my" in "so, my fellow"): cutting there would lose the rest of
+    an utterance that a pause is closing."""
+    timed_after = len(heard)  # past the last word with a duration
+    while timed_after and _timeless(heard[timed_after - 1][0]):
+        timed_after -= 1
     for index, (word, _) in enumerate(heard):
-        timeless = word.end - word.start < MADE_UP_SECONDS
-        unlikely = word.probability < MADE_UP_PROBABILITY and word.start >= decoded - MADE_UP_TAIL_S
+        in_tail = word.start >= decoded - MADE_UP_TAIL_S
+        timeless = _timeless(word) and (in_tail or index >= timed_after)
+        unlikely = word.probability < MADE_UP_PROBABILITY and in_tail
         if timeless or unlikely:
             return heard[:index]
     return heard
+
+
+def _timeless(word: DecodedWord) -> bool:
+    return word.end - word.start < MADE_UP_SECONDS
 
 
 def _pieces(words: list[_Heard]) -> list[DecodedSegment]:

@@ -61,6 +61,14 @@ LIVE_COMMIT_LAG = Histogram(
     buckets=LIVE_LAG_BUCKETS,
 )
 LIVE_STREAMS = Gauge("whisperfarm_broker_live_streams", "Live streams in progress")
+REALTIME_SESSIONS = Gauge(
+    "whisperfarm_broker_realtime_sessions", "OpenAI Realtime transcription sessions connected"
+)
+REALTIME_TURNS = Counter(
+    "whisperfarm_broker_realtime_turns_total",
+    "OpenAI Realtime turns ended: their transcription completed or failed",
+    ["outcome"],
+)
 JOB_RTF = Histogram(
     "whisperfarm_broker_job_realtime_factor",
     "Job wall time (accepted to final) divided by its audio duration; < 1 is faster than real time",

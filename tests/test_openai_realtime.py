@@ -133,6 +133,7 @@ def test_server_vad_gives_one_completed_turn_per_sentence(
             created = await next_event(connection)
             assert created["type"] == "session.created"
             assert created["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+            assert broker.metric("whisperfarm_broker_realtime_sessions") == 1
             updated = await configure(
                 connection,
                 format={"type": "audio/pcm", "rate": RATE},
@@ -166,9 +167,11 @@ def test_server_vad_gives_one_completed_turn_per_sentence(
         ]
     committed = of(events, "input_audio_buffer.committed")
     assert [c["previous_item_id"] for c in committed] == [None, items[0]]
+    assert broker.metric("whisperfarm_broker_realtime_turns_total", {"outcome": "completed"}) >= 2
     # The session is a job: once the client leaves, its whole transcript is stored.
     job = broker.wait_job(broker.jobs()[0]["id"], {"done"})
     assert job["name"] == "realtime" and job["live"] is True
+    assert broker.metric("whisperfarm_broker_realtime_sessions") == 0
     transcript = broker.get(f"/v1/jobs/{job['id']}/transcript").text
     assert word_error_rate(" ".join(SENTENCES[:2]), transcript) <= 0.15, transcript
 

@@ -246,6 +246,11 @@ def live_row(dash: db.Dashboard) -> None:
               "every live stream on the worker steps less often.", "s",
               [q(per_worker_quantile(p, W + "live_step_seconds"),
                  f"p{round(p * 100)} {{{{instance}}}}") for p in (0.5, 0.95)], width=12),
+        graph("OpenAI Realtime", "Realtime transcription sessions connected (each is a live "
+              "stream above), and the turns that ended, completed or failed.", "short",
+              [q(f"sum({sel(B + 'realtime_sessions')})", "sessions"),
+               q(f"sum by (outcome) ({increase(B + 'realtime_turns_total')})",
+                 "turns {{outcome}}")], width=12),
     ]  # fmt: skip
     for panel in panels:
         dash.with_panel(panel)

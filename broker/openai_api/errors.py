@@ -14,6 +14,17 @@ from starlette.responses import JSONResponse
 from whisperfarm.errors import ErrorCode, WhisperfarmError
 
 
+def error_details(
+    message: str,
+    type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, str | None]:
+    """The `error` object OpenAI's REST bodies, Realtime `error` events and failed
+    transcriptions all carry."""
+    return {"message": message, "type": type, "param": param, "code": code}
+
+
 class OpenAIError(Exception):
     def __init__(
         self,
@@ -31,14 +42,7 @@ class OpenAIError(Exception):
         self.retry_after = retry_after
 
     def body(self) -> dict[str, dict[str, str | None]]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return {"error": error_details(self.message, self.type, self.code, self.param)}
 
     def response(self) -> JSONResponse:
         headers = {"Retry-After": str(math.ceil(self.retry_after))} if self.retry_after else {}

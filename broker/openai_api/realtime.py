@@ -60,9 +60,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await _close_with_error(ws, exc.code.value, exc.detail, exc.close_code)
         return
     connection = _Connection(ws, farm, who, reservation)
+    metrics.REALTIME_SESSIONS.inc()
     try:
         await connection.serve()
     finally:
+        metrics.REALTIME_SESSIONS.dec()
         await connection.close()
 
 

@@ -11,6 +11,8 @@ import json
 import uuid
 from typing import Any
 
+from broker.openai_api.errors import error_details
+
 CONTENT_INDEX = 0
 """A user turn's audio is its item's one content part."""
 
@@ -32,9 +34,7 @@ def error(
     event_id: str | None = None,
 ) -> str:
     """An `error` event (`event_id`: the client event at fault, if it had one)."""
-    details = {"type": kind, "code": code, "message": message, "param": param,
-               "event_id": event_id}  # fmt: skip
-    return event("error", error=details)
+    return event("error", error={**error_details(message, kind, code, param), "event_id": event_id})
 
 
 def user_item(item_id: str, transcript: str | None) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from broker import metrics
+from broker.openai_api.errors import error_details
 from broker.openai_api.realtime_events import CONTENT_INDEX, event, new_id, turn_ended
 from broker.openai_api.realtime_session import Session
 from whisperfarm.protocol import Partial, Segment
@@ -76,8 +78,8 @@ class Turns:
         if self._turn is None:
             return []
         turn, self._turn = self._turn, None
-        details = {"type": "server_error", "code": "transcription_failed", "message": message,
-                   "param": None}  # fmt: skip
+        metrics.REALTIME_TURNS.labels(outcome="failed").inc()
+        details = error_details(message, "server_error", "transcription_failed")
         return [
             event("conversation.item.input_audio_transcription.failed", item_id=turn.item_id,
                   content_index=CONTENT_INDEX, error=details)
@@ -121,4 +123,5 @@ class Turns:
         self._turn = None
         previous, self._previous = self._previous, turn.item_id
         stopped = round(at * 1000) if turn.speech_started else None
+        metrics.REALTIME_TURNS.labels(outcome="completed").inc()
         return turn_ended(turn.item_id, previous, " ".join(turn.texts), at - turn.start, stopped)

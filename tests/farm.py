@@ -168,7 +168,7 @@ class Worker:
 
 
 def start_worker(tmp: Path, zmq: str, *args: str, engine: str = "null", model: str = "tiny.en",
-                 slots: int = 4) -> Worker:  # fmt: skip
+                 slots: int = 4, env: dict[str, str] | None = None) -> Worker:  # fmt: skip
     log = tmp / f"worker-{time.monotonic_ns()}.log"
     process = spawn(
         ["-m", "workers", "--broker", zmq, "--engine", engine, "--model", model,
@@ -176,7 +176,7 @@ def start_worker(tmp: Path, zmq: str, *args: str, engine: str = "null", model: s
         log,
         # Teardown SIGTERMs workers that may still hold streams: drain briefly, not 60 s.
         env={"WHISPERFARM_WORKER_DRAIN_TIMEOUT": os.environ.get(
-            "WHISPERFARM_WORKER_DRAIN_TIMEOUT", "2")},
+            "WHISPERFARM_WORKER_DRAIN_TIMEOUT", "2"), **(env or {})},
     )  # fmt: skip
     return Worker(process)
 

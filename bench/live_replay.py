@@ -1,7 +1,7 @@
 """Live decoding replayed on a virtual clock: word lags that do not move between runs.
 
-    .venv/bin/python bench/live_replay.py [--files 6] [--seconds 40] [--step-ms 500]
-        [--show INDEX] [--json out.json]
+    .venv/bin/python bench/live_replay.py [--files 4] [--seconds 40] [--step-ms 500]
+        [--around 3] [--show INDEX] [--json out.json]
 
 `bench/live.py` measures the farm as a client sees it, and its p95 lags move by half a
 second at one stream (and up to 2× at six) between runs of the same code: the host's load
@@ -13,8 +13,16 @@ wants one and the stream's previous step is done (one stream alone on its worker
 would bring the host's noise back). The words are the engine's own, so two versions of
 `workers/live.py` compare on equal terms: same audio, same clock, same costs.
 
+Same clock, but not the same decodes: any change moves where the steps fall in the audio,
+and which decodes happen to agree changes with it (the files' WER moves between 3.5 and 8 %
+with the step size alone). Where the steps fall is set by the speech (the steps after a
+pause count from it), so each file is replayed with `--around` step sizes spread 20 % apart
+around `--step-ms`, and the figures are over all of them.
+
 Per file, and over all words: the word lag (bench/word_lag.py) p50/p95 of partials and of
-commits, the live WER, and the words shown later than a second (they make the p95).
+commits, the live WER, how busy the steps keep one decoder (seconds of decoding per second
+of audio, by the cost model: what N streams need of a worker is about N times that), and
+the words shown later than a second (they make the p95).
 `--show INDEX` also prints that file's steps: when, what audio, what each committed and the
 partial it left.
 """
@@ -38,18 +46,19 @@ from bench.common import word_error_rate as wer
 from bench.word_lag import word_lags
 from whisperfarm.wire_bodies import AssignBody
 from workers import engines
-from workers.engines import Engine
+from workers.engines import Engine, fitted_frames
 from workers.live import LiveOptions, LiveState, LiveStep
 from workers.settings import WorkerSettings
 
 PACKET_FRAMES = 1000
 PACKET_S = PACKET_FRAMES / SAMPLE_RATE
-ENCODE_S = 0.094
-"""One encoder pass over a fitted window (at least 10 s: `LIVE_FIT_FRAMES`), tiny.en on one
-core of this machine (`bench/RESULTS.md`, "How the live decoder was tuned")."""
+ENCODE_FRAMES = (500, 1000, 3000)
+ENCODE_S = (0.038, 0.094, 0.61)
+"""One encoder pass over `ENCODE_FRAMES` mel frames, tiny.en (CTranslate2) on this machine
+(`bench/RESULTS.md`, "How the live decoder was tuned"); between them, interpolated."""
 DECODE_S_PER_AUDIO_S = 0.03
-"""Greedy decoding with word timestamps per second of the step's audio: with the encoder,
-a 4 s step takes 0.21 s, as measured."""
+"""Greedy decoding with word timestamps per second of the step's audio: with the encoder
+(a fitted 10 s window), a 4 s step takes 0.21 s, as measured."""
 BEAM_COST = 1.3
 """A closing step's beam search against greedy (0.27 vs 0.21 s for a 4 s step)."""
 LATE_S = 1.0
@@ -64,18 +73,24 @@ class Replay:
     partial: list[float]
     commit: list[float]
     wer: float
+    busy: float
+    """Seconds of decoding per second of audio (the cost model's): a worker's CPU share."""
 
 
 def step_seconds(step: LiveStep) -> float:
     """What a step costs on the virtual clock (nothing without speech to decode)."""
     if step.request is None:
         return 0.0
-    seconds = ENCODE_S + DECODE_S_PER_AUDIO_S * len(step.pcm) / SAMPLE_RATE
+    request = step.request
+    frames = fitted_frames(len(request.source), request.fit_window or 3000)
+    encode = float(np.interp(frames, ENCODE_FRAMES, ENCODE_S))
+    seconds = encode + DECODE_S_PER_AUDIO_S * len(request.source) / SAMPLE_RATE
     return seconds * (BEAM_COST if step.closes else 1.0)
 
 
 def replay(engine: Engine, speech: Speech, step_ms: int, show: bool) -> Replay:
-    """`speech` streamed live on the virtual clock; messages as a client would get them."""
+    """`speech` streamed live on the virtual clock; lags from the messages as a client
+    would get them."""
     spec = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, word_timestamps=True)
     live = LiveState(spec, LiveOptions())
     pcm = speech.pcm
@@ -83,11 +98,14 @@ def replay(engine: Engine, speech: Speech, step_ms: int, show: bool) -> Replay:
     sent = [(i + 1) * PACKET_S for i in range(-(-len(pcm) // packet_bytes))]
     messages: list[dict[str, Any]] = []
     arrived: list[float] = []
+    busy = 0.0
 
     def step(final: bool, now: float) -> float:
+        nonlocal busy
         planned = live.next_step(final)
         result = None if planned.request is None else engine.transcribe([planned.request])[0]
         segments = live.apply(planned, result)
+        busy += step_seconds(planned)
         done = now + step_seconds(planned)
         for segment in segments:
             messages.append({"type": "segment", "text": segment.text})
@@ -113,7 +131,7 @@ def replay(engine: Engine, speech: Speech, step_ms: int, show: bool) -> Replay:
              "segments": [s.model_dump() for s in live.segments]}  # fmt: skip
     lags = word_lags([*messages, final], [*arrived, end], sent, PACKET_S)
     return Replay(speech.name, [w.word for w in lags.words], lags.partial, lags.commit,
-                  wer(speech.reference, text))  # fmt: skip
+                  wer(speech.reference, text), busy / speech.seconds)  # fmt: skip
 
 
 def row(name: str, replays: Sequence[Replay]) -> list[Any]:
@@ -126,29 +144,35 @@ def row(name: str, replays: Sequence[Replay]) -> list[Any]:
         f"{np.percentile(partial, 50):.2f} / {np.percentile(partial, 95):.2f}",
         f"{np.percentile(commit, 50):.2f} / {np.percentile(commit, 95):.2f}",
         f"{100 * np.mean([r.wer for r in replays]):.1f} %",
+        f"{np.mean([r.busy for r in replays]):.3f}",
         ", ".join(late[:8]) + (" …" if len(late) > 8 else ""),
     ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", type=int, default=6)
+    parser.add_argument("--files", type=int, default=4, help="the recordings are four")
     parser.add_argument("--seconds", type=float, default=40.0, help="audio per file")
     parser.add_argument("--step-ms", type=int, default=500, help="as the worker's --live-step-ms")
-    parser.add_argument("--show", type=int, help="print this file's steps")
+    parser.add_argument("--around", type=int, default=3, help="step sizes per file")
+    parser.add_argument("--show", type=int, help="print this file's steps (at --step-ms)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    print(f"machine: {machine()}; step {args.step_ms} ms; virtual clock")
+    print(f"machine: {machine()}; steps around {args.step_ms} ms; virtual clock")
     settings = WorkerSettings(engine="faster-whisper", model="tiny.en")
     engine = engines.load(settings)
     with tempfile.TemporaryDirectory(prefix="bench-live-replay-") as tmp:
         files = real_speech(args.files, args.seconds, Path(tmp))
-        replays = [replay(engine, speech, args.step_ms, index == args.show)
+        steps = [round(args.step_ms * (1 + (k - (args.around - 1) / 2) / 5))
+                 for k in range(args.around)]  # fmt: skip
+        replays = [[replay(engine, speech, step, index == args.show and step == args.step_ms)
+                    for step in steps]
                    for index, speech in enumerate(files)]  # fmt: skip
-    headers = ["file", "partial p50 / p95 s", "commit p50 / p95 s", "WER", f"words > {LATE_S} s"]
-    rows = [row(r.name, [r]) for r in replays] + [row("all", replays)]
+    headers = ["file", "partial p50 / p95 s", "commit p50 / p95 s", "WER", "busy",
+               f"words > {LATE_S} s"]  # fmt: skip
+    rows = [row(r[0].name, r) for r in replays] + [row("all", [x for r in replays for x in r])]
     print(table(headers, rows))
-    dump(args.json, {"step_ms": args.step_ms, "replays": [asdict(r) for r in replays]})
+    dump(args.json, {"step_ms": args.step_ms, "replays": [asdict(x) for r in replays for x in r]})
     return 0
 
 

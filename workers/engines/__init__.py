@@ -124,8 +124,10 @@ FIT_STEP_FRAMES = 200
 plus one: equal shapes across streams, so their passes can batch, and room after the last word."""
 
 
-LIVE_FIT_FRAMES = 1000
-"""A live step's shortest encoder input (10 s): shorter ones make the decoder loop."""
+LIVE_FIT_FRAMES = 600
+"""A live step's shortest encoder input (6 s). The encoder's cost grows with its input, and
+most live steps decode a few seconds: 6 s hears their words as well as 10 s did, for a fifth
+less decoding per stream (`bench/RESULTS.md`); much shorter inputs made the decoder loop."""
 FILE_FIT_FRAMES = 1500
 """A file window's shortest encoder input (15 s): the files' words as with whole windows,
 where 10 s dropped a word now and then."""

@@ -60,7 +60,8 @@ DECODE_S_PER_AUDIO_S = 0.03
 """Greedy decoding with word timestamps per second of the step's audio: with the encoder
 (a fitted 10 s window), a 4 s step takes 0.21 s, as measured."""
 BEAM_COST = 1.3
-"""A closing step's beam search against greedy (0.27 vs 0.21 s for a 4 s step)."""
+"""Beam search (the engine's, for a step that closes) against greedy: 0.27 vs 0.21 s for a
+4 s step."""
 LATE_S = 1.0
 
 
@@ -85,7 +86,7 @@ def step_seconds(step: LiveStep) -> float:
     frames = fitted_frames(len(request.source), request.fit_window or 3000)
     encode = float(np.interp(frames, ENCODE_FRAMES, ENCODE_S))
     seconds = encode + DECODE_S_PER_AUDIO_S * len(request.source) / SAMPLE_RATE
-    return seconds * (BEAM_COST if step.closes else 1.0)
+    return seconds * (1.0 if request.beam_size == 1 else BEAM_COST)
 
 
 def replay(engine: Engine, speech: Speech, step_ms: int, show: bool) -> Replay:

@@ -14,8 +14,8 @@ would bring the host's noise back). The words are the engine's own, so two versi
 `workers/live.py` compare on equal terms: same audio, same clock, same costs.
 
 Same clock, but not the same decodes: any change moves where the steps fall in the audio,
-and which decodes happen to agree changes with it (the files' WER moves between 3.5 and 8 %
-with the step size alone). Where the steps fall is set by the speech (the steps after a
+and which decodes happen to agree changes with it, and the WER with them (`bench/RESULTS.md`
+has how far, with the step size alone). Where the steps fall is set by the speech (the steps after a
 pause count from it), so each file is replayed with `--around` step sizes spread 20 % apart
 around `--step-ms`, and the figures are over all of them.
 
@@ -44,14 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import SAMPLE_RATE, Speech, dump, machine, real_speech, table
 from bench.common import word_error_rate as wer
 from bench.word_lag import word_lags
+from whisperfarm.packets import BYTES_PER_SAMPLE, FRAMES_PER_PACKET
 from whisperfarm.wire_bodies import AssignBody
 from workers import engines
 from workers.engines import Engine, fitted_frames
 from workers.live import LiveOptions, LiveState, LiveStep
 from workers.settings import WorkerSettings
 
-PACKET_FRAMES = 1000
-PACKET_S = PACKET_FRAMES / SAMPLE_RATE
+PACKET_S = FRAMES_PER_PACKET / SAMPLE_RATE
 ENCODE_FRAMES = (500, 1000, 3000)
 ENCODE_S = (0.038, 0.094, 0.61)
 """One encoder pass over `ENCODE_FRAMES` mel frames, tiny.en (CTranslate2) on this machine
@@ -95,7 +95,7 @@ def replay(engine: Engine, speech: Speech, step_ms: int, show: bool) -> Replay:
     spec = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, word_timestamps=True)
     live = LiveState(spec, LiveOptions())
     pcm = speech.pcm
-    packet_bytes = 2 * PACKET_FRAMES
+    packet_bytes = BYTES_PER_SAMPLE["s16le"] * FRAMES_PER_PACKET
     sent = [(i + 1) * PACKET_S for i in range(-(-len(pcm) // packet_bytes))]
     messages: list[dict[str, Any]] = []
     arrived: list[float] = []
@@ -106,8 +106,9 @@ def replay(engine: Engine, speech: Speech, step_ms: int, show: bool) -> Replay:
         planned = live.next_step(final)
         result = None if planned.request is None else engine.transcribe([planned.request])[0]
         segments = live.apply(planned, result)
-        busy += step_seconds(planned)
-        done = now + step_seconds(planned)
+        cost = step_seconds(planned)
+        busy += cost
+        done = now + cost
         for segment in segments:
             messages.append({"type": "segment", "text": segment.text})
             arrived.append(done)

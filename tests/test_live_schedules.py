@@ -16,6 +16,7 @@ import pytest
 
 from tests.speech import FIXTURE_DIR, fixture_clips, word_error_rate
 from tests.worker_support import read_wav
+from whisperfarm.packets import BYTES_PER_SAMPLE, FRAMES_PER_PACKET
 from whisperfarm.wire_bodies import AssignBody
 from workers import engines
 from workers.audio import SAMPLE_RATE
@@ -26,7 +27,7 @@ from workers.settings import WorkerSettings
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 JFK = FIXTURE_DIR / "jfk.wav"
-PACKET = 2 * 1000  # bytes: 1000 frames of s16le
+PACKET = BYTES_PER_SAMPLE["s16le"] * FRAMES_PER_PACKET
 STEP_MS = (500, 500, 1000, 1500)
 PACKETS_DURING_A_DECODE = (0, 2, 4, 8, 16)
 

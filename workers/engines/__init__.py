@@ -126,8 +126,8 @@ plus one: equal shapes across streams, so their passes can batch, and room after
 
 LIVE_FIT_FRAMES = 600
 """A live step's shortest encoder input (6 s). The encoder's cost grows with its input, and
-most live steps decode a few seconds: 6 s hears their words as well as 10 s did, for a fifth
-less decoding per stream (`bench/RESULTS.md`); much shorter inputs made the decoder loop."""
+most live steps decode a few seconds: 6 s hears their words as well as 10 s did, for less
+decoding per stream (`bench/RESULTS.md`); much shorter inputs made the decoder loop."""
 FILE_FIT_FRAMES = 1500
 """A file window's shortest encoder input (15 s): the files' words as with whole windows,
 where 10 s dropped a word now and then."""

@@ -186,7 +186,7 @@ def cpu_seconds(pid: int) -> float:
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain Markdown table (pastes into RESULTS.md as is)."""
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
         return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"

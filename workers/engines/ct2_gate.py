@@ -9,9 +9,8 @@ nothing from a batch, while its self-attention holds heads × 1500 × 1500 float
 so a batch of them costs memory and saves no time (`bench/RESULTS.md`, design measurements).
 CTranslate2's `generate` needs `<|startoftranscript|>` at the same position in every row (it
 cannot pad prompts), so generate calls batch with others whose prompt has the same length
-and options; cutting prompts to fit would change the words. Options that only bound the
-output (`max_length`: a live step's token limit follows its audio) do not split a batch:
-it runs to the longest, and each result is cut to its own.
+and options (a live step's token limit follows its window's size, `workers.live`); cutting
+prompts to fit would change the words.
 
 A window counts in the batch by its size: a fitted window (`DecodeRequest.fit_window`)
 holds as many encoder positions, and so cross-attention memory, as its share of a 30 s
@@ -49,9 +48,6 @@ WINDOW_FRAMES = 3000
 """Mel frames of a whole 30 s window, as faster-whisper pads them."""
 WINDOW_POSITIONS = 1500
 """Encoder output positions of a whole window."""
-IGNORED_IN_KEY = frozenset({"max_length"})
-"""Generate options that may differ within a batch: the batch runs to the longest, and
-each result is cut to its own (`_Cut`)."""
 
 
 @dataclass(frozen=True)
@@ -67,16 +63,6 @@ class _Generate:
     encoder_output: Features
     prompt: list[int]
     options: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class _Cut:
-    """A generate result with fewer tokens than the batch decoded: what faster-whisper
-    reads of a `WhisperGenerationResult`."""
-
-    sequences_ids: list[list[int]]
-    scores: list[float]
-    no_speech_prob: float
 
 
 Item = _Encode | _Generate
@@ -142,9 +128,8 @@ class GatedCt2Model:
     ) -> list[Any]:
         """One window (faster-whisper always passes one), batched with equal-shaped ones."""
         (prompt,) = prompts
-        shared = {k: v for k, v in options.items() if k not in IGNORED_IN_KEY}
         positions = encoder_output.shape[1]
-        key = ("generate", positions, len(prompt), _frozen(shared))
+        key = ("generate", positions, len(prompt), _frozen(options))
         item = _Generate(encoder_output, prompt, options)
         return [self.gate.call(key, item, positions / WINDOW_POSITIONS)]
 
@@ -176,34 +161,9 @@ class GatedCt2Model:
         return outputs
 
     def _generate(self, items: list[_Generate]) -> list[Any]:
-        """One call for the batch, as long as its longest `max_length`; each result cut
-        to its own."""
-        options = dict(items[0].options)
-        lengths: list[int | None] = [item.options.get("max_length") for item in items]
-        known = [length for length in lengths if length is not None]
-        options.pop("max_length", None)
-        if len(known) == len(lengths):
-            options["max_length"] = max(known)
         features = np.concatenate([item.encoder_output for item in items])
-        results = self._model.generate(
-            _storage(features), [item.prompt for item in items], **options
-        )
-        return [
-            _cut(result, item, length)
-            for result, item, length in zip(results, items, lengths, strict=True)
-        ]
-
-
-def _cut(result: Any, item: _Generate, max_length: int | None) -> Any:
-    """`result` with at most the tokens its own `max_length` allows."""
-    if max_length is None:
-        return result
-    allowed = max_length - len(item.prompt)
-    if all(len(ids) <= allowed for ids in result.sequences_ids):
-        return result
-    return _Cut(
-        [ids[:allowed] for ids in result.sequences_ids], list(result.scores), result.no_speech_prob
-    )
+        prompts = [item.prompt for item in items]
+        return list(self._model.generate(_storage(features), prompts, **items[0].options))
 
 
 def _storage(array: Features) -> ctranslate2.StorageView:

@@ -21,10 +21,8 @@ from tests.worker_support import final_body, interleave_streams, read_wav, worke
 from whisperfarm.errors import EngineError
 from whisperfarm.wire import Command
 from workers import engines
-from workers.audio import SAMPLE_RATE
 from workers.batching import BatchGate
-from workers.engines import LIVE_FIT_FRAMES, DecodeRequest, Engine
-from workers.engines.ct2_gate import GatedCt2Model, _Encode
+from workers.engines import DecodeRequest, Engine
 from workers.settings import WorkerSettings
 
 JOIN_S = 30.0
@@ -47,15 +45,11 @@ class Recorder:
         return [v * 10 for v in values]
 
 
-Call = tuple[Hashable, int] | tuple[Hashable, int, float]
-"""`BatchGate.call`'s arguments: key, value and maybe weight."""
-
-
-def run_threads(gate: BatchGate[int, int], calls: Sequence[Call]) -> list[int]:
+def run_threads(gate: BatchGate[int, int], calls: list[tuple[Hashable, int]]) -> list[int]:
     """Each call in its own thread, all decoding before any reaches the gate."""
     all_decoding = threading.Barrier(len(calls))
 
-    def one(call: Call) -> int:
+    def one(call: tuple[Hashable, int]) -> int:
         with gate.decoding():
             all_decoding.wait(JOIN_S)
             return gate.call(*call)
@@ -80,23 +74,6 @@ def test_max_batch_and_keys_bound_a_batch() -> None:
     for key, values in recorder.batches:
         assert {k for k, v in calls if v in values} == {key}  # keys never mix
     assert sorted(v for _, values in recorder.batches for v in values) == [1, 2, 3, 4, 5]
-
-
-def test_max_batch_counts_whole_inputs_by_their_weight() -> None:
-    """Inputs a quarter of a whole one (a live step's window: a fifth of a 30 s one) fill
-    a batch of one whole input four at a time; heavier ones still go one by one."""
-    recorder = Recorder()
-    gate = BatchGate(recorder, max_batch=1, wait_s=3600)
-    quarters = [("k", v, 0.25) for v in range(5)]
-    assert run_threads(gate, quarters) == [0, 10, 20, 30, 40]
-    assert sorted(len(values) for _, values in recorder.batches) == [1, 4]
-    recorder.batches.clear()
-    assert run_threads(gate, [("k", v, 0.6) for v in range(3)]) == [0, 10, 20]
-    assert [len(values) for _, values in recorder.batches] == [1, 1, 1]
-    recorder.batches.clear()
-    counted = BatchGate(recorder, max_batch=1, wait_s=3600, max_inputs=2)
-    assert run_threads(counted, quarters) == [0, 10, 20, 30, 40]
-    assert sorted(len(values) for _, values in recorder.batches) == [1, 2, 2]
 
 
 def test_a_lone_caller_is_not_kept_waiting() -> None:
@@ -223,13 +200,15 @@ class FakeEncoder:
 def test_faster_whisper_encodes_a_batch_window_by_window() -> None:
     """The gate hands over 3 windows; the encoder sees them one at a time (its peak memory
     is one window's), and each thread still gets its own window's output."""
+    from workers.engines.ct2_gate import GatedCt2Model
+
     fake = FakeEncoder()
     gated = GatedCt2Model(fake, max_batch=8, wait_s=3600)  # type: ignore[arg-type]
     windows = [np.full((1, 2, 3), i, dtype=np.float32) for i in range(3)]
-    outputs = gated._run(("encode", 2), [_Encode(w, 2) for w in windows])
+    outputs = gated._run(("encode",), windows)
     assert fake.passes == [1, 1, 1]
     for window, output in zip(windows, outputs, strict=True):
-        np.testing.assert_array_equal(output, window[..., :2] * 2)  # its fitted frames
+        np.testing.assert_array_equal(output, window * 2)
 
 
 # ---- engines: batching must not change the words ------------------------------------------
@@ -285,33 +264,6 @@ def test_batched_streams_get_the_same_words(
     assert max(sizes) > 1, "nothing was batched"
     for one, batched in zip(alone, together, strict=True):
         assert [s.text for s in batched.segments] == [s.text for s in one.segments]
-
-
-@pytest.mark.model
-def test_live_steps_share_passes_within_the_default_budget(
-    clips: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """Live steps of several streams at once (3 s each, fitted windows, greedy, the token
-    limit of their window): the CPU's default budget holds one whole window per pass, and
-    a step's window is a fifth of one, so they share passes; each keeps its words."""
-    settings = WorkerSettings(
-        engine="faster-whisper", model="tiny.en", model_cache_dir=tmp_path_factory.mktemp("m")
-    )
-    engine = engines.load(settings)
-    assert engine.max_batch == 1  # type: ignore[attr-defined]
-    step = 3 * SAMPLE_RATE
-    requests = [
-        DecodeRequest(audio[:step], word_timestamps=True, beam_size=1, fallback=False,
-                      max_new_tokens=58, fit_window=LIVE_FIT_FRAMES)
-        for audio in clips if len(audio) >= step
-    ]  # fmt: skip
-    sizes = record_batch_sizes(engine)
-    alone = [engine.transcribe([r])[0] for r in requests]
-    sizes.clear()
-    together = engine.transcribe(requests)
-    assert max(sizes) > 1, "nothing was batched"
-    for one, batched in zip(alone, together, strict=True):
-        assert [s.words for s in batched.segments] == [s.words for s in one.segments]
 
 
 @pytest.mark.model

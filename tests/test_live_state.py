@@ -190,16 +190,3 @@ def test_new_options_between_utterances_apply_at_once() -> None:
     live.feed(bytes(SECOND))
     request = live.next_step(final=False).to_request()
     assert (request.language, request.initial_prompt) == (None, "Dashwood.")
-
-
-def test_steps_that_encode_the_same_window_get_the_same_token_limit() -> None:
-    """The limit follows the encoded window, not the audio, so steps of several streams
-    with windows of one size can share a forward pass (their options must be equal)."""
-    limits: list[int | None] = []
-    for seconds in (1.0, 2.5, 3.9, 4.0, 9.0):
-        live = state()
-        live.feed(bytes(int(seconds * SECOND)))
-        limits.append(live.next_step(final=False).to_request().max_new_tokens)
-    first, *same, longer, longest = limits
-    assert same == [first, first] and first is not None
-    assert longer is not None and longest is not None and first < longer < longest

@@ -17,9 +17,7 @@ layers, width 1280, float16 on GPU: 249.6 MB.
 
 A worker may run several forward passes at once (`--parallel-batches`, see
 `parallel_batches`); the budget is for all of them together, so each pass gets its share:
-the effective batch is `min(--max-batch, max(1, budget // parallel // per_window))` whole
-windows. A shorter window holds its share of the 1500 positions: faster-whisper's gate counts
-it so (`ct2_gate`), and `--max-batch` still bounds how many windows a pass takes. The
+the effective batch is `min(--max-batch, max(1, budget // parallel // per_window))`. The
 budget (`--batch-memory-mb`, 0 = auto):
 - CPU: `CPU_BUDGET_MB` (96). Each of a CPU worker's 2 parallel passes gets 48 MiB: one
   tiny.en window (25.7 MiB with faster-whisper, 29.7 with openai-whisper). That keeps a

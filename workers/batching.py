@@ -5,10 +5,9 @@ audio, fall back to higher temperatures, carry the prompt on) in its own thread,
 as it would be decoded alone. The loop's expensive steps (encoder + beam search over one
 30 s window) go through a `BatchGate`: a thread arriving there parks its input; as soon as
 every thread that is decoding has parked (nobody else can join), `max_batch` inputs are
-waiting (counted by weight: an input may be a share of a whole one; `max_inputs` bounds
-their number), or the oldest has waited `wait_s`, one parked thread leads the whole batch
-through a single call and hands each thread its own result. So stream results are what
-they would be unbatched, and the batch fills itself from whichever streams are at the same step (new
+waiting, or the oldest has waited `wait_s`, one parked thread leads the whole batch
+through a single call and hands each thread its own result. So stream results are what they would
+be unbatched, and the batch fills itself from whichever streams are at the same step (new
 streams join at the next step, no static batches).
 
 At most `parallel` batches run at once (`--parallel-batches`): on a GPU one, on a CPU
@@ -52,7 +51,6 @@ class _Parked(Generic[In, Out]):
     key: Hashable
     value: In
     since: float
-    weight: float = 1.0
     done: bool = False
     result: Out | None = None
     error: BaseException | None = None
@@ -63,20 +61,12 @@ class BatchGate(Generic[In, Out]):
     """Rendezvous of decoding threads; see the module docstring."""
 
     def __init__(
-        self,
-        run: RunBatch[In, Out],
-        max_batch: int,
-        wait_s: float,
-        parallel: int = 1,
-        max_inputs: int | None = None,
+        self, run: RunBatch[In, Out], max_batch: int, wait_s: float, parallel: int = 1
     ) -> None:
         if max_batch < 1 or parallel < 1:
             raise ValueError("max_batch and parallel must be at least 1")
         self._run = run
         self.max_batch = max_batch
-        """Whole inputs per batch, each input counted by its weight (`call`)."""
-        self.max_inputs = max_inputs
-        """Inputs per batch whatever their weight (None: no such bound)."""
         self.wait_s = wait_s
         self.parallel = parallel
         self._cond = threading.Condition()
@@ -102,11 +92,10 @@ class BatchGate(Generic[In, Out]):
                 self.active -= 1
                 self._cond.notify_all()  # a leader may be waiting for this thread
 
-    def call(self, key: Hashable, value: In, weight: float = 1.0) -> Out:
-        """Run `value` in the next batch of its key; blocks until its result is there.
-        `weight`: the share of a whole input `value` is (`max_batch` counts whole ones)."""
+    def call(self, key: Hashable, value: In) -> Out:
+        """Run `value` in the next batch of its key; blocks until its result is there."""
         with self._cond:
-            me: _Parked[In, Out] = _Parked(key, value, time.monotonic(), weight)
+            me: _Parked[In, Out] = _Parked(key, value, time.monotonic())
             self._parked.append(me)
             self._cond.notify_all()
             while not me.done:
@@ -126,19 +115,9 @@ class BatchGate(Generic[In, Out]):
         """The next leader starts a batch once waiting longer gains nothing."""
         if not self._is_next_leader(me):
             return False
-        full = self._full([p for p in self._parked if p.key == me.key])
+        full = sum(1 for p in self._parked if p.key == me.key) >= self.max_batch
         everyone = len(self._parked) >= max(1, self.active - self._in_flight)
         return full or everyone or self._time_left() <= 0
-
-    def _full(self, batch: list[_Parked[In, Out]]) -> bool:
-        """`batch` is at one of its bounds: `max_inputs` inputs or `max_batch` whole ones."""
-        counted = self.max_inputs is not None and len(batch) >= self.max_inputs
-        return counted or sum(p.weight for p in batch) >= self.max_batch
-
-    def _fits(self, batch: list[_Parked[In, Out]], more: _Parked[In, Out]) -> bool:
-        """`more` can join `batch` within both bounds."""
-        counted = self.max_inputs is not None and len(batch) >= self.max_inputs
-        return not counted and sum(p.weight for p in batch) + more.weight <= self.max_batch
 
     def _wait_for(self, me: _Parked[In, Out]) -> float | None:
         """Only the next leader has a deadline; everyone else sleeps until notified (a
@@ -158,10 +137,7 @@ class BatchGate(Generic[In, Out]):
     def _lead(self) -> None:
         """Take a batch, run it without the lock, hand out the results (lock held)."""
         key = self._parked[0].key
-        batch: list[_Parked[In, Out]] = []
-        for parked in self._parked:
-            if parked.key == key and (not batch or self._fits(batch, parked)):
-                batch.append(parked)
+        batch = [p for p in self._parked if p.key == key][: self.max_batch]
         self._parked = [p for p in self._parked if p not in batch]
         self._running += 1
         self._in_flight += len(batch)

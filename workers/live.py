@@ -38,13 +38,11 @@ from whisperfarm.protocol import SegmentData
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE, Pcm
 from workers.engines import (
-    FRAMES_PER_SECOND,
     LIVE_FIT_FRAMES,
     DecodedSegment,
     DecodedWord,
     DecodeRequest,
     DecodeResult,
-    fitted_frames,
 )
 from workers.stream import StreamState
 from workers.vad import DEFAULT_THRESHOLD, VoiceActivity
@@ -70,10 +68,8 @@ SEAM_WORDS = 2
 looked for."""
 TOKENS_PER_SECOND = 8
 MIN_NEW_TOKENS = 10
-"""A step's decoder stops after this many tokens per second of its encoded window, plus the
-minimum: fast speech is ~5 tokens/s with timestamps; a decoder past that is looping. Of the
-window (`fitted_frames`), not of the audio: steps of equal windows then have equal limits
-and share a forward pass (`workers.engines.ct2_gate`)."""
+"""A step's decoder stops after this many tokens per second of its audio, plus the minimum:
+fast speech is ~5 tokens/s with timestamps; a decoder past that is looping."""
 SEAM_MATCH = 2
 """Committed words the decode's copy must match, at most (one word alone matches too often:
 "you … ask what you")."""
@@ -289,7 +285,7 @@ class LiveState(StreamState):
             spec.temperature,
             word_timestamps=True,
             beam_size=None if closes else self.options.beam_size,
-            max_new_tokens=_token_limit(len(pcm)),
+            max_new_tokens=round(len(pcm) / SAMPLE_RATE * TOKENS_PER_SECOND) + MIN_NEW_TOKENS,
             fallback=False,
             fit_window=LIVE_FIT_FRAMES,
         )
@@ -409,11 +405,6 @@ class LiveState(StreamState):
         super()._drop(samples)
         if self._vad is not None and samples > 0:
             self._vad.forget_before(self._offset)
-
-
-def _token_limit(samples: int) -> int:
-    seconds = fitted_frames(samples, LIVE_FIT_FRAMES) / FRAMES_PER_SECOND
-    return round(seconds * TOKENS_PER_SECOND) + MIN_NEW_TOKENS
 
 
 def _norm(word: str) -> str:

@@ -133,9 +133,7 @@ class WorkerSettings(ComponentSettings):
         description=(
             "Memory (MiB) the forward passes running at once may hold for their windows' "
             "decoding state; the batch is min(--max-batch, budget / --parallel-batches / one "
-            "window's estimate from the model's dimensions), at least 1, in whole 30 s windows "
-            "(faster-whisper: a shorter window, such as a live step's, counts by its share). "
-            "0: auto (CPU: 96, "
+            "window's estimate from the model's dimensions), at least 1. 0: auto (CPU: 96, "
             "one tiny.en window in each of 2 parallel passes; CUDA: half the free GPU "
             "memory with openai-whisper, 4096 with faster-whisper)."
         ),

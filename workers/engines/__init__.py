@@ -119,8 +119,6 @@ class DecodeRequest:
         return len(self.source) / SAMPLE_RATE
 
 
-FRAMES_PER_SECOND = 100
-"""Whisper's log-mel frames: one per 10 ms."""
 FIT_STEP_FRAMES = 200
 """`fit_window` rounds the encoder's input up to whole steps of this many mel frames (2 s),
 plus one: equal shapes across streams, so their passes can batch, and room after the last word."""
@@ -137,7 +135,7 @@ where 10 s dropped a word now and then."""
 
 def fitted_frames(samples: int, minimum: int) -> int:
     """Mel frames (10 ms) to encode for `samples` of audio, at least `minimum`."""
-    frames = samples // (SAMPLE_RATE // FRAMES_PER_SECOND) + 1
+    frames = samples // (SAMPLE_RATE // 100) + 1
     return min(3000, max(minimum, (frames // FIT_STEP_FRAMES + 2) * FIT_STEP_FRAMES))
 
 

@@ -9,21 +9,10 @@ nothing from a batch, while its self-attention holds heads × 1500 × 1500 float
 so a batch of them costs memory and saves no time (`bench/RESULTS.md`, design measurements).
 CTranslate2's `generate` needs `<|startoftranscript|>` at the same position in every row (it
 cannot pad prompts), so generate calls batch with others whose prompt has the same length
-and options (a live step's token limit follows its window's size, `workers.live`); cutting
-prompts to fit would change the words.
-
-A window counts in the batch by its size: a fitted window (`DecodeRequest.fit_window`)
-holds as many encoder positions, and so cross-attention memory, as its share of a 30 s
-window, and the budget (`batch_budget`) counts whole windows. So the live steps of several
-streams (6 s windows, a fifth of one) share one generate pass within a CPU's budget of one
-window per pass: a step's greedy decode costs little more in a batch of three than alone
-(`bench/RESULTS.md`). Windows batch with those of the same size only (their words must
-not depend on their neighbours), so encoder calls are keyed by their frames.
-
-Encoder outputs travel as numpy arrays between the two calls (faster-whisper only hands
-them back to the model). With `parallel` batches at once, each call goes to one of the
-model's CTranslate2 replicas (`num_workers`), which share one copy of the weights: a
-replica costs next to no memory.
+and options; cutting prompts to fit would change the words. Encoder outputs travel as numpy
+arrays between the two calls (faster-whisper only hands them back to the model). With
+`parallel` batches at once, each call goes to one of the model's CTranslate2 replicas
+(`num_workers`), which share one copy of the weights: a replica costs next to no memory.
 """
 
 from __future__ import annotations
@@ -31,7 +20,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import ctranslate2
@@ -44,28 +32,8 @@ ENCODE_BATCH = 1
 """Windows per encoder pass (see the module docstring)."""
 
 Features = npt.NDArray[np.floating[Any]]
-WINDOW_FRAMES = 3000
-"""Mel frames of a whole 30 s window, as faster-whisper pads them."""
-WINDOW_POSITIONS = 1500
-"""Encoder output positions of a whole window."""
-
-
-@dataclass(frozen=True)
-class _Encode:
-    window: Features
-    """faster-whisper's padded window, (1, mels, `WINDOW_FRAMES`); a view, not a copy."""
-    frames: int
-    """Its first `frames` are encoded (`DecodeRequest.fit_window`)."""
-
-
-@dataclass(frozen=True)
-class _Generate:
-    encoder_output: Features
-    prompt: list[int]
-    options: dict[str, Any]
-
-
-Item = _Encode | _Generate
+GenerateItem = tuple[Features, list[int], dict[str, Any]]
+Item = Features | GenerateItem
 
 
 def _frozen(value: Any) -> Hashable:
@@ -87,13 +55,10 @@ class GatedCt2Model:
         wait_s: float,
         encode_batch: int = ENCODE_BATCH,
         parallel: int = 1,
-        max_inputs: int | None = None,
     ) -> None:
         self._model = model
         self.encode_batch = encode_batch
-        self.gate: BatchGate[Item, Any] = BatchGate(
-            self._run, max_batch, wait_s, parallel, max_inputs
-        )
+        self.gate: BatchGate[Item, Any] = BatchGate(self._run, max_batch, wait_s, parallel)
         self._local = threading.local()
 
     @contextmanager
@@ -117,10 +82,10 @@ class GatedCt2Model:
         `features` wraps faster-whisper's own padded window: parked as a view of it, not
         a copy (0.96 MB per waiting window with 80 mels)."""
         window = np.asarray(features)
-        frames: int = getattr(self._local, "frames", None) or window.shape[-1]
-        frames = min(frames, window.shape[-1])
-        key = ("encode", frames)
-        result: Features = self.gate.call(key, _Encode(window, frames), frames / WINDOW_FRAMES)
+        frames: int | None = getattr(self._local, "frames", None)
+        if frames is not None and frames < window.shape[-1]:
+            window = np.ascontiguousarray(window[..., :frames])
+        result: Features = self.gate.call(("encode",), window)
         return result
 
     def generate(
@@ -128,10 +93,8 @@ class GatedCt2Model:
     ) -> list[Any]:
         """One window (faster-whisper always passes one), batched with equal-shaped ones."""
         (prompt,) = prompts
-        positions = encoder_output.shape[1]
-        key = ("generate", positions, len(prompt), _frozen(options))
-        item = _Generate(encoder_output, prompt, options)
-        return [self.gate.call(key, item, positions / WINDOW_POSITIONS)]
+        key = ("generate", encoder_output.shape[1], len(prompt), _frozen(options))
+        return [self.gate.call(key, (encoder_output, prompt, options))]
 
     def detect_language(self, encoder_output: Features) -> Any:
         """Rare (once per stream on multilingual models): not worth a batch."""
@@ -144,26 +107,22 @@ class GatedCt2Model:
     # ---- the batch side -----------------------------------------------------------------------
 
     def _run(self, key: Hashable, items: Sequence[Item]) -> list[Any]:
-        encodes = [item for item in items if isinstance(item, _Encode)]
-        if encodes:
-            return self._encode(encodes)
-        return self._generate([item for item in items if isinstance(item, _Generate)])
+        if key == ("encode",):
+            return self._encode([item for item in items if isinstance(item, np.ndarray)])
+        batch = [item for item in items if isinstance(item, tuple)]
+        features = np.concatenate([f for f, _, _ in batch])
+        results = self._model.generate(_storage(features), [p for _, p, _ in batch], **batch[0][2])
+        return list(results)
 
-    def _encode(self, items: list[_Encode]) -> list[Features]:
+    def _encode(self, features: list[Features]) -> list[Features]:
         """`encode_batch` windows per pass: peak memory of a few windows, not of all."""
-        windows = [item.window[..., : item.frames] for item in items]
         outputs: list[Features] = []
-        for start in range(0, len(windows), self.encode_batch):
-            chunk = windows[start : start + self.encode_batch]
-            stacked = np.concatenate(chunk)
+        for start in range(0, len(features), self.encode_batch):
+            chunk = features[start : start + self.encode_batch]
+            stacked = chunk[0] if len(chunk) == 1 else np.concatenate(chunk)
             output = np.array(self._model.encode(_storage(stacked), to_cpu=True))
             outputs += [output[i : i + 1] for i in range(len(output))]
         return outputs
-
-    def _generate(self, items: list[_Generate]) -> list[Any]:
-        features = np.concatenate([item.encoder_output for item in items])
-        prompts = [item.prompt for item in items]
-        return list(self._model.generate(_storage(features), prompts, **items[0].options))
 
 
 def _storage(array: Features) -> ctranslate2.StorageView:

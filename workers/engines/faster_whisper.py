@@ -85,20 +85,13 @@ class FasterWhisperEngine:
     max_batch: int = 8
     batch_wait_s: float = 0.02
     parallel_batches: int = 1
-    max_inputs: int | None = None
-    """Windows per pass whatever their size (`--max-batch`); `max_batch` counts whole
-    windows of the memory budget, a fitted window its share (`ct2_gate`)."""
     name: str = "faster-whisper"
     gated: GatedCt2Model = field(init=False)
     _pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.gated = GatedCt2Model(
-            self.whisper.model,
-            self.max_batch,
-            self.batch_wait_s,
-            parallel=self.parallel_batches,
-            max_inputs=self.max_inputs,
+            self.whisper.model, self.max_batch, self.batch_wait_s, parallel=self.parallel_batches
         )
         self.whisper.model = self.gated
         self.whisper.feature_extractor = Limited(self.whisper.feature_extractor, usable_cpus())
@@ -199,5 +192,4 @@ def load(settings: WorkerSettings) -> FasterWhisperEngine:
         max_batch,
         settings.batch_wait_ms / 1000,
         parallel,
-        max_inputs=settings.max_batch,
     )

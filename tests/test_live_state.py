@@ -190,3 +190,27 @@ def test_new_options_between_utterances_apply_at_once() -> None:
     live.feed(bytes(SECOND))
     request = live.next_step(final=False).to_request()
     assert (request.language, request.initial_prompt) == (None, "Dashwood.")
+
+
+def test_a_pause_commits_the_last_words_even_when_the_decoder_doubts_them() -> None:
+    # A closing step (beam search, nothing to agree with) gave the utterance's last words a
+    # low probability: "… can do for your[p 0.00] country". Its audio ends with the speech,
+    # so they are real words, not ones made up in a silence after it: dropped, they were
+    # lost with the step's audio ("your country" never came, in the browser test).
+    body = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=True)
+    live = LiveState(body, LiveOptions())
+    live._vad = ScriptedVoice((0.2, 3.0))  # type: ignore[assignment]
+    live.feed(bytes(4 * SECOND))
+    assert live.wants_step(STEP_MS)
+    planned = live.next_step(final=False)
+    assert planned.closes
+    words = (
+        DecodedWord(" do", 1.6, 1.9, 0.9),
+        DecodedWord(" for", 1.9, 2.2, 0.9),
+        DecodedWord(" your", 2.2, 2.4, 0.001),
+        DecodedWord(" country.", 2.4, 2.95, 0.3),
+    )
+    segment = DecodedSegment(1.6, 2.95, " do for your country.", words=words)
+    invented = said(("Thank", 3.4, 3.6), ("you.", 3.6, 3.8)).segments[0]  # in the pause
+    committed = live.apply(planned, DecodeResult([segment, invented], "en"))
+    assert " ".join(s.text.strip() for s in committed) == "do for your country."

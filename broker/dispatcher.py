@@ -93,6 +93,8 @@ class WorkerInfo:
     """The live streams among `streams` (a new live stream goes where they are fewest)."""
     live_step_seconds: float = 0.0
     """Its recent live step time, by its last heartbeat."""
+    speakers_unavailable: str | None = None
+    """Why it cannot label speakers (None: it can), by its READY."""
     refusing: bool = False
     """It refused an ASSIGN (its count of free slots was not ours): nothing new for it
     until its next heartbeat, so a stream cannot bounce between it and the queue."""
@@ -339,6 +341,7 @@ class Dispatcher:
             slots=max(0, body.slots),
             metrics_port=body.metrics_port or None,
             expiry=self._expiry(),
+            speakers_unavailable=body.speakers_unavailable,
         )
         self.workers[identity] = worker
         log.info(
@@ -439,7 +442,7 @@ class Dispatcher:
         waiting: list[StreamRun] = []
         while self.queue and any(w.free > 0 for w in self.workers.values()):
             run = self.queue.popleft()
-            worker = self._pick_worker(run.job.model, run.job.live)
+            worker = self._pick_worker(run.job.model, run.job.live, run.job.diarize)
             if worker is None:
                 waiting.append(run)
             else:
@@ -447,10 +450,19 @@ class Dispatcher:
         self.queue.extendleft(reversed(waiting))
         self._update_gauges()
 
-    def _pick_worker(self, model: str | None, live: bool = False) -> WorkerInfo | None:
-        """The least busy worker serving `model`; for a live stream, the one with the
-        least live load (live streams, then step time: live work goes first there)."""
-        candidates = [w for w in self.workers.values() if w.free > 0 and model in (None, w.model)]
+    def _pick_worker(
+        self, model: str | None, live: bool = False, diarize: bool = False
+    ) -> WorkerInfo | None:
+        """The least busy worker serving `model` (and labelling speakers, for a stream
+        that asks for labels); for a live stream, the one with the least live load (live
+        streams, then step time: live work goes first there)."""
+        candidates = [
+            w
+            for w in self.workers.values()
+            if w.free > 0
+            and model in (None, w.model)
+            and not (diarize and w.speakers_unavailable is not None)
+        ]
         if live:
             return min(
                 candidates,
@@ -458,6 +470,14 @@ class Dispatcher:
                 default=None,
             )
         return min(candidates, key=lambda w: (len(w.streams), w.connected_at), default=None)
+
+    def why_no_speakers(self, model: str | None) -> str | None:
+        """Why no connected worker serving `model` labels speakers (a worker's reason);
+        None when one does, or when none serves it yet (a stream waits for workers)."""
+        serving = [w for w in self.workers.values() if model in (None, w.model)]
+        if not serving or any(w.speakers_unavailable is None for w in serving):
+            return None
+        return serving[0].speakers_unavailable
 
     def models(self) -> collections.Counter[str]:
         """The models the connected workers serve, with how many workers serve each."""

@@ -40,7 +40,7 @@ from broker.spool import JobFiles, SpoolWriter
 from broker.transcript_store import TranscriptStore
 from broker.upload import Upload
 from whisperfarm.curve import CurveServer
-from whisperfarm.errors import NotFound, UnknownModel, WhisperfarmError
+from whisperfarm.errors import NotFound, NoWorker, UnknownModel, WhisperfarmError
 from whisperfarm.farm_view import FarmView
 from whisperfarm.jobs import DECODE_OPTIONS, Job, JobStatus
 from whisperfarm.packets import PacketValidator
@@ -146,6 +146,8 @@ class Farm:
         owner = who.owner
         audio = start.audio_format()
         model = self.resolve_model(start.model)
+        if start.diarize and (why := self._dispatcher.why_no_speakers(model)) is not None:
+            raise NoWorker(f"no worker serving {model} can label speakers: {why}")
         if reservation is None:
             self._admission.acquire("start", owner)
         else:

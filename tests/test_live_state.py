@@ -209,8 +209,11 @@ def test_a_pause_commits_the_last_words_even_when_the_decoder_doubts_them() -> N
         DecodedWord(" for", 1.9, 2.2, 0.9),
         DecodedWord(" your", 2.2, 2.4, 0.001),
         DecodedWord(" country.", 2.4, 2.95, 0.3),
+        DecodedWord(" Do", 2.95, 2.95, 0.8),  # a repeat squeezed to no time: made up
+        DecodedWord(" for", 2.95, 2.95, 0.8),
+        DecodedWord(" your", 3.0, 3.1, 0.8),
     )
-    segment = DecodedSegment(1.6, 2.95, " do for your country.", words=words)
+    segment = DecodedSegment(1.6, 3.1, " do for your country. Do for your", words=words)
     invented = said(("Thank", 3.4, 3.6), ("you.", 3.6, 3.8)).segments[0]  # in the pause
     committed = live.apply(planned, DecodeResult([segment, invented], "en"))
     assert " ".join(s.text.strip() for s in committed) == "do for your country."

@@ -308,13 +308,15 @@ class LiveState(StreamState):
             return []
         if self.language is None:
             self.language = result.language
-        decoded = len(step.pcm) / SAMPLE_RATE
-        # A closing step's audio ends with the speech: the words at its end are real ones,
-        # and whatever it drops of them is lost with its audio. Only words squeezed to no
-        # time at the very end are taken for made up there.
+        # A closing step's audio ends with the speech: a word it doubts at its end is a
+        # real one, and dropped it would be lost with the step's audio. Words squeezed to
+        # no time there are still made up (a repeat: "Americans. And so my fellow …").
         ends_speech = step.closes and step.speech_end == len(step.pcm)
-        tail_from = decoded if ends_speech else decoded - MADE_UP_TAIL_S
-        heard = _until_made_up([(w, s) for s in result.segments for w in s.words or ()], tail_from)
+        heard = _until_made_up(
+            [(w, s) for s in result.segments for w in s.words or ()],
+            len(step.pcm) / SAMPLE_RATE,
+            doubts=not ends_speech,
+        )
         if step.speech_end is not None:
             heard = [(w, s) for w, s in heard if w.start * SAMPLE_RATE < step.speech_end]
         new = self._after_committed(heard)
@@ -416,23 +418,22 @@ def _norm(word: str) -> str:
     return "".join(_WORD.findall(word.lower()))
 
 
-def _until_made_up(heard: list[_Heard], tail_from: float) -> list[_Heard]:
+def _until_made_up(heard: list[_Heard], decoded: float, doubts: bool = True) -> list[_Heard]:
     """The words before the first one the decoder made up after the speech: one it gives
     no time (Whisper squeezes what it invents at the end into zero-length words) where
-    nothing timed follows it or in the tail (from `tail_from` seconds into the decoded
-    audio: its last `MADE_UP_TAIL_S`, or nothing when the audio ends with the speech), or
-    an all but unlikely one in that tail. What follows such a word ("Thank you. Thank you
-    very much.") is invented too; a real word cut off here is decoded again in the next
-    step. A zero-length word with timed words after it, earlier than the tail, is a real
-    word the alignment squeezed ("my" in "so, my fellow"): cutting there would lose the
-    rest of an utterance that a pause is closing."""
+    nothing timed follows it or in the last `MADE_UP_TAIL_S` of the audio, or (with
+    `doubts`) an all but unlikely one in that tail. What follows such a word ("Thank you.
+    Thank you very much.") is invented too; a real word cut off here is decoded again in
+    the next step. A zero-length word with timed words after it, earlier than the tail, is
+    a real word the alignment squeezed ("my" in "so, my fellow"): cutting there would lose
+    the rest of an utterance that a pause is closing."""
     timed_after = len(heard)  # past the last word with a duration
     while timed_after and _timeless(heard[timed_after - 1][0]):
         timed_after -= 1
     for index, (word, _) in enumerate(heard):
-        in_tail = word.start >= tail_from
+        in_tail = word.start >= decoded - MADE_UP_TAIL_S
         timeless = _timeless(word) and (in_tail or index >= timed_after)
-        unlikely = word.probability < MADE_UP_PROBABILITY and in_tail
+        unlikely = doubts and word.probability < MADE_UP_PROBABILITY and in_tail
         if timeless or unlikely:
             return heard[:index]
     return heard

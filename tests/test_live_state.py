@@ -193,10 +193,10 @@ def test_new_options_between_utterances_apply_at_once() -> None:
 
 
 def test_a_pause_commits_the_last_words_even_when_the_decoder_doubts_them() -> None:
-    # A closing step (beam search, nothing to agree with) gave the utterance's last words a
-    # low probability: "… can do for your[p 0.00] country". Its audio ends with the speech,
-    # so they are real words, not ones made up in a silence after it: dropped, they were
-    # lost with the step's audio ("your country" never came, in the browser test).
+    # A closing step (beam search, nothing to agree with) may give the utterance's last
+    # words a low probability: "… can do for your[p 0.00] country". Its audio ends with
+    # the speech, so they are real words, not ones made up in a silence after it: dropped,
+    # they would be lost with the step's audio.
     body = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=True)
     live = LiveState(body, LiveOptions())
     live._vad = ScriptedVoice((0.2, 3.0))  # type: ignore[assignment]

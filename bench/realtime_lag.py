@@ -29,6 +29,9 @@ from tests.farm import Broker
 from tests.speech import normalize_text
 
 RATE = 24_000
+PREFIX_PADDING_MS = 300
+"""The session's `prefix_padding_ms` (OpenAI's default): `speech_started.audio_start_ms`
+is where the turn's voice began, less this."""
 TAIL_S = 2.0
 """Silence sent after the speech, so server VAD ends the last turn."""
 WAIT_S = 30.0
@@ -39,7 +42,7 @@ SESSION = {
         "input": {
             "format": {"type": "audio/pcm", "rate": RATE},
             "transcription": {"model": "whisper-1", "language": "en"},
-            "turn_detection": {"type": "server_vad"},
+            "turn_detection": {"type": "server_vad", "prefix_padding_ms": PREFIX_PADDING_MS},
         }
     },
 }
@@ -51,6 +54,9 @@ class RealtimeRun:
     (seconds from the first append)."""
 
     deltas: list[tuple[float, str]] = field(default_factory=list)
+    starts: list[tuple[float, float]] = field(default_factory=list)
+    """When each `speech_started` arrived, and where it says its turn's voice began
+    (stream seconds)."""
     sent: list[float] = field(default_factory=list)
     turns: int = 0
     error: str | None = None
@@ -101,6 +107,8 @@ async def _listen(connection: Any, run: RealtimeRun, began: float, settled: asyn
         if kind == "conversation.item.input_audio_transcription.delta":
             run.deltas.append((loop.time() - began, event["delta"]))
         elif kind == "input_audio_buffer.speech_started":
+            begun = (event["audio_start_ms"] + PREFIX_PADDING_MS) / 1000
+            run.starts.append((loop.time() - began, begun))
             started += 1
             settled.clear()
         elif kind == "conversation.item.input_audio_transcription.completed":
@@ -131,3 +139,9 @@ def delta_lags(
             arrived = words[block.a + k][1]
             lags.append(arrived - sent_at(timed[block.b + k].end, run.sent, packet_s))
     return lags, len(words) - len(lags)
+
+
+def speech_started_lags(run: RealtimeRun, packet_s: float) -> list[float]:
+    """Each `speech_started`'s arrival minus when the client had sent the audio where, by
+    the event, its turn's voice began: how soon a client learns that someone speaks."""
+    return [arrived - sent_at(begun, run.sent, packet_s) for arrived, begun in run.starts]

@@ -66,7 +66,15 @@ class WorkerResults:
     def on_partial(self, run: StreamRun, body: PartialBody) -> None:
         """A live run's uncommitted tail, to its client (only live runs have one)."""
         if run.job.live:
-            run.emit(Partial(text=body.text, start=body.start, end=body.end, closed=body.closed))
+            run.emit(
+                Partial(
+                    text=body.text,
+                    start=body.start,
+                    end=body.end,
+                    closed=body.closed,
+                    speech_from=body.speech_from,
+                )
+            )
             if run.arrivals is not None and body.text:
                 run.arrivals.partial_sent(body.end)
 

@@ -217,3 +217,38 @@ def test_a_pause_commits_the_last_words_even_when_the_decoder_doubts_them() -> N
     invented = said(("Thank", 3.4, 3.6), ("you.", 3.6, 3.8)).segments[0]  # in the pause
     committed = live.apply(planned, DecodeResult([segment, invented], "en"))
     assert " ".join(s.text.strip() for s in committed) == "do for your country."
+
+
+def test_an_utterance_s_start_is_told_once_as_soon_as_its_voice_activity_lasts() -> None:
+    body = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=True)
+    live = LiveState(body, LiveOptions())
+    live._vad = ScriptedVoice((1.0, 2.0), (3.0, 3.1), (4.0, 5.0), (6.0, 7.0))  # type: ignore[assignment]
+    live.feed(bytes(int(1.2 * SECOND)))
+    assert live.speech_onset() is None, "0.2 s of voice activity: a click or a breath"
+    live.feed(bytes(int(0.1 * SECOND)))
+    assert live.speech_onset() == 1.0, "told before any step decoded it"
+    assert live.speech_onset() is None, "once per utterance"
+    live.feed(bytes(int(1.3 * SECOND)))
+    closing = live.next_step(final=False)
+    assert closing.closes, "the pause after 2.0 s closes the utterance"
+    live.apply(closing, said(("hello", 0.2, 0.8)))
+    live.feed(bytes(int(1.0 * SECOND)))
+    assert live.speech_onset() is None, "the 0.1 s at 3.0 s begins no utterance"
+    wordless = live.next_step(final=False)
+    assert wordless.closes, "its pause closes it"
+    live.apply(wordless, None)
+    live.feed(bytes(int(1.4 * SECOND)))
+    assert live.speech_onset() == 4.0
+    live.feed(bytes(int(1.2 * SECOND)))
+    assert live.speech_onset() is None, "no step closed the utterance of 4.0 s yet"
+    live.clear()  # at 6.2 s, mid-speech: what follows is a new utterance
+    live.feed(bytes(int(0.1 * SECOND)))
+    assert live.speech_onset() is None
+    live.feed(bytes(int(0.2 * SECOND)))
+    assert live.speech_onset() == 6.2
+
+
+def test_without_voice_activity_no_utterance_start_is_told() -> None:
+    live = state()
+    live.feed(bytes(2 * SECOND))
+    assert live.speech_onset() is None

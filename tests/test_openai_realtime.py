@@ -176,6 +176,36 @@ def test_server_vad_gives_one_completed_turn_per_sentence(
     assert word_error_rate(" ".join(SENTENCES[:2]), transcript) <= 0.15, transcript
 
 
+def test_server_vad_says_speech_started_as_the_voice_begins_before_any_word(
+    farm: tuple[Broker, Worker], speech: list[bytes]
+) -> None:
+    """A second of silence, then the first 0.45 s of a sentence, and nothing more for now:
+    the turn begins where the voice does (less the prefix padding), as the worker's voice
+    activity tells it, before its words are decoded (tests/test_worker_live.py)."""
+    broker, _ = farm
+    onset = round(RATE * 0.45) * 2
+
+    async def run() -> tuple[list[Event], list[Event]]:
+        async with session(broker) as connection:
+            await next_event(connection)
+            await configure(connection, format={"type": "audio/pcm", "rate": RATE})
+            await append(connection, silence(1.0) + speech[0][:onset], 4800)
+            begun = await events_until(
+                connection, lambda e: e["type"] == "input_audio_buffer.speech_started"
+            )
+            await append(connection, speech[0][onset:] + silence(1.5), 4800)
+            rest = await events_until(connection, lambda e: e["type"] == "conversation.item.done")
+            return begun, rest
+
+    begun, rest = asyncio.run(run())
+    started = begun[-1]
+    assert not of(begun, "conversation.item.input_audio_transcription.delta")
+    assert 650 <= started["audio_start_ms"] <= 850, started  # 1 s less 300 ms of padding
+    assert not of(rest, "input_audio_buffer.speech_started"), "one turn, begun once"
+    turn = check_turn(rest, SENTENCES[0])
+    assert turn["item_id"] == started["item_id"]
+
+
 def test_manual_commits_end_turns_and_clear_drops_audio(
     farm: tuple[Broker, Worker], speech: list[bytes]
 ) -> None:

@@ -138,6 +138,19 @@ def test_with_vad_a_pause_ends_the_turn_and_clear_forgets_a_turn_with_no_words()
     assert turns.on_partial(closed(4.0)) == [], "no turn open"
 
 
+def test_with_vad_a_turn_opens_where_the_voice_activity_began() -> None:
+    turns = Turns(Session())  # prefix padding 300 ms
+    [started] = turns.on_partial(Partial(text="", start=0, end=0, speech_from=1.25))
+    event = json.loads(started)
+    assert (event["type"], event["audio_start_ms"]) == ("input_audio_buffer.speech_started", 950)
+    assert turns.on_partial(Partial(text="Hel", start=1.3, end=1.5)) == [], "already open"
+    turns.on_segment(segment(0, " Hello.", 1.3))
+    ended = [json.loads(e) for e in turns.on_partial(closed(3.0))]
+    assert ended[0]["audio_end_ms"] == 3000 and ended[0]["item_id"] == event["item_id"]
+    manual = Turns(Session(vad=None))
+    assert manual.on_partial(Partial(text="", start=0, end=0, speech_from=1.25)) == []
+
+
 def test_a_failed_stream_fails_the_open_turn_by_its_item() -> None:
     turns = Turns(Session())
     assert turns.failed("the worker died") == [], "no turn open: nothing to fail"

@@ -79,6 +79,25 @@ def test_clear_forgets_the_audio_not_committed(slow_steps: WorkerRig) -> None:
     assert word_error_rate(REFERENCE[AUSTEN.name], text) < 0.3, text
 
 
+def test_an_utterance_that_begins_is_told_before_any_step_decodes_it(
+    slow_steps: WorkerRig,
+) -> None:
+    """A second of silence, then JFK's first 0.6 s (his voice begins 0.33 s in): no step
+    of its own yet, but the voice activity says where the utterance began."""
+    pcm, audio = pcm_of(JFK)
+    slow_steps.broker.assign("onset", audio, live=True)
+    slow_steps.broker.packets("onset", bytes(16_000 * 2) + pcm[: round(0.6 * 16_000) * 2], audio)
+    _, told = slow_steps.broker.expect(
+        Command.PARTIAL, "onset", where=lambda m: m.body.get("speech_from") is not None
+    )
+    assert 1.2 <= told.body["speech_from"] <= 1.45, told.body
+    assert told.body["text"] == "" and not results(slow_steps, "onset", Command.SEGMENT)
+    send(slow_steps, Command.END, "onset")
+    slow_steps.broker.expect(Command.FINAL, "onset", timeout=60)
+    told_again = [p for p in results(slow_steps, "onset", Command.PARTIAL) if p.get("speech_from")]
+    assert len(told_again) == 1, "once per utterance"
+
+
 def test_a_new_attempt_goes_on_after_the_committed_text(slow_steps: WorkerRig) -> None:
     """ASSIGN's `resume_at`: the replayed audio before it is skipped, ids go on."""
     pcm, audio = pcm_of(JFK)

@@ -184,6 +184,9 @@ class Partial(_Message):
     closed: bool = Field(default=False, exclude=True)
     """The worker closed an utterance here (`wire_bodies.PartialBody.closed`): for edges
     that speak in turns; not part of the v1 message (never sent)."""
+    speech_from: float | None = Field(default=None, exclude=True)
+    """An utterance began here (`wire_bodies.PartialBody.speech_from`); never sent, like
+    `closed`."""
 
 
 CLIENT_SEGMENT_FIELDS = {"id", "start", "end", "text", "words"}

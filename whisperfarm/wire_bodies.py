@@ -86,6 +86,10 @@ class PartialBody(_Attempted):
     """The step closed an utterance (a pause, the client's commit, the end): every word
     heard before `end` is committed, and `text` is empty. Sent even when the partial did
     not change, so an edge that speaks in turns (the Realtime edge) learns where one ends."""
+    speech_from: float | None = None
+    """Voice activity began an utterance here (stream seconds), before any of its words
+    are decoded; sent once per utterance, with the partial unchanged, so an edge that
+    speaks in turns can open one as the speaker starts (the Realtime `speech_started`)."""
 
 
 class FinalBody(_Attempted):

@@ -18,7 +18,8 @@ silent stream costs a VAD score and nothing else; leading silence is cut off bef
 decode; and once the speech is followed by `pause` of silence the utterance is over — a step
 runs at once, without waiting for the next `step` of audio, and commits all its text
 (there is nothing left to agree with). A client's `commit` does the same now; `clear`
-forgets the uncommitted audio (a step already decoding it is ignored when it returns). A
+forgets the uncommitted audio (a step already decoding it is ignored when it returns). Speech
+lasting `ONSET` after a close says at once that the next utterance began (`speech_onset`). A
 decode never covers more than one Whisper window: once the uncommitted audio reaches
 `FORCE_COMMIT_S`, the oldest complete segments are committed without agreement.
 
@@ -77,6 +78,10 @@ MAX_REPEAT = 5
 """Longest run of committed words a decode may repeat at its start (dropped)."""
 SAID_WORDS = 200
 """Committed words remembered (for finding the seam after them)."""
+
+ONSET = SAMPLE_RATE // 4
+"""Voice activity this long (250 ms, Silero's own shortest speech) tells an utterance has
+begun (`LiveState.speech_onset`): a click or a breath scored as speech does not."""
 
 MADE_UP_SECONDS = 0.02
 MADE_UP_PROBABILITY = 0.05
@@ -173,6 +178,9 @@ class LiveState(StreamState):
         self._prompt_due = True
         self._retune: tuple[str | None, str | None] | None = None
         """Language and prompt for the next utterance, once the one under way closes."""
+        self._listen_from = self._offset
+        """Stream position of the last close: speech after it begins the next utterance."""
+        self._onset_told = False
         self._vad: VoiceActivity | None = None
         if spec.vad:
             self._vad = VoiceActivity(spec.vad_threshold or DEFAULT_THRESHOLD)
@@ -214,8 +222,25 @@ class LiveState(StreamState):
         self._previous = _Hypothesis()
         self.partial = Partial()
         self._unclosed = False
+        self._listen(end)
         if self._vad is not None:
             self._vad.restart_at(end)
+
+    def speech_onset(self) -> float | None:
+        """Where the utterance under way began (stream seconds), once per utterance, as
+        soon as `ONSET` of voice activity follows the last close; before any word of it is
+        decoded (the Realtime edge's `speech_started`). None: nothing (new) to tell."""
+        if self._vad is None or self._onset_told:
+            return None
+        spans = self._vad.speech_spans(self._listen_from)
+        if sum(b - a for a, b in spans) < ONSET:
+            return None
+        self._onset_told = True
+        return spans[0][0] / SAMPLE_RATE
+
+    def _listen(self, position: int) -> None:
+        """An utterance closed at stream position `position`: the next one begins after."""
+        self._listen_from, self._onset_told = position, False
 
     @property
     def _end(self) -> int:
@@ -262,12 +287,16 @@ class LiveState(StreamState):
                 closes = closes or (self._unclosed and self._vad.trailing_silence() >= self._pause)
                 keep = 0 if closes else min(len(pcm), SPEECH_PAD)
                 base, kept = end - keep, pcm[len(pcm) - keep :]
+                if closes:
+                    self._listen(end)
                 return LiveStep(base, kept, closes, self.generation, heard_to=end)
             if spans[0][0] > said:  # silence after the committed words: skip it
                 start = max(0, spans[0][0] - SPEECH_PAD - offset)
             speech_end = min(len(pcm), spans[-1][1] + SPEECH_PAD - offset)
             if closes or self._vad.trailing_silence() >= self._pause:
                 stop, closes = speech_end, True
+        if closes:
+            self._listen(end)
         stop = min(stop, start + WINDOW)
         audio = pcm[start:stop]
         request = self._request(audio, closes)

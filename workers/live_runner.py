@@ -96,6 +96,7 @@ class LiveRunner(StreamRunner):
 
     async def _decode(self, final: bool) -> None:
         """One step (`final`: the last, which commits everything left)."""
+        await self._send_partial()  # an utterance that began is told before its decode
         step = self.live.next_step(final)
         result = await self._decoded(step)
         await self._send_committed(self.live.apply(step, result))
@@ -117,10 +118,12 @@ class LiveRunner(StreamRunner):
         return result
 
     async def _send_partial(self, closed_at: float | None = None) -> None:
-        """The partial, when it changed since the last one sent; after a step that closed
-        an utterance, always, marked `closed` and ending where that step's audio ended."""
+        """The partial, when it changed since the last one sent or an utterance began;
+        after a step that closed an utterance, always, marked `closed` and ending where
+        that step's audio ended."""
         partial = self.live.partial
-        if partial == self._sent_partial and closed_at is None:
+        onset = None if closed_at is not None else self.live.speech_onset()
+        if partial == self._sent_partial and closed_at is None and onset is None:
             return
         self._sent_partial = partial
         body = PartialBody(
@@ -130,5 +133,6 @@ class LiveRunner(StreamRunner):
             end=partial.end if closed_at is None else closed_at,
             step_seconds=self._load.mean,
             closed=closed_at is not None,
+            speech_from=onset,
         )
         await self._send(body.message(self.job_id))

@@ -1,7 +1,9 @@
 """The farm's live replies as a Realtime session's turns.
 
-A turn opens with the first words the worker hears after the last turn (a partial or a
-segment; with server VAD, `input_audio_buffer.speech_started`). Each committed segment is
+A turn opens, with server VAD, where the worker's voice activity says an utterance began
+(`Partial.speech_from`: `input_audio_buffer.speech_started`, before any of its words are
+decoded), or else with the first words the worker hears after the last turn (a partial or
+a segment: speech too short for the onset, or no server VAD). Each committed segment is
 a `conversation.item.input_audio_transcription.delta`: committed text never changes, so
 a client that appends deltas holds exactly the turn's text; the partial, which may still
 change, is never sent. Deltas stream while the speaker talks, so they come before their
@@ -63,6 +65,8 @@ class Turns:
 
     def on_partial(self, partial: Partial) -> list[str]:
         if not partial.closed:
+            if partial.speech_from is not None and self._session.vad is not None:
+                return self._open(partial.speech_from)
             return self._open(partial.start) if partial.text else []
         if self._commit_at is not None and partial.end >= self._commit_at - CLOSE_SLACK_S:
             self._commit_at = None

@@ -37,7 +37,7 @@ from bench.common import cpu_seconds, dump, farm, machine, real_speech, table
 from bench.common import word_error_rate as wer
 from bench.live import Result, measure, percentile, seconds
 from bench.word_lag import word_lags
-from tests.gui_conftest import CHROMIUM, CHROMIUM_ARGS, start_gui
+from tests.gui_conftest import CHROMIUM, CHROMIUM_ARGS, start_gui, then_silence
 from tests.speech import normalize_text
 from whisperfarm.packets import FRAMES_PER_PACKET
 
@@ -143,7 +143,8 @@ def page_run(rate: int, speech: Any, reference: list[tuple[str, float]], tmp: Pa
         gui = start_gui(tmp, broker.http, "--live-sample-rate", str(rate))
         try:
             with sync_playwright() as playwright:
-                microphone = f"--use-file-for-fake-audio-capture={speech.path}%noloop"
+                recording = then_silence(speech.path, tmp / f"{speech.name}-then-silence.wav")
+                microphone = f"--use-file-for-fake-audio-capture={recording}%noloop"
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
                     *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream",
                     "--use-fake-device-for-media-stream", microphone])  # fmt: skip

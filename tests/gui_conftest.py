@@ -56,6 +56,18 @@ def wav_bytes(seconds: float = 1.0, rate: int = 16_000) -> bytes:
 # ---- user simulation -----------------------------------------------------------------
 
 
+def then_silence(wav: Path, copy: Path) -> Path:
+    """`wav` followed by a second of zeros, written to `copy`: once Chromium's fake
+    microphone has played a file (`%noloop`), it repeats the file's last 10 ms forever,
+    so a recording ending in speech would go on as a buzz, not fall silent."""
+    with wave.open(str(wav), "rb") as source, wave.open(str(copy), "wb") as out:
+        out.setparams(source.getparams())
+        out.writeframes(source.readframes(source.getnframes()))
+        second = source.getframerate() * source.getsampwidth() * source.getnchannels()
+        out.writeframes(bytes(second))
+    return copy
+
+
 def gui_settings(tmp_path: Path, broker_http: str, **overrides: Any) -> GuiSettings:
     values: dict[str, Any] = {
         "broker": broker_http,

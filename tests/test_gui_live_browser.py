@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,13 @@ from websockets.sync.client import connect
 from gui.i18n import Lang, catalogue
 from gui.pages.live import ERROR_KINDS
 from tests.farm import Broker, start_broker, start_worker, tiny_farm
-from tests.gui_conftest import CHROMIUM_ARGS, require_chromium, save_screenshot, start_gui
+from tests.gui_conftest import (
+    CHROMIUM_ARGS,
+    require_chromium,
+    save_screenshot,
+    start_gui,
+    then_silence,
+)
 from tests.speech import FIXTURE_DIR, normalize_text, word_error_rate
 from tests.tcp_cut import tcp_cut
 from tests.wsclient import start_message
@@ -88,18 +93,6 @@ def microphone(browser: Browser, tmp_path: Path) -> Microphone:
                        permissions=["microphone"], **context_options)  # fmt: skip
 
     return playing
-
-
-def then_silence(wav: Path, copy: Path) -> Path:
-    """`wav` followed by a second of zeros, written to `copy`: once Chromium's fake
-    microphone has played a file (`%noloop`), it repeats the file's last 10 ms forever,
-    so a recording ending in speech would go on as a buzz, not fall silent."""
-    with wave.open(str(wav), "rb") as source, wave.open(str(copy), "wb") as out:
-        out.setparams(source.getparams())
-        out.writeframes(source.readframes(source.getnframes()))
-        second = source.getframerate() * source.getsampwidth() * source.getnchannels()
-        out.writeframes(bytes(second))
-    return copy
 
 
 def open_live(context: Any, url: str, start: str = "Start") -> Any:

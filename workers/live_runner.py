@@ -72,6 +72,9 @@ class LiveRunner(StreamRunner):
         self.live = state
         self._load = load
         self._sent_partial = Partial()
+        self._closing = False
+        """A step that closes an utterance is decoding: an utterance start heard now is
+        the next one's, told after that close."""
 
     # ---- called by the worker as messages arrive ---------------------------------------
 
@@ -86,6 +89,12 @@ class LiveRunner(StreamRunner):
         self.live.clear()
         self._wake.set()  # the task sends the cleared partial
 
+    async def heard(self) -> None:
+        """An utterance that began is told at once, even while a step decodes, with the
+        partial the client has (the step's own may not be sent yet)."""
+        if not self._closing and (onset := self.live.speech_onset()) is not None:
+            await self._tell(self._sent_partial, onset=onset)
+
     # ---- the task -------------------------------------------------------------------------
 
     def _due(self) -> bool:
@@ -98,12 +107,14 @@ class LiveRunner(StreamRunner):
         """One step (`final`: the last, which commits everything left)."""
         await self._send_partial()  # an utterance that began is told before its decode
         step = self.live.next_step(final)
+        self._closing = step.closes
         result = await self._decoded(step)
         await self._send_committed(self.live.apply(step, result))
         if step.closes and step.generation == self.live.generation:
             await self._send_partial(closed_at=step.heard_to / SAMPLE_RATE)
         else:
             await self._send_partial()
+        self._closing = False
 
     async def _decoded(self, step: LiveStep) -> DecodeResult | None:
         if step.request is None:
@@ -125,6 +136,11 @@ class LiveRunner(StreamRunner):
         onset = None if closed_at is not None else self.live.speech_onset()
         if partial == self._sent_partial and closed_at is None and onset is None:
             return
+        await self._tell(partial, closed_at, onset)
+
+    async def _tell(
+        self, partial: Partial, closed_at: float | None = None, onset: float | None = None
+    ) -> None:
         self._sent_partial = partial
         body = PartialBody(
             attempt=self.attempt,

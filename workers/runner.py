@@ -152,6 +152,10 @@ class StreamRunner:
             self._failure = _as_stream_error(exc)
         self._wake.set()
 
+    async def heard(self) -> None:
+        """After a packet (`feed`): what the stream tells at once, without waiting for its
+        task, which may be decoding (a live stream's utterance start)."""
+
     def end(self) -> None:
         try:
             self.state.end()

@@ -314,6 +314,7 @@ class Worker:
         runner = self._current(message)
         if runner is not None:
             runner.feed(message.audio)
+            await runner.heard()
 
     async def _on_end(self, message: Message) -> None:
         runner = self._current(message)

@@ -56,8 +56,8 @@ from bench.common import word_error_rate as wer
 from bench.realtime_lag import (
     RealtimeRun,
     delta_lags,
+    event_lags,
     realtime_session,
-    speech_started_lags,
     to_24k,
 )
 from bench.word_lag import word_lags
@@ -103,6 +103,8 @@ class Result:
     started_lags: list[float] = field(default_factory=list)
     """The Realtime sessions' turns: `speech_started` arrival minus the sending of the
     audio where it says the voice began."""
+    stopped_lags: list[float] = field(default_factory=list)
+    """The same for `speech_stopped`, at the audio where it says the turn ended."""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -141,7 +143,8 @@ def score_realtime(
         lags, unmatched = delta_lags(session, finals[0], PACKET_S)
         result.delta_lags += lags
         result.delta_unmatched += unmatched
-        result.started_lags += speech_started_lags(session, PACKET_S)
+        result.started_lags += event_lags(session.starts, session, PACKET_S)
+        result.stopped_lags += event_lags(session.stops, session, PACKET_S)
 
 
 def score(result: Result, files: Sequence[Speech], replies: Sequence[LiveReply]) -> None:
@@ -255,15 +258,15 @@ def report(results: list[Result]) -> None:
         print()
         print(table(["N", "native partial p50 / p95", "native commit p50 / p95",
                      "Realtime delta p50 / p95", "Realtime words untimed",
-                     "speech_started p50 / p95 (turns)"], [[
+                     "speech_started p50 / p95 (turns)", "speech_stopped p50 / p95"], [[
             r.clients, spread(r.partial_lags), spread(r.commit_lags), spread(r.delta_lags),
             f"{r.delta_unmatched} of {r.delta_unmatched + len(r.delta_lags)}",
-            f"{spread(r.started_lags)} ({len(r.started_lags)})",
+            f"{spread(r.started_lags)} ({len(r.started_lags)})", spread(r.stopped_lags),
         ] for r in results]))  # fmt: skip
         print("Realtime delta: committed text only (a delta is never revised), so it compares "
               "with the native commit lag; the sessions run after the native streams."
-              "\nspeech_started: its arrival minus the sending of the audio where it says the "
-              "turn's voice began.")  # fmt: skip
+              "\nspeech_started / speech_stopped: its arrival minus the sending of the audio "
+              "where it says the turn's voice began / its audio ended.")  # fmt: skip
     print()
     print(table(["target", "wanted", "measured", "met"], targets(results)))
 

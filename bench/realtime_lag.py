@@ -57,6 +57,8 @@ class RealtimeRun:
     starts: list[tuple[float, float]] = field(default_factory=list)
     """When each `speech_started` arrived, and where it says its turn's voice began
     (stream seconds)."""
+    stops: list[tuple[float, float]] = field(default_factory=list)
+    """When each `speech_stopped` arrived, and where it says its turn's audio ended."""
     sent: list[float] = field(default_factory=list)
     turns: int = 0
     error: str | None = None
@@ -110,6 +112,8 @@ async def _listen(connection: Any, run: RealtimeRun, began: float, settled: asyn
             begun = (event["audio_start_ms"] + PREFIX_PADDING_MS) / 1000
             run.starts.append((loop.time() - began, begun))
             started += 1
+        elif kind == "input_audio_buffer.speech_stopped":
+            run.stops.append((loop.time() - began, event["audio_end_ms"] / 1000))
             settled.clear()
         elif kind == "conversation.item.input_audio_transcription.completed":
             run.turns += 1
@@ -141,7 +145,8 @@ def delta_lags(
     return lags, len(words) - len(lags)
 
 
-def speech_started_lags(run: RealtimeRun, packet_s: float) -> list[float]:
-    """Each `speech_started`'s arrival minus when the client had sent the audio where, by
-    the event, its turn's voice began: how soon a client learns that someone speaks."""
-    return [arrived - sent_at(begun, run.sent, packet_s) for arrived, begun in run.starts]
+def event_lags(marks: list[tuple[float, float]], run: RealtimeRun, packet_s: float) -> list[float]:
+    """Each event's arrival minus when the client had sent the audio at the place the event
+    names (`RealtimeRun.starts`: how soon a client learns that someone speaks; `.stops`:
+    that they stopped)."""
+    return [arrived - sent_at(at, run.sent, packet_s) for arrived, at in marks]

@@ -65,18 +65,19 @@ class WorkerResults:
 
     def on_partial(self, run: StreamRun, body: PartialBody) -> None:
         """A live run's uncommitted tail, to its client (only live runs have one)."""
-        if run.job.live:
-            run.emit(
-                Partial(
-                    text=body.text,
-                    start=body.start,
-                    end=body.end,
-                    closed=body.closed,
-                    speech_from=body.speech_from,
-                )
-            )
-            if run.arrivals is not None and body.text:
-                run.arrivals.partial_sent(body.end)
+        if not run.job.live:
+            return
+        partial = Partial(
+            text=body.text,
+            start=body.start,
+            end=body.end,
+            closed=body.closed,
+            speech_from=body.speech_from,
+            closing_at=body.closing_at,
+        )
+        run.emit(partial)
+        if run.arrivals is not None and partial.text and not partial.only_marks:
+            run.arrivals.partial_sent(partial.end)
 
     def on_final(self, run: StreamRun, body: FinalBody) -> None:
         job = run.job

@@ -35,6 +35,7 @@ from whisperfarm.protocol import (
     End,
     Error,
     Final,
+    Partial,
     Resume,
     Start,
     parse_client_message,
@@ -295,6 +296,8 @@ async def _send_replies(ws: WebSocket, upload: Upload) -> None:
     try:
         while True:
             message, close = await upload.replies.get()
+            if isinstance(message, Partial) and message.only_marks:
+                continue
             await ws.send_text(message.dumps())
             if isinstance(message, Final | Error):
                 await ws.close(int(close or CloseCode.NORMAL))

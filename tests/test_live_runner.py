@@ -33,7 +33,9 @@ class _Held:
         return [DecodeResult([], "en") for _ in requests]
 
 
-async def test_an_utterance_heard_during_the_close_of_the_last_is_told_after_that_close() -> None:
+async def test_an_utterance_heard_while_the_last_one_closes_is_told_after_that_close_began() -> (
+    None
+):
     spec = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=True)
     state = LiveState(spec, LiveOptions())
     state._vad = ScriptedVoice((0.2, 1.0), (1.2, 2.0))  # type: ignore[assignment]
@@ -51,16 +53,17 @@ async def test_an_utterance_heard_during_the_close_of_the_last_is_told_after_tha
     assert [p["speech_from"] for p in sent] == [0.2], "told on arrival, before any decode"
     runner.commit()
     await asyncio.to_thread(engine.decoding.wait, 5)  # the commit's closing step decodes
+    assert sent[1]["closing_at"] == 1.0, "the close is told as it begins"
     runner.feed(bytes(SECOND))  # the next utterance begins, at 1.2 s
     await runner.heard()
-    assert len(sent) == 1, "not before the close it follows"
+    assert sent[2]["speech_from"] == 1.2, "told during that close, after its start"
     engine.go.set()
     async with asyncio.timeout(10):
-        while len(sent) < 3:
+        while len(sent) < 4:
             await asyncio.sleep(0.01)
-    assert sent[1]["closed"] and sent[1]["end"] == 1.0
-    assert sent[2]["speech_from"] == 1.2 and not sent[2]["closed"]
+    assert sent[3]["closed"] and sent[3]["end"] == 1.0
     runner.end()
     assert runner.task is not None
     await runner.task
     assert [p["speech_from"] for p in sent if p.get("speech_from")] == [0.2, 1.2], "once each"
+    assert all(p["text"] == "" for p in sent), "they repeat the partial the client has"

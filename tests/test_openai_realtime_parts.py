@@ -151,6 +151,53 @@ def test_with_vad_a_turn_opens_where_the_voice_activity_began() -> None:
     assert manual.on_partial(Partial(text="", start=0, end=0, speech_from=1.25)) == []
 
 
+def closing(at: float) -> Partial:
+    return Partial(text="", start=0, end=0, closing_at=at)
+
+
+def test_with_vad_a_turn_stops_when_its_close_begins_and_the_next_may_begin_meanwhile() -> None:
+    turns = Turns(Session())
+    turns.on_partial(Partial(text="", start=0, end=0, speech_from=0.5))
+    turns.on_segment(segment(0, " Hello", 0.5))
+    stopped = turns.on_partial(closing(2.0))
+    assert kinds(stopped) == ["speech_stopped", "committed", "added"]
+    first = json.loads(stopped[0])["item_id"]
+    assert json.loads(stopped[0])["audio_end_ms"] == 2000
+    [started] = turns.on_partial(Partial(text="", start=0, end=0, speech_from=2.3))
+    second = json.loads(started)["item_id"]
+    assert second != first, "the next turn begins while the last one's words are decoded"
+    [delta] = turns.on_segment(segment(1, " there.", 1.0))  # the close's last words
+    assert json.loads(delta)["item_id"] == first and json.loads(delta)["delta"] == " there."
+    done = turns.on_partial(closed(2.0))
+    assert kinds(done) == ["completed", "done"]
+    assert (
+        json.loads(done[0])["transcript"] == "Hello there."
+        and json.loads(done[0])["item_id"] == first
+    )
+    [delta] = turns.on_segment(segment(2, " Again.", 2.4))
+    assert json.loads(delta)["item_id"] == second
+    ended = turns.on_partial(closing(4.0)) + turns.on_partial(closed(4.0))
+    assert kinds(ended) == ["speech_stopped", "committed", "added", "completed", "done"]
+    assert json.loads(ended[1])["previous_item_id"] == first
+
+
+def test_a_clear_during_a_close_completes_the_stopped_turn_with_what_it_has() -> None:
+    turns = Turns(Session(vad=None))
+    turns.on_segment(segment(0, " Hello.", 0.5))
+    turns.commit(2.0)
+    assert kinds(turns.on_partial(closing(2.0))) == ["committed", "added"]
+    assert kinds(turns.clear(2.5)) == ["completed", "done"], "the worker drops that close"
+    assert turns.on_partial(closed(2.0)) == []
+
+
+def test_a_failure_during_a_close_fails_both_turns() -> None:
+    turns = Turns(Session())
+    turns.on_partial(Partial(text="", start=0, end=0, speech_from=0.5))
+    turns.on_partial(closing(2.0))
+    turns.on_partial(Partial(text="", start=0, end=0, speech_from=2.3))
+    assert kinds(turns.failed("the worker died")) == ["failed", "failed"]
+
+
 def test_a_failed_stream_fails_the_open_turn_by_its_item() -> None:
     turns = Turns(Session())
     assert turns.failed("the worker died") == [], "no turn open: nothing to fail"

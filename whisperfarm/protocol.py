@@ -187,6 +187,15 @@ class Partial(_Message):
     speech_from: float | None = Field(default=None, exclude=True)
     """An utterance began here (`wire_bodies.PartialBody.speech_from`); never sent, like
     `closed`."""
+    closing_at: float | None = Field(default=None, exclude=True)
+    """The worker began closing the utterance here (`wire_bodies.PartialBody.closing_at`);
+    never sent, like `closed`."""
+
+    @property
+    def only_marks(self) -> bool:
+        """It marks where an utterance begins or ends for edges that speak in turns, and
+        repeats the partial the client has: not for a client of the v1 protocol."""
+        return self.speech_from is not None or self.closing_at is not None
 
 
 CLIENT_SEGMENT_FIELDS = {"id", "start", "end", "text", "words"}

@@ -90,6 +90,10 @@ class PartialBody(_Attempted):
     """Voice activity began an utterance here (stream seconds), before any of its words
     are decoded; sent once per utterance, with the partial unchanged, so an edge that
     speaks in turns can open one as the speaker starts (the Realtime `speech_started`)."""
+    closing_at: float | None = None
+    """A step that closes the utterance at this stream position has begun (sent with the
+    partial unchanged): its words come before the `closed` partial, and an utterance
+    heard meanwhile is the next one (the Realtime edge stops its turn here)."""
 
 
 class FinalBody(_Attempted):

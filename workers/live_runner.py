@@ -72,9 +72,6 @@ class LiveRunner(StreamRunner):
         self.live = state
         self._load = load
         self._sent_partial = Partial()
-        self._closing = False
-        """A step that closes an utterance is decoding: an utterance start heard now is
-        the next one's, told after that close."""
 
     # ---- called by the worker as messages arrive ---------------------------------------
 
@@ -92,7 +89,7 @@ class LiveRunner(StreamRunner):
     async def heard(self) -> None:
         """An utterance that began is told at once, even while a step decodes, with the
         partial the client has (the step's own may not be sent yet)."""
-        if not self._closing and (onset := self.live.speech_onset()) is not None:
+        if (onset := self.live.speech_onset()) is not None:
             await self._tell(self._sent_partial, onset=onset)
 
     # ---- the task -------------------------------------------------------------------------
@@ -107,14 +104,14 @@ class LiveRunner(StreamRunner):
         """One step (`final`: the last, which commits everything left)."""
         await self._send_partial()  # an utterance that began is told before its decode
         step = self.live.next_step(final)
-        self._closing = step.closes
+        if step.closes:  # before any utterance start heard from now on, which is the next
+            await self._tell(self._sent_partial, closing_at=step.heard_to / SAMPLE_RATE)
         result = await self._decoded(step)
         await self._send_committed(self.live.apply(step, result))
         if step.closes and step.generation == self.live.generation:
             await self._send_partial(closed_at=step.heard_to / SAMPLE_RATE)
         else:
             await self._send_partial()
-        self._closing = False
 
     async def _decoded(self, step: LiveStep) -> DecodeResult | None:
         if step.request is None:
@@ -139,7 +136,11 @@ class LiveRunner(StreamRunner):
         await self._tell(partial, closed_at, onset)
 
     async def _tell(
-        self, partial: Partial, closed_at: float | None = None, onset: float | None = None
+        self,
+        partial: Partial,
+        closed_at: float | None = None,
+        onset: float | None = None,
+        closing_at: float | None = None,
     ) -> None:
         self._sent_partial = partial
         body = PartialBody(
@@ -150,5 +151,6 @@ class LiveRunner(StreamRunner):
             step_seconds=self._load.mean,
             closed=closed_at is not None,
             speech_from=onset,
+            closing_at=closing_at,
         )
         await self._send(body.message(self.job_id))

@@ -49,27 +49,32 @@ def user_item(item_id: str, transcript: str | None) -> dict[str, Any]:
     }
 
 
-def turn_ended(
-    item_id: str, previous: str | None, transcript: str, seconds: float, stopped_ms: int | None
-) -> list[str]:
-    """A turn's events once its audio is all transcribed: `speech_stopped` (server VAD
-    only), `committed`, the item added, the transcription `completed`, the item done."""
+def turn_stopped(item_id: str, previous: str | None, stopped_ms: int | None) -> list[str]:
+    """A turn's audio is over (the worker began its close): `speech_stopped` (server VAD
+    only), `committed`, the item added (its transcript still to come)."""
     events = []
     if stopped_ms is not None:
         events.append(event("input_audio_buffer.speech_stopped", audio_end_ms=stopped_ms,
                             item_id=item_id))  # fmt: skip
-    completed = event(
-        "conversation.item.input_audio_transcription.completed",
-        item_id=item_id,
-        content_index=CONTENT_INDEX,
-        transcript=transcript,
-        usage={"type": "duration", "seconds": round(max(seconds, 0.0), 3)},
-    )
     return [
         *events,
         event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous),
         event("conversation.item.added", item=user_item(item_id, None), previous_item_id=previous),
-        completed,
+    ]
+
+
+def turn_transcribed(
+    item_id: str, previous: str | None, transcript: str, seconds: float
+) -> list[str]:
+    """A stopped turn's words are all in: the transcription `completed`, the item done."""
+    return [
+        event(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item_id,
+            content_index=CONTENT_INDEX,
+            transcript=transcript,
+            usage={"type": "duration", "seconds": round(max(seconds, 0.0), 3)},
+        ),
         event(
             "conversation.item.done", item=user_item(item_id, transcript), previous_item_id=previous
         ),

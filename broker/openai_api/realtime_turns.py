@@ -6,13 +6,16 @@ decoded), or else with the first words the worker hears after the last turn (a p
 a segment: speech too short for the onset, or no server VAD). Each committed segment is
 a `conversation.item.input_audio_transcription.delta`: committed text never changes, so
 a client that appends deltas holds exactly the turn's text; the partial, which may still
-change, is never sent. Deltas stream while the speaker talks, so they come before their
+change, is never sent. Deltas stream while the speaker talks, so most come before their
 turn's `committed` and `conversation.item.added`: clients key them by `item_id`.
 
-A turn ends where the worker closes an utterance (`Partial.closed`): with server VAD, at
-a pause of `silence_duration_ms`; at the client's `input_audio_buffer.commit` (the first
-close that covers the audio sent before it); or at `clear` (with what was committed).
-Then `turn_ended`'s events follow, one `completed` per turn.
+A turn ends where the worker closes an utterance: with server VAD, at a pause of
+`silence_duration_ms`; at the client's `input_audio_buffer.commit` (the first close that
+covers the audio sent before it); or at `clear` (with what was committed). It ends in two
+parts: when the worker begins the close (`Partial.closing_at`), `turn_stopped`'s events
+(`speech_stopped`, `committed`, the item added); when the close's last words are in
+(`Partial.closed`), `turn_transcribed`'s (`completed`, the item done). The next turn may
+begin between the two: the speaker goes on while the worker transcribes.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from dataclasses import dataclass, field
 
 from broker import metrics
 from broker.openai_api.errors import error_details
-from broker.openai_api.realtime_events import CONTENT_INDEX, event, new_id, turn_ended
+from broker.openai_api.realtime_events import (
+    CONTENT_INDEX,
+    event,
+    new_id,
+    turn_stopped,
+    turn_transcribed,
+)
 from broker.openai_api.realtime_session import Session
 from whisperfarm.protocol import Partial, Segment
 
@@ -35,15 +44,22 @@ nothing but that silence after it."""
 class _Turn:
     item_id: str
     start: float
-    """Stream seconds where its first words begin."""
+    """Stream seconds where it began (its voice, or its first words)."""
     speech_started: bool
     texts: list[str] = field(default_factory=list)
+    previous: str | None = None
+    """The item before it, once it stopped."""
+    stopped_at: float = 0.0
+    """Stream seconds where its audio ended, once it stopped."""
 
 
 class Turns:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._turn: _Turn | None = None
+        """The turn the speaker is in."""
+        self._stopped: _Turn | None = None
+        """The turn whose audio is over while the worker transcribes its last words."""
         self._previous: str | None = None
         self._commit_at: float | None = None
         """Stream seconds before which a pending client commit wants everything."""
@@ -51,10 +67,13 @@ class Turns:
     # ---- the farm's replies -----------------------------------------------------------------
 
     def on_segment(self, segment: Segment) -> list[str]:
-        events = self._open(segment.start)
+        """Committed words: the stopped turn's while its close is under way (the worker
+        sends nothing of the next utterance's before that close is done), else the open
+        turn's (opened here if none is)."""
+        events = [] if self._stopped is not None else self._open(segment.start)
         text = segment.text.strip()
         if text:
-            turn = self._current()
+            turn = self._stopped or self._current()
             delta = (" " if turn.texts else "") + text
             turn.texts.append(text)
             events.append(
@@ -64,29 +83,29 @@ class Turns:
         return events
 
     def on_partial(self, partial: Partial) -> list[str]:
-        if not partial.closed:
-            if partial.speech_from is not None and self._session.vad is not None:
-                return self._open(partial.speech_from)
-            return self._open(partial.start) if partial.text else []
-        if self._commit_at is not None and partial.end >= self._commit_at - CLOSE_SLACK_S:
-            self._commit_at = None
-            if self._turn is None:
-                self._turn = _Turn(new_id("item"), partial.end, speech_started=False)
-            return self._end(partial.end)
-        if self._session.vad is not None and self._turn is not None:
-            return self._end(partial.end)
-        return []
+        if partial.closing_at is not None:
+            return self._stop(partial.closing_at) if self._ends_turn(partial.closing_at) else []
+        if partial.closed:
+            if self._stopped is not None:
+                return self._transcribed()
+            if self._ends_turn(partial.end):  # a worker that does not say when it closes
+                return [*self._stop(partial.end), *self._transcribed()]
+            return []
+        if partial.speech_from is not None and self._session.vad is not None:
+            return self._open(partial.speech_from)
+        return self._open(partial.start) if partial.text else []
 
     def failed(self, message: str) -> list[str]:
-        """The stream failed: the open turn's transcription failed with it."""
-        if self._turn is None:
-            return []
-        turn, self._turn = self._turn, None
-        metrics.REALTIME_TURNS.labels(outcome="failed").inc()
+        """The stream failed: the open turns' transcriptions failed with it."""
+        turns = [t for t in (self._stopped, self._turn) if t is not None]
+        self._stopped = self._turn = None
         details = error_details(message, "server_error", "transcription_failed")
+        for _ in turns:
+            metrics.REALTIME_TURNS.labels(outcome="failed").inc()
         return [
             event("conversation.item.input_audio_transcription.failed", item_id=turn.item_id,
                   content_index=CONTENT_INDEX, error=details)
+            for turn in turns
         ]  # fmt: skip
 
     # ---- the client's requests --------------------------------------------------------------
@@ -96,20 +115,33 @@ class Turns:
         self._commit_at = at
 
     def clear(self, at: float) -> list[str]:
-        """The client dropped what was not committed: the open turn ends with what was."""
+        """The client dropped what was not committed: a turn ends with what was (the
+        worker drops a close under way, so the stopped turn has all it will get)."""
+        events = self._transcribed() if self._stopped is not None else []
         turn = self._turn
         if turn is None:
-            return []
+            return events
         if not turn.texts:
             self._turn = None  # it never said anything that stays
-            return []
-        return self._end(at)
+            return events
+        return [*events, *self._stop(at), *self._transcribed()]
 
     # ---- turns ------------------------------------------------------------------------------
 
     def _current(self) -> _Turn:
         assert self._turn is not None
         return self._turn
+
+    def _ends_turn(self, at: float) -> bool:
+        """Whether the worker's close at `at` ends a turn: the first close that covers a
+        pending client commit (a turn with no words yet is made for it), or, with server
+        VAD, any close of an open turn."""
+        if self._commit_at is not None and at >= self._commit_at - CLOSE_SLACK_S:
+            self._commit_at = None
+            if self._turn is None:
+                self._turn = _Turn(new_id("item"), at, speech_started=False)
+            return True
+        return self._session.vad is not None and self._turn is not None
 
     def _open(self, start: float) -> list[str]:
         if self._turn is not None:
@@ -122,10 +154,21 @@ class Turns:
         return [event("input_audio_buffer.speech_started", audio_start_ms=start_ms,
                       item_id=self._turn.item_id)]  # fmt: skip
 
-    def _end(self, at: float) -> list[str]:
+    def _stop(self, at: float) -> list[str]:
+        """The open turn's audio ends at `at`: it waits for its last words, and the next
+        turn may begin meanwhile."""
+        events = self._transcribed() if self._stopped is not None else []  # (a close lost)
         turn = self._current()
-        self._turn = None
-        previous, self._previous = self._previous, turn.item_id
+        self._turn, self._stopped = None, turn
+        turn.previous, self._previous = self._previous, turn.item_id
+        turn.stopped_at = at
         stopped = round(at * 1000) if turn.speech_started else None
+        return [*events, *turn_stopped(turn.item_id, turn.previous, stopped)]
+
+    def _transcribed(self) -> list[str]:
+        turn = self._stopped
+        assert turn is not None
+        self._stopped = None
         metrics.REALTIME_TURNS.labels(outcome="completed").inc()
-        return turn_ended(turn.item_id, previous, " ".join(turn.texts), at - turn.start, stopped)
+        text = " ".join(turn.texts)
+        return turn_transcribed(turn.item_id, turn.previous, text, turn.stopped_at - turn.start)

@@ -274,6 +274,12 @@ class LiveState(StreamState):
 
     def next_step(self, final: bool) -> LiveStep:
         """Plan a step over the uncommitted audio (`final`: the stream has ended)."""
+        step = self._plan(final)
+        if step.closes:
+            self._listen(step.heard_to)
+        return step
+
+    def _plan(self, final: bool) -> LiveStep:
         pcm = self._audio.view()
         offset, end = self._offset, self._end
         closes = final or self._commit_asked
@@ -287,16 +293,12 @@ class LiveState(StreamState):
                 closes = closes or (self._unclosed and self._vad.trailing_silence() >= self._pause)
                 keep = 0 if closes else min(len(pcm), SPEECH_PAD)
                 base, kept = end - keep, pcm[len(pcm) - keep :]
-                if closes:
-                    self._listen(end)
                 return LiveStep(base, kept, closes, self.generation, heard_to=end)
             if spans[0][0] > said:  # silence after the committed words: skip it
                 start = max(0, spans[0][0] - SPEECH_PAD - offset)
             speech_end = min(len(pcm), spans[-1][1] + SPEECH_PAD - offset)
             if closes or self._vad.trailing_silence() >= self._pause:
                 stop, closes = speech_end, True
-        if closes:
-            self._listen(end)
         stop = min(stop, start + WINDOW)
         audio = pcm[start:stop]
         request = self._request(audio, closes)

@@ -88,7 +88,8 @@ class LiveRunner(StreamRunner):
 
     async def heard(self) -> None:
         """An utterance that began is told at once, even while a step decodes, with the
-        partial the client has (the step's own may not be sent yet)."""
+        partial the client has (the step's own may not be sent yet). The one place it is
+        told: voice activity grows only with a packet."""
         if (onset := self.live.speech_onset()) is not None:
             await self._tell(self._sent_partial, onset=onset)
 
@@ -102,7 +103,6 @@ class LiveRunner(StreamRunner):
 
     async def _decode(self, final: bool) -> None:
         """One step (`final`: the last, which commits everything left)."""
-        await self._send_partial()  # an utterance that began is told before its decode
         step = self.live.next_step(final)
         if step.closes:  # before any utterance start heard from now on, which is the next
             await self._tell(self._sent_partial, closing_at=step.heard_to / SAMPLE_RATE)
@@ -126,14 +126,12 @@ class LiveRunner(StreamRunner):
         return result
 
     async def _send_partial(self, closed_at: float | None = None) -> None:
-        """The partial, when it changed since the last one sent or an utterance began;
-        after a step that closed an utterance, always, marked `closed` and ending where
-        that step's audio ended."""
+        """The partial, when it changed since the last one sent; after a step that closed
+        an utterance, always, marked `closed` and ending where that step's audio ended."""
         partial = self.live.partial
-        onset = None if closed_at is not None else self.live.speech_onset()
-        if partial == self._sent_partial and closed_at is None and onset is None:
+        if partial == self._sent_partial and closed_at is None:
             return
-        await self._tell(partial, closed_at, onset)
+        await self._tell(partial, closed_at)
 
     async def _tell(
         self,

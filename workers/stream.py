@@ -32,7 +32,6 @@ from whisperfarm.transcripts import join_segments
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE, SEEK_HOP, Pcm, Resampler
 from workers.engines import (
-    FILE_FIT_FRAMES,
     DecodedSegment,
     DecodedWord,
     DecodeRequest,
@@ -92,7 +91,6 @@ class Window:
             self.context,
             self.temperature,
             self.word_timestamps,
-            fit_window=FILE_FIT_FRAMES,
         )
 
 

@@ -94,8 +94,9 @@ class DecodeRequest:
     fit_window: int | None = None
     """Encode only the audio, rounded up and at least this many mel frames (`fitted_frames`),
     not a whole zero-padded 30 s window: the encoder's cost follows its input, and a live
-    step's audio is a few seconds, a short file's last window a few more (`bench/RESULTS.md`).
-    None: whole windows. An engine that cannot encode less than a window ignores it."""
+    step's audio is a few seconds. File windows stay whole: fitted ones, even to 25 s, made
+    tiny.en skip words of some files on some hosts' CPUs (`bench/RESULTS.md`). None: whole
+    windows. An engine that cannot encode less than a window ignores it."""
 
     @property
     def audio(self) -> Samples:
@@ -128,9 +129,6 @@ LIVE_FIT_FRAMES = 600
 """A live step's shortest encoder input (6 s). The encoder's cost grows with its input, and
 most live steps decode a few seconds: 6 s hears their words as well as 10 s did, for less
 decoding per stream (`bench/RESULTS.md`); much shorter inputs made the decoder loop."""
-FILE_FIT_FRAMES = 1500
-"""A file window's shortest encoder input (15 s): the files' words as with whole windows,
-where 10 s dropped a word now and then."""
 
 
 def fitted_frames(samples: int, minimum: int) -> int:

@@ -2,15 +2,15 @@
 
 The policy (docs/protocol.md, "Live mode"): every `step` of new audio, the uncommitted audio
 is decoded again from its start, with word timestamps; a step encodes only its audio
-(`DecodeRequest.fit_window`), not a whole 30 s window. The leading words that this decode
-and an earlier one (`AGREE_GAP_S` of audio before) agree on (LocalAgreement-2; case and
-punctuation aside) are committed: sent as `segment`s (one per Whisper segment they belong
-to), never revised, and the buffer is cut in a gap after them now and then, and the next
-decodes start there (no prompt: with word timestamps, the committed text as a prompt made
-tiny.en's steps much slower and its words worse, `bench/RESULTS.md`; the client's own
-`prompt` leads its first words). What is not committed is the `partial`. Agreement on
-words, not on whole segments: a sentence read without a pause is one Whisper segment, and
-its first words would wait for its end.
+(`DecodeRequest.fit_window`; a closing step at least 15 s), not a whole 30 s window. The
+leading words that this decode and an earlier one (`AGREE_GAP_S` of audio before) agree on
+(LocalAgreement-2; case and punctuation aside) are committed: sent as `segment`s (one per
+Whisper segment they belong to), never revised, and the buffer is cut in a gap after them
+now and then, and the next decodes start there (no prompt: with word timestamps, the
+committed text as a prompt made tiny.en's steps much slower and its words worse,
+`bench/RESULTS.md`; the client's own `prompt` leads its first words). What is not committed
+is the `partial`. Agreement on words, not on whole segments: a sentence read without a pause
+is one Whisper segment, and its first words would wait for its end.
 
 Voice activity (`workers.vad`, scored as packets arrive, on the event loop: a frame costs
 ~0.1 ms) shapes the steps: audio with no speech is never decoded and is dropped at once, so a
@@ -39,6 +39,7 @@ from whisperfarm.protocol import SegmentData
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE, Pcm
 from workers.engines import (
+    CLOSING_FIT_FRAMES,
     LIVE_FIT_FRAMES,
     DecodedSegment,
     DecodedWord,
@@ -318,7 +319,7 @@ class LiveState(StreamState):
             beam_size=None if closes else self.options.beam_size,
             max_new_tokens=round(len(pcm) / SAMPLE_RATE * TOKENS_PER_SECOND) + MIN_NEW_TOKENS,
             fallback=False,
-            fit_window=LIVE_FIT_FRAMES,
+            fit_window=CLOSING_FIT_FRAMES if closes else LIVE_FIT_FRAMES,
         )
 
     def apply(self, step: LiveStep, result: DecodeResult | None) -> list[SegmentData]:

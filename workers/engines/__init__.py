@@ -129,6 +129,10 @@ LIVE_FIT_FRAMES = 600
 """A live step's shortest encoder input (6 s). The encoder's cost grows with its input, and
 most live steps decode a few seconds: 6 s hears their words as well as 10 s did, for less
 decoding per stream (`bench/RESULTS.md`); much shorter inputs made the decoder loop."""
+CLOSING_FIT_FRAMES = 1500
+"""A closing live step's shortest encoder input (15 s). It commits all it decodes, with no
+later decode to catch a word that a short input cost ("parent sc cooked" for "parents cooked"
+on some hosts' CPUs); one step per utterance, so its cost shows little in the lags."""
 
 
 def fitted_frames(samples: int, minimum: int) -> int:

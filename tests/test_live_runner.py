@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.test_live_state import ScriptedVoice
+from tests.scripted_voice import ScriptedVoice
 from whisperfarm.wire import Command, Message
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE

@@ -3,6 +3,7 @@ becomes the partial. The real model's behaviour is in test_live.py / test_worker
 
 from __future__ import annotations
 
+from tests.scripted_voice import ScriptedVoice
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE
 from workers.engines import DecodedSegment, DecodedWord, DecodeResult
@@ -109,33 +110,6 @@ def test_a_new_attempt_skips_what_earlier_ones_committed() -> None:
     planned = live.next_step(final=True)
     (segment,) = live.apply(planned, said(("after", 0.1, 0.6)))
     assert (segment.id, segment.start, segment.text) == (5, 2.1, "after")
-
-
-class ScriptedVoice:
-    """`VoiceActivity` as `LiveState` uses it, with speech where the test says."""
-
-    def __init__(self, *speech: tuple[float, float]) -> None:
-        self.spans = [(round(a * SAMPLE_RATE), round(b * SAMPLE_RATE)) for a, b in speech]
-        self.scored = 0
-
-    def feed(self, samples: object) -> None:
-        self.scored += len(samples)  # type: ignore[arg-type]
-
-    def restart_at(self, position: int) -> None:
-        self.scored = max(self.scored, position)
-
-    def forget_before(self, position: int) -> None:
-        pass
-
-    def speech_spans(self, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-        stop = self.scored if end is None else min(end, self.scored)
-        return [(max(a, start), min(b, stop)) for a, b in self.spans if b > start and a < stop]
-
-    def has_speech(self, start: int = 0, end: int | None = None) -> bool:
-        return bool(self.speech_spans(start, end))
-
-    def trailing_silence(self) -> int:
-        return self.scored - max((b for _, b in self.speech_spans()), default=0)
 
 
 def test_a_pause_closes_the_utterance_even_when_agreement_committed_all_its_words() -> None:

@@ -125,10 +125,11 @@ FIT_STEP_FRAMES = 200
 plus one: equal shapes across streams, so their passes can batch, and room after the last word."""
 
 
-LIVE_FIT_FRAMES = 600
-"""A live step's shortest encoder input (6 s). The encoder's cost grows with its input, and
-most live steps decode a few seconds: 6 s hears their words as well as 10 s did, for less
-decoding per stream (`bench/RESULTS.md`); much shorter inputs made the decoder loop."""
+LIVE_FIT_FRAMES = 1000
+"""A live step's shortest encoder input (10 s). The encoder's cost grows with its input, and
+most live steps decode a few seconds; but shorter inputs cost words on some hosts' CPUs (6 s:
+six streams' live WER 4.8 % against 2.8–3.1 %, for a fifth less decoding) and much shorter
+ones made the decoder loop (`bench/RESULTS.md`)."""
 CLOSING_FIT_FRAMES = 1500
 """A closing live step's shortest encoder input (15 s). It commits all it decodes, with no
 later decode to catch a word that a short input cost ("parent sc cooked" for "parents cooked"

@@ -112,9 +112,9 @@ async def _listen(connection: Any, run: RealtimeRun, began: float, settled: asyn
             begun = (event["audio_start_ms"] + PREFIX_PADDING_MS) / 1000
             run.starts.append((loop.time() - began, begun))
             started += 1
+            settled.clear()
         elif kind == "input_audio_buffer.speech_stopped":
             run.stops.append((loop.time() - began, event["audio_end_ms"] / 1000))
-            settled.clear()
         elif kind == "conversation.item.input_audio_transcription.completed":
             run.turns += 1
             if run.turns == started:

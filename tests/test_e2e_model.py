@@ -55,9 +55,9 @@ def speech_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, s
 
 def joined(out: Path, *clips: tuple[Path, str]) -> tuple[Path, str]:
     """16 kHz mono WAV `clips` one after another with a second of silence between, each
-    sample scaled by 32767/32768 as bench/common.py writes them: with whole windows the
-    farm gives the raw engine's words for either, while an encoder fed only the audio
-    skipped five words of this one (a tiny change of the samples decides such a skip)."""
+    sample scaled by 32767/32768 as bench/common.py writes them: an encoder fed only a
+    window's audio, not the whole window, skipped words of this one on some CPUs (a tiny
+    change of the samples decides such a skip)."""
     parts = []
     for path, _ in clips:
         with wave.open(str(path), "rb") as clip:

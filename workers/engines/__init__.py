@@ -94,8 +94,8 @@ class DecodeRequest:
     fit_window: int | None = None
     """Encode only the audio, rounded up and at least this many mel frames (`fitted_frames`),
     not a whole zero-padded 30 s window: the encoder's cost follows its input, and a live
-    step's audio is a few seconds. File windows stay whole: fitted ones, even to 25 s, made
-    tiny.en skip words of some files on some hosts' CPUs (`bench/RESULTS.md`). None: whole
+    step's audio is a few seconds. File windows stay whole: fitted ones made tiny.en skip
+    words of some files on some hosts' CPUs (`bench/RESULTS.md`). None: whole
     windows. An engine that cannot encode less than a window ignores it."""
 
     @property
@@ -127,13 +127,12 @@ plus one: equal shapes across streams, so their passes can batch, and room after
 
 LIVE_FIT_FRAMES = 1000
 """A live step's shortest encoder input (10 s). The encoder's cost grows with its input, and
-most live steps decode a few seconds; but shorter inputs cost words on some hosts' CPUs (6 s:
-six streams' live WER 4.8 % against 2.8–3.1 %, for a fifth less decoding) and much shorter
-ones made the decoder loop (`bench/RESULTS.md`)."""
+most live steps decode a few seconds; but shorter inputs cost words on some hosts' CPUs and
+much shorter ones made the decoder loop (`bench/RESULTS.md`)."""
 CLOSING_FIT_FRAMES = 1500
 """A closing live step's shortest encoder input (15 s). It commits all it decodes, with no
-later decode to catch a word that a short input cost ("parent sc cooked" for "parents cooked"
-on some hosts' CPUs); one step per utterance, so its cost shows little in the lags."""
+later decode to catch a word that a short input cost; one step per utterance, so its cost
+shows little in the lags (`bench/RESULTS.md`)."""
 
 
 def fitted_frames(samples: int, minimum: int) -> int:

@@ -1,6 +1,6 @@
 """Live decoding replayed on a virtual clock: word lags that do not move between runs.
 
-    .venv/bin/python bench/live_replay.py [--files 4] [--seconds 40] [--step-ms 500]
+    .venv/bin/python bench/live_replay.py [--files 4] [--seconds 40] [--step-ms 250]
         [--around 3] [--show INDEX] [--json out.json]
 
 `bench/live.py` measures the farm as a client sees it, and its p95 lags move by half a
@@ -155,7 +155,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=4, help="the recordings are four")
     parser.add_argument("--seconds", type=float, default=40.0, help="audio per file")
-    parser.add_argument("--step-ms", type=int, default=500, help="as the worker's --live-step-ms")
+    parser.add_argument(
+        "--step-ms",
+        type=int,
+        default=WorkerSettings().live_step_ms,
+        help="as the worker's --live-step-ms (a stream alone)",
+    )
     parser.add_argument("--around", type=int, default=3, help="step sizes per file")
     parser.add_argument("--show", type=int, help="print this file's steps (at --step-ms)")
     parser.add_argument("--json", type=Path)

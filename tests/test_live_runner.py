@@ -67,3 +67,15 @@ async def test_an_utterance_heard_while_the_last_one_closes_is_told_after_that_c
     await runner.task
     assert [p["speech_from"] for p in sent if p.get("speech_from")] == [0.2, 1.2], "once each"
     assert all(p["text"] == "" for p in sent), "they repeat the partial the client has"
+
+
+def test_live_streams_step_at_the_multiple_of_the_step_that_their_passes_keep_up_with() -> None:
+    load = LiveLoad(250, passes=2)
+    paces = {}
+    for streams in (1, 2, 3, 4, 6, 10):
+        load.streams = streams
+        paces[streams] = load.step_ms()
+    assert paces == {1: 250, 2: 500, 3: 500, 4: 750, 6: 1000, 10: 1750}
+    one_pass = LiveLoad(250, passes=1)
+    one_pass.streams = 3
+    assert one_pass.step_ms() == 1000, "3 steps a second on one pass"

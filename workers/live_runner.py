@@ -24,9 +24,10 @@ from workers.runner import Send, StreamRunner, decode_window
 
 STEP_TIME_WEIGHT = 0.2
 """Weight of the newest step in the worker's running mean of live step time."""
-STREAMS_PER_PASS = 2
-"""Live streams one forward pass keeps up with at `--live-step-ms` 500 with tiny.en on a
-CPU core (`bench/RESULTS.md`); more streams step proportionally less often."""
+STEPS_PER_PASS_S = 3.0
+"""Live steps a second that one forward pass keeps up with, tiny.en on a CPU core: six streams
+stepping every second on a 2-core worker's two passes; every 750 ms, their commits came later
+(`bench/RESULTS.md`). A stream alone steps at `--live-step-ms` (its steps use one pass of two)."""
 
 
 class LiveLoad:
@@ -45,10 +46,11 @@ class LiveLoad:
         self.mean: float | None = None
 
     def step_ms(self) -> int:
-        """The new audio that makes a live stream step now."""
-        return self.base_step_ms * max(
-            1, math.ceil(self.streams / (STREAMS_PER_PASS * self.passes))
-        )
+        """The new audio that makes a live stream step now: the shortest multiple of
+        `--live-step-ms` at which the worker's live streams together step no more than
+        `STEPS_PER_PASS_S` times a second per forward pass."""
+        interval_ms = 1000 * self.streams / (STEPS_PER_PASS_S * self.passes)
+        return self.base_step_ms * max(1, math.ceil(interval_ms / self.base_step_ms - 1e-9))
 
     def observe(self, seconds: float) -> None:
         self.mean = (

@@ -85,13 +85,13 @@ class WorkerSettings(ComponentSettings):
         ),
     )
     live_step_ms: int = Field(
-        default=500,
+        default=250,
         ge=100,
         le=10_000,
         description=(
             "A live stream is decoded again once this much new audio arrived (sooner shows "
-            "words sooner and costs more decodes), while each forward pass serves at most two "
-            "live streams; with more, proportionally less often."
+            "words sooner and costs more decodes); with more live streams, at the multiple "
+            "of this that keeps each forward pass to 3 steps a second."
         ),
     )
     live_beam_size: int = Field(

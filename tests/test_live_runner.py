@@ -75,7 +75,7 @@ def test_live_streams_step_at_the_multiple_of_the_step_that_their_passes_keep_up
     for streams in (1, 2, 3, 4, 6, 10):
         load.streams = streams
         paces[streams] = load.step_ms()
-    assert paces == {1: 250, 2: 500, 3: 500, 4: 750, 6: 1000, 10: 1750}
+    assert paces == {1: 250, 2: 500, 3: 500, 4: 750, 6: 1000, 10: 1500}
     one_pass = LiveLoad(250, passes=1)
     one_pass.streams = 3
-    assert one_pass.step_ms() == 1000, "3 steps a second on one pass"
+    assert one_pass.step_ms() == 1000, "at most 3.5 steps a second on one pass"

@@ -91,7 +91,7 @@ class WorkerSettings(ComponentSettings):
         description=(
             "A live stream is decoded again once this much new audio arrived (sooner shows "
             "words sooner and costs more decodes); with more live streams, at the multiple "
-            "of this that keeps each forward pass to 3 steps a second."
+            "of this that keeps each forward pass to 3.5 steps a second."
         ),
     )
     live_beam_size: int = Field(

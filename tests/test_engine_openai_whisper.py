@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from tests.speech import SENTENCES, fixture_clips, synthesize, word_error_rate
 from tests.worker_support import WorkerRig, final_body, read_wav, worker_rig
 from whisperfarm.wire import Command
 from workers import engines
-from workers.engines import DecodeRequest, DecodeResult, Engine
+from workers.engines import LIVE_FIT_FRAMES, DecodeRequest, DecodeResult, Engine, fitted_frames
 from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.model
@@ -122,6 +123,43 @@ def test_words_and_decoding_figures_agree_with_the_faster_whisper_engine(
         assert segment.compression_ratio is not None and segment.compression_ratio > 0
         assert segment.no_speech_prob is not None and 0 <= segment.no_speech_prob <= 1
         assert all(segment.start <= w.start <= w.end <= segment.end for w in segment.words or ())
+
+
+def test_fitted_windows_encode_only_their_audio_and_agree_with_the_faster_whisper_engine(
+    openai_engine: Engine,
+    cache: Path,
+    test_set: list[tuple[np.ndarray, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Live steps' windows (`fit_window`) of different lengths, and a whole one, at once:
+    each is encoded at its fitted length, and the text and word times are those of the
+    faster-whisper engine's fitted windows."""
+    from workers.engines import openai_whisper
+
+    encoded: list[int] = []
+
+    def spy(encoder: Any, mel: Any) -> Any:
+        encoded.append(int(mel.shape[-1]))
+        return torch_encode(encoder, mel)
+
+    torch_encode = openai_whisper.encode
+    monkeypatch.setattr(openai_whisper, "encode", spy)
+    fitted = [
+        DecodeRequest(audio, word_timestamps=True, beam_size=1, fit_window=LIVE_FIT_FRAMES)
+        for audio, _ in test_set[:3]
+    ]
+    *ours, whole = openai_engine.transcribe([*fitted, DecodeRequest(test_set[0][0])])
+    faster = engine("faster-whisper", cache)
+    theirs = [faster.transcribe([r])[0] for r in fitted]
+    lengths = [fitted_frames(len(r.source), LIVE_FIT_FRAMES) for r in fitted]
+    assert sorted(set(encoded)) == sorted({*lengths, 3000}) and min(lengths) < 3000
+    assert text_of(whole) == text_of(openai_engine.transcribe([DecodeRequest(test_set[0][0])])[0])
+    joined = [" ".join(text_of(r) for r in results) for results in (ours, theirs)]
+    assert word_error_rate(joined[1], joined[0]) <= 0.02, joined
+    words = [w for s in ours[0].segments for w in s.words or ()]
+    expected = [w for s in theirs[0].segments for w in s.words or ()]
+    assert [w.word for w in words] == [w.word for w in expected]
+    assert all(abs(a.end - b.end) <= 0.1 for a, b in zip(words, expected, strict=True))
 
 
 def test_decoding_starts_at_the_requested_temperature(

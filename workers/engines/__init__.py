@@ -96,7 +96,7 @@ class DecodeRequest:
     not a whole zero-padded 30 s window: the encoder's cost follows its input, and a live
     step's audio is a few seconds. File windows stay whole: fitted ones made tiny.en skip
     words of some files on some hosts' CPUs (`bench/RESULTS.md`). None: whole
-    windows. An engine that cannot encode less than a window ignores it."""
+    windows. Both model engines honour it (openai-whisper with `torch_decode.encode`)."""
 
     @property
     def audio(self) -> Samples:
@@ -137,7 +137,11 @@ shows little in the lags (`bench/RESULTS.md`)."""
 
 def fitted_frames(samples: int, minimum: int) -> int:
     """Mel frames (10 ms) to encode for `samples` of audio, at least `minimum`."""
-    frames = samples // (SAMPLE_RATE // 100) + 1
+    return fitted_mel_frames(samples // (SAMPLE_RATE // 100) + 1, minimum)
+
+
+def fitted_mel_frames(frames: int, minimum: int) -> int:
+    """Mel frames to encode for `frames` of audio's mel, at least `minimum`."""
     return min(3000, max(minimum, (frames // FIT_STEP_FRAMES + 2) * FIT_STEP_FRAMES))
 
 

@@ -44,7 +44,7 @@ from workers.batching import BatchGate, Limited, useful_concurrency
 from workers.convert import ensure_checkpoint
 from workers.cpus import usable_cpus
 from workers.engines import DecodeRequest, DecodeResult, fallback_temperatures
-from workers.engines.torch_decode import BatchedDecodingTask
+from workers.engines.torch_decode import BatchedDecodingTask, encode
 from workers.engines.whisper_loop import (
     TorchFeatures,
     content_frames,
@@ -158,6 +158,7 @@ class OpenAIWhisperEngine:
                     t,
                     request.beam_size or self.beam_size,
                     request.max_new_tokens,
+                    self._frames(window),
                 ),
                 (window, prompt),
             )
@@ -168,6 +169,7 @@ class OpenAIWhisperEngine:
                 initial_tokens(request, tokenizer),
                 fallback_temperatures(request.temperature, request.fallback),
                 functools.partial(self._align, tokenizer) if request.word_timestamps else None,
+                request.fit_window,
             )
         return DecodeResult(segments, language)
 
@@ -185,7 +187,7 @@ class OpenAIWhisperEngine:
         with self._hooked:
             add_word_timestamps(
                 segments=segments,
-                model=self.whisper,
+                model=_AnyLengthWhisper(self.whisper),
                 tokenizer=tokenizer,
                 mel=window,
                 num_frames=frames,
@@ -209,9 +211,25 @@ class OpenAIWhisperEngine:
         return str(self.gate.call(("detect",), (window, [])).language)
 
     def _key(
-        self, language: str, task: str, temperature: float, beam: int, tokens: int | None
+        self,
+        language: str,
+        task: str,
+        temperature: float,
+        beam: int,
+        tokens: int | None,
+        frames: int,
     ) -> Hashable:
-        return ("decode", language, task, temperature, beam, tokens)
+        """Windows decoded in one pass: the same options, and the same length to stack."""
+        return ("decode", language, task, temperature, beam, tokens, frames)
+
+    def _is_mel(self, window: TorchFeatures) -> bool:
+        """A log-mel (n_mels rows) or, for a retry, an encoder output (frames / 2 rows: a
+        multiple of 100 up to 1500, never 80 or 128)."""
+        return int(window.shape[-2]) == int(self.whisper.dims.n_mels)
+
+    def _frames(self, window: TorchFeatures) -> int:
+        """Mel frames the window covers."""
+        return int(window.shape[-1]) if self._is_mel(window) else 2 * int(window.shape[-2])
 
     def _decode_batch(self, key: Hashable, items: Sequence[Item]) -> list[DecodingResult]:
         """One forward pass for every parked window of one key (runs in the leader thread)."""
@@ -221,15 +239,14 @@ class OpenAIWhisperEngine:
             if key == ("detect",):
                 return self._detect(features)
             assert isinstance(key, tuple)
-            _, language, task, temperature, beam, tokens = key
+            _, language, task, temperature, beam, tokens, _ = key
             options = self._options(language, task, temperature, beam, tokens)
             task_ = BatchedDecodingTask(self.whisper, options, [p for _, p in items])
             return task_.run(features)
 
     def _encode(self, windows: list[TorchFeatures], dtype: torch.dtype) -> torch.Tensor:
         """Encoder output for every window; retries arrive already encoded."""
-        dims = self.whisper.dims
-        is_mel = [w.shape[-2:] != (dims.n_audio_ctx, dims.n_audio_state) for w in windows]
+        is_mel = [self._is_mel(w) for w in windows]
         encoded: list[torch.Tensor | None] = [
             None if m else w.to(dtype) for w, m in zip(windows, is_mel, strict=True)
         ]
@@ -244,7 +261,7 @@ class OpenAIWhisperEngine:
         outputs: list[torch.Tensor] = []
         for start in range(0, len(mels), ENCODE_BATCH):
             chunk = torch.stack(mels[start : start + ENCODE_BATCH]).to(dtype)
-            outputs += list(self.whisper.encoder(chunk))
+            outputs += list(encode(self.whisper.encoder, chunk))
         return outputs
 
     def _detect(self, features: torch.Tensor) -> list[DecodingResult]:
@@ -273,6 +290,21 @@ class OpenAIWhisperEngine:
             sample_len=tokens,
             **search,
         )
+
+
+class _AnyLengthWhisper:
+    """The model as openai-whisper's word alignment calls it (`model(mel, tokens)`), for
+    windows of any length (`torch_decode.encode`): `Whisper.forward` takes whole ones only."""
+
+    def __init__(self, whisper: Whisper) -> None:
+        self._whisper = whisper
+
+    def __call__(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self._whisper.decoder(tokens, encode(self._whisper.encoder, mel))
+        return logits
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._whisper, name)
 
 
 def decoder_shape(whisper: Whisper) -> DecoderShape:

@@ -27,8 +27,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, Inference
-from whisper.model import MultiHeadAttention, Whisper
+from whisper.model import AudioEncoder, MultiHeadAttention, Whisper
 from whisper.utils import compression_ratio
+
+
+def encode(encoder: AudioEncoder, mel: Tensor) -> Tensor:
+    """`AudioEncoder.forward` for mel windows (windows, n_mels, frames) of any even number
+    of frames up to 30 s, not only whole windows: a live step's audio is a few seconds, and
+    the encoder's cost follows its input (`DecodeRequest.fit_window`). The positions are the
+    window's first ones, as faster-whisper's CTranslate2 encoder takes them."""
+    x = F.gelu(encoder.conv1(mel))
+    x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    x = (x + encoder.positional_embedding[: x.shape[1]]).to(x.dtype)
+    for block in encoder.blocks:
+        x = block(x)
+    out: Tensor = encoder.ln_post(x)
+    return out
 
 
 @dataclass
@@ -170,11 +184,16 @@ class BatchedDecodingTask(DecodingTask):  # type: ignore[misc]
         kept = prompt[-(self.n_ctx // 2 - 1) :]
         return [self.tokenizer.sot_prev, *kept, *self.sot_sequence]
 
+    def _get_audio_features(self, mel: Tensor) -> Tensor:
+        """The base class encodes anything not 1500 positions long; a fitted window's
+        encoder output is shorter (`encode`), so the caller always encodes first."""
+        return mel
+
     @torch.no_grad()
-    def run(self, mel: Tensor) -> list[DecodingResult]:
-        """Decode `mel` (windows, n_mels, frames) or encoder output (windows, ctx, state)."""
+    def run(self, features: Tensor) -> list[DecodingResult]:
+        """Decode encoder output (windows, positions, state) (`encode`)."""
         self.decoder.reset()
-        audio_features = self._get_audio_features(mel)
+        audio_features = self._get_audio_features(features)
         device = audio_features.device
         inference = PaddedInference(
             self.model,

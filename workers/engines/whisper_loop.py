@@ -21,7 +21,13 @@ from whisper.decoding import DecodingResult
 from whisper.tokenizer import Tokenizer
 from whisper.utils import get_end
 
-from workers.engines import DecodedSegment, DecodedWord, DecodeRequest, fallback_temperatures
+from workers.engines import (
+    DecodedSegment,
+    DecodedWord,
+    DecodeRequest,
+    fallback_temperatures,
+    fitted_mel_frames,
+)
 
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
@@ -33,8 +39,8 @@ INPUT_STRIDE = 2  # mel frames per output token
 TIME_PRECISION = INPUT_STRIDE / FRAMES_PER_SECOND  # 0.02 s per timestamp token
 
 TorchFeatures = torch.Tensor
-"""What the model decodes for one 30 s window: its log-mel (n_mels, 3000), or for a retry
-its encoder output (ctx, state)."""
+"""What the model decodes for one window: its log-mel (n_mels, frames: 3000, or fewer for a
+fitted window), or for a retry its encoder output (frames / 2, state)."""
 DecodeFn = Callable[[TorchFeatures, list[int], float], DecodingResult]
 """`decode(window, prompt_tokens, temperature)`: one window, through the batch gate."""
 AlignFn = Callable[[list[dict[str, Any]], TorchFeatures, int, float], None]
@@ -139,8 +145,10 @@ def transcribe_mel(
     prompt: list[int],
     temperatures: Sequence[float] = fallback_temperatures(0.0),
     align: AlignFn | None = None,
+    fit_window: int | None = None,
 ) -> list[DecodedSegment]:
-    """Seek through `mel` (with its 30 s of padding) window by window; with `align`,
+    """Seek through `mel` window by window, each padded to 30 s, or with `fit_window` to
+    the frames `fitted_mel_frames` gives (`DecodeRequest.fit_window`); with `align`,
     segments carry words, and the next window starts after the last word (as in
     openai-whisper and faster-whisper)."""
     frames = content_frames(mel)
@@ -149,7 +157,8 @@ def transcribe_mel(
     while seek < frames:
         time_offset = seek / FRAMES_PER_SECOND
         segment_size = min(N_FRAMES, frames - seek)
-        window = pad_or_trim(mel[:, seek : seek + segment_size], N_FRAMES)
+        padded = N_FRAMES if fit_window is None else fitted_mel_frames(segment_size, fit_window)
+        window = pad_or_trim(mel[:, seek : seek + segment_size], padded)
         context = all_tokens[reset_since:]
         result, temperature = decode_with_fallback(decode, window, context, temperatures)
         speechless = result.no_speech_prob > NO_SPEECH_THRESHOLD

@@ -177,19 +177,19 @@ class OpenAIWhisperEngine:
         self,
         tokenizer: Tokenizer,
         segments: list[dict[str, Any]],
-        window: TorchFeatures,
+        encoded: TorchFeatures,
         frames: int,
         last_speech: float,
     ) -> None:
-        """openai-whisper's own word timing (`AlignFn`): one more forward pass of the
-        window, whose cross-attention it reads through hooks on the shared decoder —
-        so no other pass through those layers may run meanwhile (`_hooked`)."""
+        """openai-whisper's own word timing (`AlignFn`): one more decoder pass over the
+        window's encoder output, whose cross-attention it reads through hooks on the shared
+        decoder — so no other pass through those layers may run meanwhile (`_hooked`)."""
         with self._hooked:
             add_word_timestamps(
                 segments=segments,
-                model=_AnyLengthWhisper(self.whisper),
+                model=_Encoded(self.whisper),
                 tokenizer=tokenizer,
-                mel=window,
+                mel=encoded,
                 num_frames=frames,
                 last_speech_timestamp=last_speech,
             )
@@ -292,15 +292,17 @@ class OpenAIWhisperEngine:
         )
 
 
-class _AnyLengthWhisper:
-    """The model as openai-whisper's word alignment calls it (`model(mel, tokens)`), for
-    windows of any length (`torch_decode.encode`): `Whisper.forward` takes whole ones only."""
+class _Encoded:
+    """The model as openai-whisper's word alignment calls it, `model(mel, tokens)`, handed
+    the window's encoder output as its `mel`: the decode already encoded the window (a
+    second encoder pass was a third of a live step's alignment), and `Whisper.forward`
+    would take whole 30 s windows only."""
 
     def __init__(self, whisper: Whisper) -> None:
         self._whisper = whisper
 
-    def __call__(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self._whisper.decoder(tokens, encode(self._whisper.encoder, mel))
+    def __call__(self, encoded: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self._whisper.decoder(tokens, encoded)
         return logits
 
     def __getattr__(self, name: str) -> Any:

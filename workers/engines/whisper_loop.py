@@ -44,9 +44,10 @@ fitted window), or for a retry its encoder output (frames / 2, state)."""
 DecodeFn = Callable[[TorchFeatures, list[int], float], DecodingResult]
 """`decode(window, prompt_tokens, temperature)`: one window, through the batch gate."""
 AlignFn = Callable[[list[dict[str, Any]], TorchFeatures, int, float], None]
-"""`align(segments, window_mel, frames, last_speech_end)`: openai-whisper's
+"""`align(segments, window_encoded, frames, last_speech_end)`: openai-whisper's
 `add_word_timestamps` on one window's segments (dicts with `seek`, `start`, `end`,
-`tokens`); it adds their `words` and moves their times to the words'."""
+`tokens`), given the encoder output its decode made (not encoded again); it adds their
+`words` and moves their times to the words'."""
 
 
 def mel_of(audio: np.ndarray, n_mels: int, device: torch.device) -> torch.Tensor:
@@ -175,7 +176,7 @@ def transcribe_mel(
             and p.start != p.end
         ]
         if align is not None and found:
-            align(found, window, segment_size, last_speech)
+            align(found, result.audio_features, segment_size, last_speech)
             last_speech = get_end(found)
             if not _single_ending(tokenizer, result.tokens) and last_speech > time_offset:
                 next_seek = round(last_speech * FRAMES_PER_SECOND)

@@ -19,16 +19,17 @@ import base64
 import difflib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from openai import AsyncOpenAI
+from openai.types.realtime import RealtimeTranscriptionSessionCreateRequestParam
 
 from bench.word_lag import final_words, sent_at
 from tests.farm import Broker
 from tests.speech import normalize_text
 
-RATE = 24_000
+RATE: Literal[24000] = 24_000
 PREFIX_PADDING_MS = 300
 """The session's `prefix_padding_ms` (OpenAI's default): `speech_started.audio_start_ms`
 is where the turn's voice began, less this."""
@@ -36,7 +37,7 @@ TAIL_S = 2.0
 """Silence sent after the speech, so server VAD ends the last turn."""
 WAIT_S = 30.0
 """How long after its audio a session may take to end its last turn."""
-SESSION = {
+SESSION: RealtimeTranscriptionSessionCreateRequestParam = {
     "type": "transcription",
     "audio": {
         "input": {

@@ -25,10 +25,10 @@ from workers.runner import Send, StreamRunner, decode_window
 STEP_TIME_WEIGHT = 0.2
 """Weight of the newest step in the worker's running mean of live step time."""
 STEPS_PER_PASS_S = 3.5
-"""Live steps a second that one forward pass keeps up with, tiny.en on a CPU core: on a
-2-core worker's two passes, ten streams stepping every 1.5 s (3.3 a second per pass) kept up;
-six every 750 ms (4 a second) made their commits later than every second (`bench/RESULTS.md`).
-A stream alone thus steps at `--live-step-ms` 250, using one pass of two."""
+"""Live steps a second that one forward pass keeps up with, tiny.en on a CPU core: set
+between the pace at which many streams on a 2-core worker kept up and the faster one at which
+their commits fell behind (`bench/RESULTS.md`). A stream alone steps at `--live-step-ms`: its
+steps use one pass of two."""
 
 
 class LiveLoad:

@@ -294,9 +294,9 @@ class OpenAIWhisperEngine:
 
 class _Encoded:
     """The model as openai-whisper's word alignment calls it, `model(mel, tokens)`, handed
-    the window's encoder output as its `mel`: the decode already encoded the window (a
-    second encoder pass was a third of a live step's alignment), and `Whisper.forward`
-    would take whole 30 s windows only."""
+    the window's encoder output as its `mel`: the decode already encoded the window, so
+    encoding it again would double the step's encoder work, and `Whisper.forward` would
+    take whole 30 s windows only."""
 
     def __init__(self, whisper: Whisper) -> None:
         self._whisper = whisper

@@ -75,6 +75,7 @@ class PageRun:
     partial_lags: list[float] = field(default_factory=list)
     commit_lags: list[float] = field(default_factory=list)
     live_wer: float = math.nan
+    final_text: str = ""
     bytes_sent: int = 0
     gui_cpu_s: float = 0.0
     browser_cpu_s: float = 0.0
@@ -175,7 +176,8 @@ def page_run(rate: int, speech: Any, reference: list[tuple[str, float]], tmp: Pa
     packet_s = FRAMES_PER_PACKET / (rate or run.device_rate)
     lags = word_lags(messages, arrived, log["sent"], packet_s)
     run.partial_lags, run.commit_lags = lags.partial, lags.commit
-    run.live_wer = wer(speech.reference, final["text"])
+    run.final_text = final["text"]
+    run.live_wer = wer(speech.reference, run.final_text)
     return run
 
 

@@ -1,10 +1,15 @@
 // The live page's capture: mono s16le at the stream's rate, in 1000-frame packets.
 //
-// Runs on the audio rendering thread. Each 128-frame block is mixed to mono and
-// resampled to `targetRate`: going down, every output sample is the mean of the input
-// samples it covers (a box filter: cheap, and it keeps most of the aliasing out of the
-// speech band); going up (an 8 kHz headset), linear interpolation. Full packets go to
-// the page as transferable buffers; so does the peak level, 20 times a second.
+// Runs on the audio rendering thread, in a context at the device's rate. Each output
+// sample is a windowed sinc over the input around its exact position: a low-pass below
+// the lower rate's Nyquist, then band-limited interpolation. Both cheaper ways cost words
+// (bench/RESULTS.md): averaging the input samples each output covers (a box filter at
+// fractional steps, 44.1 -> 16 kHz) tripled tiny.en's live WER, and so did a context at
+// the stream's rate, resampled by Chromium. Full packets go to the page as transferable
+// buffers; so does the peak level, 20 times a second.
+
+const REACH = 8; // the kernel's half-width, in samples at the lower of the two rates
+const PASS = 0.9; // cutoff, as a fraction of the lower rate's Nyquist
 
 class PcmPacker extends AudioWorkletProcessor {
   constructor(options) {
@@ -14,11 +19,13 @@ class PcmPacker extends AudioWorkletProcessor {
     this.frames = frames;
     this.packet = new Int16Array(frames);
     this.fill = 0;
-    this.t = 0; // input samples seen
-    this.next = this.step; // where the current output sample ends (downsampling) or sits (up)
-    this.sum = 0;
-    this.count = 0;
-    this.prev = 0;
+    const lower = Math.min(1, 1 / this.step); // the lower Nyquist, in input Nyquists
+    this.cutoff = 0.5 * PASS * lower; // cycles per input sample
+    this.half = Math.ceil(REACH / lower); // input samples either side of an output
+    this.input = new Float32Array(4096);
+    this.held = 0; // input samples in `input`
+    this.first = 0; // the input sample number of input[0]
+    this.at = 0; // the input position of the next output sample
     this.levelEvery = Math.round(sampleRate / 20);
     this.levelSeen = 0;
     this.peak = 0;
@@ -37,34 +44,57 @@ class PcmPacker extends AudioWorkletProcessor {
     }
   }
 
-  take(x) {
-    this.t += 1;
-    if (this.step >= 1) {
-      this.sum += x;
-      this.count += 1;
-      while (this.t >= this.next) {
-        this.emit(this.sum / this.count);
-        this.sum = 0;
-        this.count = 0;
-        this.next += this.step;
-      }
-    } else {
-      while (this.next <= this.t) {
-        const frac = this.next - (this.t - 1);
-        this.emit(this.prev + (x - this.prev) * frac);
-        this.next += this.step;
-      }
+  // The output sample at input position `at`: weights normalised to sum 1, so a steady
+  // level passes unchanged whatever the phase.
+  interpolate(at) {
+    const from = Math.max(this.first, Math.floor(at) - this.half + 1);
+    const to = Math.min(this.first + this.held - 1, Math.floor(at) + this.half);
+    let sum = 0;
+    let weights = 0;
+    for (let n = from; n <= to; n++) {
+      const d = at - n;
+      const x = 2 * this.cutoff * d;
+      const sinc = x === 0 ? 1 : Math.sin(Math.PI * x) / (Math.PI * x);
+      const hann = 0.5 + 0.5 * Math.cos((Math.PI * d) / this.half);
+      const weight = sinc * hann;
+      sum += weight * this.input[n - this.first];
+      weights += weight;
     }
-    this.prev = x;
-    this.peak = Math.max(this.peak, Math.abs(x));
-    if (++this.levelSeen >= this.levelEvery) {
-      this.port.postMessage({ level: this.peak });
-      this.levelSeen = 0;
-      this.peak = 0;
+    return weights === 0 ? 0 : sum / weights;
+  }
+
+  hold(x) {
+    if (this.held === this.input.length) {
+      const grown = new Float32Array(2 * this.input.length);
+      grown.set(this.input);
+      this.input = grown;
     }
+    this.input[this.held++] = x;
+  }
+
+  // Emits every output sample whose kernel the input now covers (`ending`: all of them,
+  // the missing input taken as silence), then forgets the input no later one needs.
+  drain(ending) {
+    if (this.step === 1) {
+      for (let i = 0; i < this.held; i++) this.emit(this.input[i]);
+      this.first += this.held;
+      this.at = this.first;
+      this.held = 0;
+      return;
+    }
+    const end = this.first + this.held;
+    while (this.at + this.half <= end || (ending && this.at < end)) {
+      this.emit(this.interpolate(this.at));
+      this.at += this.step;
+    }
+    const keep = Math.max(this.first, Math.floor(this.at) - this.half + 1);
+    this.input.copyWithin(0, keep - this.first, this.held);
+    this.held -= keep - this.first;
+    this.first = keep;
   }
 
   flush() {
+    this.drain(true);
     if (this.fill > 0) {
       const rest = this.packet.slice(0, this.fill);
       this.port.postMessage({ pcm: rest.buffer }, [rest.buffer]);
@@ -80,8 +110,16 @@ class PcmPacker extends AudioWorkletProcessor {
     for (let i = 0; i < n; i++) {
       let x = 0;
       for (const channel of channels) x += channel[i];
-      this.take(x / channels.length);
+      x /= channels.length;
+      this.hold(x);
+      this.peak = Math.max(this.peak, Math.abs(x));
+      if (++this.levelSeen >= this.levelEvery) {
+        this.port.postMessage({ level: this.peak });
+        this.levelSeen = 0;
+        this.peak = 0;
+      }
     }
+    this.drain(false);
     return true;
   }
 }

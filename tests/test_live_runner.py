@@ -79,3 +79,6 @@ def test_live_streams_step_at_the_multiple_of_the_step_that_their_passes_keep_up
     one_pass = LiveLoad(250, passes=1)
     one_pass.streams = 3
     assert one_pass.step_ms() == 1000, "at most 3.5 steps a second on one pass"
+    faster_pass = LiveLoad(250, passes=1, pass_steps=12)  # --live-pass-steps, a GPU's
+    faster_pass.streams = 3
+    assert faster_pass.step_ms() == 250

@@ -21,14 +21,10 @@ from workers.audio import SAMPLE_RATE
 from workers.engines import DecodeResult, Engine
 from workers.live import LiveState, LiveStep, Partial
 from workers.runner import Send, StreamRunner, decode_window
+from workers.settings import LIVE_PASS_STEPS
 
 STEP_TIME_WEIGHT = 0.2
 """Weight of the newest step in the worker's running mean of live step time."""
-STEPS_PER_PASS_S = 3.5
-"""Live steps a second that one forward pass keeps up with, tiny.en on a CPU core: set
-between the pace at which many streams on a 2-core worker kept up and the faster one at which
-their commits fell behind (`bench/RESULTS.md`). A stream alone steps at `--live-step-ms`: its
-steps use one pass of two."""
 
 
 class LiveLoad:
@@ -40,17 +36,20 @@ class LiveLoad:
     stream's steps then come later, not sooner (`bench/RESULTS.md`). The step grows with
     the streams per pass instead."""
 
-    def __init__(self, step_ms: int, passes: int) -> None:
+    def __init__(self, step_ms: int, passes: int, pass_steps: float = LIVE_PASS_STEPS) -> None:
         self.base_step_ms = step_ms
         self.passes = max(1, passes)
+        self.pass_steps = pass_steps
+        """Live steps a second one forward pass serves (`--live-pass-steps`); a stream alone
+        steps at `--live-step-ms` whatever it is."""
         self.streams = 0
         self.mean: float | None = None
 
     def step_ms(self) -> int:
         """The new audio that makes a live stream step now: the shortest multiple of
         `--live-step-ms` at which the worker's live streams together step no more than
-        `STEPS_PER_PASS_S` times a second per forward pass."""
-        interval_ms = 1000 * self.streams / (STEPS_PER_PASS_S * self.passes)
+        `pass_steps` times a second per forward pass."""
+        interval_ms = 1000 * self.streams / (self.pass_steps * self.passes)
         return self.base_step_ms * max(1, math.ceil(interval_ms / self.base_step_ms - 1e-9))
 
     def observe(self, seconds: float) -> None:

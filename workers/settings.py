@@ -14,6 +14,11 @@ from pydantic_settings import SettingsConfigDict
 
 from whisperfarm.settings import ComponentSettings
 
+LIVE_PASS_STEPS = 3.5
+"""Live steps a second one forward pass serves, by default: between the pace at which six
+streams on a 2-core worker with tiny.en kept up and the faster one at which their commits
+fell behind (`bench/RESULTS.md`)."""
+
 DEFAULT_MODEL_CACHE_DIR = Path("~/.cache/whisperfarm/models")
 
 
@@ -91,7 +96,17 @@ class WorkerSettings(ComponentSettings):
         description=(
             "A live stream is decoded again once this much new audio arrived (sooner shows "
             "words sooner and costs more decodes); with more live streams, at the multiple "
-            "of this that keeps each forward pass to 3.5 steps a second."
+            "of this that keeps each forward pass to --live-pass-steps steps a second."
+        ),
+    )
+    live_pass_steps: float = Field(
+        default=LIVE_PASS_STEPS,
+        gt=0,
+        le=1000,
+        description=(
+            "Live steps a second that one forward pass serves; past it each live stream "
+            "steps less often. The default is measured for tiny.en on CPU cores (a GPU "
+            "serves more)."
         ),
     )
     live_beam_size: int = Field(

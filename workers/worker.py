@@ -92,7 +92,11 @@ class Worker:
         """Why this worker cannot label speakers (None: it can). READY tells the broker,
         which then sends it no labelled stream; ASSIGN checks it again for one that does."""
         self._live_options = LiveOptions(settings.live_beam_size, settings.vad_pause_ms)
-        self._live_load = LiveLoad(settings.live_step_ms, getattr(engine, "parallel_batches", 1))
+        self._live_load = LiveLoad(
+            settings.live_step_ms,
+            getattr(engine, "parallel_batches", 1),
+            settings.live_pass_steps,
+        )
         self._link: Link | None = None
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()

@@ -131,6 +131,8 @@ def test_helm_lint(case: str) -> None:
         ({"workers": {"podDisruptionBudget": {"maxUnavailable": 0}}}, "maxUnavailable"),
         ({"gui": {"podDisruptionBudget": {"maxUnavailable": "150%"}}}, "maxUnavailable"),
         ({"metrics": {"prometheusRule": {"enable": True}}}, "enable"),
+        ({"workers": {"live": {"passSteps": 0}}}, "passSteps"),
+        ({"workers": {"live": {"stepMs": 50}}}, "stepMs"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
@@ -520,6 +522,22 @@ def test_zmq_service_publishes_not_ready_addresses(renders: dict[str, list[Manif
     assert [p["port"] for p in http["spec"]["ports"]] == [8000]
     workers = one(docs, "Deployment", f"{FULLNAME}-workers")
     assert env_of(workers)["WHISPERFARM_WORKER_BROKER"] == f"tcp://{FULLNAME}-broker-zmq:5555"
+
+
+def test_workers_live_settings_default_to_the_worker_s_own_and_can_be_set() -> None:
+    def live_env(values: dict[str, Any]) -> dict[str, str]:
+        workers = one(manifests(render(values)), "Deployment", f"{FULLNAME}-workers")
+        return {k: v for k, v in env_of(workers).items() if "LIVE" in k or "VAD" in k}
+
+    worker = WorkerSettings()
+    assert live_env({}) == {
+        "WHISPERFARM_WORKER_LIVE_STEP_MS": str(worker.live_step_ms),
+        "WHISPERFARM_WORKER_LIVE_PASS_STEPS": str(worker.live_pass_steps),
+        "WHISPERFARM_WORKER_LIVE_BEAM_SIZE": str(worker.live_beam_size),
+        "WHISPERFARM_WORKER_VAD_PAUSE_MS": str(worker.vad_pause_ms),
+    }
+    gpu = live_env({"workers": {"live": {"passSteps": 20}}})
+    assert gpu["WHISPERFARM_WORKER_LIVE_PASS_STEPS"] == "20"
 
 
 def test_default_workers_run_openai_whisper_on_a_gpu(renders: dict[str, list[Manifest]]) -> None:

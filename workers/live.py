@@ -77,6 +77,11 @@ SEAM_MATCH = 2
 "you … ask what you")."""
 MAX_REPEAT = 5
 """Longest run of committed words a decode may repeat at its start (dropped)."""
+OPENING_S = 2.0
+"""An utterance's first words are committed by agreement only from a decode of at least this
+much of it: with less, tiny.en hears the same wrong start twice in a row ("How do you marry"
+for "Had he married" at 0.7 and 1.7 s, right from 2.2 s), and a committed wrong start stays,
+with the right words appended ("How do you marry married a more …"; `bench/RESULTS.md`)."""
 SAID_WORDS = 200
 """Committed words remembered (for finding the seam after them)."""
 
@@ -399,10 +404,11 @@ class LiveState(StreamState):
 
     def _agreed(self, words: list[_Heard], decoded: int, heard_to: int) -> int:
         """How many leading words to commit: those an earlier step at least `AGREE_GAP_S`
-        of audio before had too; or, near a full window, the words of every segment but
-        the last."""
+        of audio before had too (none of an utterance's opening `OPENING_S`); or, near a
+        full window, the words of every segment but the last."""
         apart = heard_to - self._previous.heard_to >= AGREE_GAP_S * SAMPLE_RATE
-        previous = self._previous.words if apart else []
+        opening = self._committed_to <= self._listen_from and decoded < OPENING_S * SAMPLE_RATE
+        previous = self._previous.words if apart and not opening else []
         agreed = 0
         while (
             agreed < min(len(words), len(previous))

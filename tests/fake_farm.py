@@ -29,6 +29,7 @@ from whisperfarm.protocol import (
     Accepted,
     Ack,
     Clear,
+    ClientMessage,
     Commit,
     End,
     Error,
@@ -98,7 +99,7 @@ class FakeFarm:
     partials_to_files: bool = False
     """Send partials to streams that are not live (a farm breaking the protocol)."""
     connections: int = 0
-    hellos: list[Start | Resume | End] = field(default_factory=list)
+    hellos: list[ClientMessage] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
     port: int = 0
 
@@ -125,7 +126,7 @@ class FakeFarm:
         if await self._receive_audio(ws, job, first) and await self._finish(ws, job_id, job, first):
             await ws.close()
 
-    def _admit(self, hello: Start | Resume | End) -> tuple[str, Job, bool]:
+    def _admit(self, hello: ClientMessage) -> tuple[str, Job, bool]:
         if isinstance(hello, Start):
             job_id = uuid.uuid4().hex
             self.jobs[job_id] = Job(start=hello)

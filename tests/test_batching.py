@@ -8,7 +8,7 @@ words must be the same, and the batched run must really have shared forward pass
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,7 +45,7 @@ class Recorder:
         return [v * 10 for v in values]
 
 
-def run_threads(gate: BatchGate[int, int], calls: list[tuple[Hashable, int]]) -> list[int]:
+def run_threads(gate: BatchGate[int, int], calls: Sequence[tuple[Hashable, int]]) -> list[int]:
     """Each call in its own thread, all decoding before any reaches the gate."""
     all_decoding = threading.Barrier(len(calls))
 
@@ -228,7 +228,7 @@ def record_batch_sizes(engine: Engine) -> list[int]:
     """The size of every forward pass the engine's gate runs from now on."""
     gate = engine.gated.gate if hasattr(engine, "gated") else engine.gate  # type: ignore[attr-defined]
     sizes: list[int] = []
-    run = gate._run
+    run: Callable[[Hashable, Sequence[object]], Sequence[object]] = gate._run
 
     def recording(key: Hashable, values: Sequence[object]) -> Sequence[object]:
         sizes.append(len(values))

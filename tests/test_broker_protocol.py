@@ -179,7 +179,7 @@ async def test_resume_continues_from_the_acknowledged_frame(broker: Broker) -> N
         job_id = json.loads(await ws.recv())["job_id"]
         for packet in sent[:20]:
             await ws.send(packet)
-        acks = []
+        acks: list[int] = []
         while not acks:
             message = json.loads(await ws.recv())
             if message["type"] == "ack":

@@ -60,7 +60,7 @@ def test_both_copies_are_what_the_generator_writes() -> None:
 def test_generator_check_mode(tmp_path: Path) -> None:
     module = generator()
     assert module.main(["--check"]) == 0
-    module.OUTPUTS = (tmp_path / "a.json",)
+    vars(module)["OUTPUTS"] = (tmp_path / "a.json",)
     assert module.main(["--check"]) == 1
     assert module.main([]) == 0
     assert (tmp_path / "a.json").read_text() == DASHBOARD.read_text()

@@ -60,7 +60,7 @@ def render(values: dict[str, Any]) -> dict[str, str]:
 
 
 def manifests(rendered: dict[str, str]) -> list[Manifest]:
-    docs = []
+    docs: list[Manifest] = []
     for path, text in rendered.items():
         if path.endswith(".yaml"):
             docs.extend(doc for doc in yaml.safe_load_all(text) if doc)

@@ -82,12 +82,14 @@ def documented() -> dict[str, tuple[str, tuple[str, ...]]]:
 
 def declared() -> dict[str, tuple[str, tuple[str, ...]]]:
     """name (as exposed) → (type, labels) of every metric object in the metrics modules."""
-    table = {}
+    table: dict[str, tuple[str, tuple[str, ...]]] = {}
     for module in (broker.metrics, workers.metrics):
         for value in vars(module).values():
             if isinstance(value, MetricWrapperBase):
-                name = value._name + ("_total" if value._type == "counter" else "")
-                table[name] = (value._type, tuple(value._labelnames))
+                kind = value._type
+                assert kind is not None  # None only on the abstract base class
+                name = value._name + ("_total" if kind == "counter" else "")
+                table[name] = (kind, tuple(value._labelnames))
     return table
 
 

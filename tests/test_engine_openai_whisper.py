@@ -45,7 +45,7 @@ def test_set(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[np.ndarray,
     return [(load_audio(path), text) for path, text in [*fixture_clips(), *spoken]]
 
 
-def engine(name: str, cache: Path, **settings: object) -> Engine:
+def engine(name: str, cache: Path, **settings: Any) -> Engine:
     return engines.load(
         WorkerSettings(engine=name, model="tiny.en", model_cache_dir=cache, **settings)
     )
@@ -135,6 +135,7 @@ def test_fitted_windows_encode_only_their_audio_and_agree_with_the_faster_whispe
     each is encoded at its fitted length, and the text and word times are those of the
     faster-whisper engine's fitted windows."""
     from workers.engines import openai_whisper
+    from workers.engines.torch_decode import encode as torch_encode
 
     encoded: list[int] = []
 
@@ -142,7 +143,6 @@ def test_fitted_windows_encode_only_their_audio_and_agree_with_the_faster_whispe
         encoded.append(int(mel.shape[-1]))
         return torch_encode(encoder, mel)
 
-    torch_encode = openai_whisper.encode
     monkeypatch.setattr(openai_whisper, "encode", spy)
     fitted = [
         DecodeRequest(audio, word_timestamps=True, beam_size=1, fit_window=LIVE_FIT_FRAMES)

@@ -96,7 +96,9 @@ def _english_literal(node: ast.expr) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         own = node.value
     elif isinstance(node, ast.JoinedStr):
-        own = "".join(p.value for p in node.values if isinstance(p, ast.Constant))
+        own = "".join(
+            p.value for p in node.values if isinstance(p, ast.Constant) and isinstance(p.value, str)
+        )
     else:
         return None
     return own if re.search(r"[A-Za-z]{2,}", own.replace(BRAND, "")) else None

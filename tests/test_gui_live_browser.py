@@ -127,7 +127,7 @@ def wait_for_the_whole_sentence(page: Any, timeout_s: float = 90.0) -> str:
     committed = page.get_by_test_id("live-committed")
     deadline = time.monotonic() + timeout_s
     while True:
-        spoken = committed.inner_text()
+        spoken: str = committed.inner_text()
         if word_error_rate(JFK_TEXT, _through_last(spoken, "country")) < LIVE_MAX_WER:
             return spoken
         assert time.monotonic() < deadline, f"the sentence was not committed: {spoken!r}"
@@ -284,7 +284,9 @@ def test_a_full_farm_says_server_overloaded_and_retry_goes_live_once_a_slot_free
     try:
         broker.wait_workers(1)
         context = microphone(JFK, locale=locale)
-        page = open_live(context, gui.url, words["live.start"])
+        start = words["live.start"]
+        assert isinstance(start, str)  # not a plural entry
+        page = open_live(context, gui.url, start)
         with connect(broker.ws) as hold:
             hold.send(start_message(name="held.wav"))
             assert '"accepted"' in str(hold.recv(timeout=10))

@@ -67,7 +67,7 @@ class Recorder:
 
 
 def jfk_pcm() -> bytes:
-    with wave.open(str(JFK)) as w:
+    with wave.open(str(JFK), "rb") as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16_000, 1, 2)
         return w.readframes(w.getnframes())
 

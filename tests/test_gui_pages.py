@@ -7,6 +7,7 @@ GUI process in `test_gui_browser.py`.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ async def test_upload_streams_readable_files_and_refuses_the_rest_with_a_reason(
         await user.should_see("not audio.mp3 refused: not an audio or video file", retries=PATIENCE)
         await user.should_see("Uploading 2 files to the farm", retries=PATIENCE)
         for name in ("one.wav", "two.wav"):
-            row = await eventually(lambda n=name: done_row(user, n), what=f"{name} done")
+            row = await eventually(functools.partial(done_row, user, name), what=f"{name} done")
             assert row["preview"].startswith("[null engine]")
         names = {j["name"] for j in broker.jobs()}
         assert names == {"one.wav", "two.wav"}, "the unreadable file never reached the farm"
@@ -177,6 +178,7 @@ async def test_language_and_task_pickers_reach_the_broker(
         language = next(iter(user.find(marker="language").elements))
         task = next(iter(user.find(marker="task").elements))
         assert isinstance(language, ui.select) and isinstance(task, ui.toggle)
+        assert isinstance(language.options, dict)  # a list or a dict: a dict of labels here
         assert "ru" in language.options and language.options["ru"] == "Russian (ru)"
         language.set_value("ru")
         task.set_value("translate")

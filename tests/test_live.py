@@ -199,7 +199,11 @@ def test_commit_and_clear_are_refused_on_a_file_stream(
     live_farm: tuple[Broker, Worker], kind: str
 ) -> None:
     broker, _ = live_farm
-    frames = [start_message(), *packets(pcm_of(JFK))[:5], json.dumps({"type": kind})]
+    frames: list[str | bytes] = [
+        start_message(),
+        *packets(pcm_of(JFK))[:5],
+        json.dumps({"type": kind}),
+    ]
     reply = asyncio.run(send_raw(broker.ws, *frames))
     assert reply.last["type"] == "error" and reply.last["code"] == "bad_message"
     assert "live" in reply.last["detail"]

@@ -85,7 +85,7 @@ def test_once_audio_went_the_format_model_and_vad_settings_are_fixed() -> None:
     update(session, format={"type": "audio/pcmu"}, transcription={"language": "en"})
     assert session.start().sample_rate == 8000
     update(session, True, format={"type": "audio/pcmu"}, transcription={"language": "en"})
-    refused = [
+    refused: list[dict[str, dict[str, object]]] = [
         {"format": {"type": "audio/pcm", "rate": 24000}},
         {"transcription": {"model": "whisper-large", "language": "en"}},
         {"turn_detection": {"type": "server_vad", "threshold": 0.9}},

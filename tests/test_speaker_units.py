@@ -23,7 +23,8 @@ def voices(*speakers: int, dims: int = 16, seed: int = 3) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = np.linalg.qr(rng.normal(size=(dims, dims)))[0][: max(speakers) + 1]
     rows = np.array([centres[s] + 0.15 * rng.normal(size=dims) for s in speakers])
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    unit: np.ndarray = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return unit.astype(np.float32)
 
 
 def test_clusters_follow_the_voices_and_the_count_when_given() -> None:

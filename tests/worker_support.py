@@ -261,7 +261,7 @@ def final_body(message: Message) -> dict[str, Any]:
 
 
 def interleave_streams(
-    broker: FakeBroker, streams: dict[str, tuple[bytes, AudioFormat]], **start: object
+    broker: FakeBroker, streams: dict[str, tuple[bytes, AudioFormat]], **start: Any
 ) -> None:
     """ASSIGN every stream (with `start`'s options), send their packets round-robin (uploads
     side by side), END all."""

@@ -3,6 +3,8 @@ becomes the partial. The real model's behaviour is in test_live.py / test_worker
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.scripted_voice import ScriptedVoice
 from whisperfarm.wire_bodies import AssignBody
 from workers.audio import SAMPLE_RATE
@@ -13,7 +15,7 @@ SECOND = SAMPLE_RATE * 2  # bytes of one second of 16 kHz s16le
 STEP_MS = 500
 
 
-def state(**spec: object) -> LiveState:
+def state(**spec: Any) -> LiveState:
     body = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=False, **spec)
     return LiveState(body, LiveOptions())
 
@@ -50,20 +52,20 @@ def test_words_two_decodes_a_second_apart_agree_on_are_committed() -> None:
     assert live.partial.text == "why your"
 
 
-def test_an_utterance_s_opening_words_are_not_committed_from_decodes_of_less_than_2_s() -> None:
+def test_an_utterance_s_opening_words_are_not_committed_from_decodes_of_under_1_8_s() -> None:
     body = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=True)
     live = LiveState(body, LiveOptions())
     live._vad = ScriptedVoice((1.0, 10.0))  # type: ignore[assignment]
     live.feed(bytes(SECOND))  # silence: nothing to decode
     assert live.apply(live.next_step(final=False), None) == []
     misheard = said(("How", 0.3, 0.5), ("do", 0.5, 0.6), ("you", 0.6, 0.7), ("marry", 0.7, 0.9))
-    assert step(live, 0.7, misheard) == []  # decodes 0.9 s, from the speech's start less its pad
-    # Agreed on, a second apart, but from 1.9 s of the utterance: its start may still change.
+    assert step(live, 0.5, misheard) == []  # decodes 0.7 s, from the speech's start less its pad
+    # Agreed on, a second apart, but from 1.7 s of the utterance: its start may still change.
     assert step(live, 1.0, misheard) == []
     assert live.partial.text == "How do you marry"
     heard = said(("Had", 0.3, 0.5), ("he", 0.5, 0.6), ("married", 0.6, 0.9), ("a", 1.0, 1.1),
                  ("more", 1.1, 1.4), ("amiable", 1.5, 2.0))  # fmt: skip
-    assert step(live, 1.0, heard) == []  # 2.9 s: no opening any more, but a different start
+    assert step(live, 1.0, heard) == []  # 2.7 s: no opening any more, but a different start
     assert live.partial.text == "Had he married a more amiable"
     assert step(live, 1.0, heard) == ["Had he married a more amiable"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class EventHub:
 
     async def stream(
         self, snapshot: Callable[[], list[str]], owner: str | None = None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Yield `snapshot()`, then every event published after it, with keep-alives.
 
         The snapshot is taken when the stream starts, in the same step that subscribes

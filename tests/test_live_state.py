@@ -101,6 +101,20 @@ def test_a_word_squeezed_to_no_time_mid_speech_is_kept_when_a_pause_commits() ->
     assert [s.text for s in live.apply(planned, squeezed)] == ["so, my fellow ask"]
 
 
+def test_without_voice_activity_a_commit_keeps_a_last_word_the_decoder_doubts() -> None:
+    # The closing step is the last decode of its audio: a doubted word dropped is lost.
+    live = state()  # vad: false
+    live.feed(bytes(2 * SECOND))
+    live.ask_commit()
+    planned = live.next_step(final=False)
+    doubted = said(("for", 0.2, 0.5), ("your", 0.6, 0.9), ("country", 1.2, 1.7), probability=0.01)
+    assert [s.text for s in live.apply(planned, doubted)] == ["for your country"]
+    # A step that does not close still holds back a doubted word in its last second: the
+    # next step decodes it again.
+    step(live, 2.0, said(("ask", 0.2, 0.5), ("not", 1.5, 1.8), probability=0.01))
+    assert live.partial.text == "ask"
+
+
 def test_clear_makes_a_step_in_flight_moot() -> None:
     live = state()
     live.feed(bytes(SECOND))

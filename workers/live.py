@@ -346,10 +346,12 @@ class LiveState(StreamState):
             return []
         if self.language is None:
             self.language = result.language
-        # A closing step's audio ends with the speech: a word it doubts at its end is a
-        # real one, and dropped it would be lost with the step's audio. Words squeezed to
-        # no time there are still made up (a repeat: "Americans. And so my fellow …").
-        ends_speech = step.closes and step.speech_end == len(step.pcm)
+        # A closing step's words are the last ever decoded from its audio: one it doubts at
+        # its end, dropped, would be lost. With voice activity its audio ends with the
+        # speech, so such a word is a real one; without, nothing says where speech ends,
+        # and the step keeps what it heard, as a file stream with `vad: false` does. Words
+        # squeezed to no time are still made up (a repeat: "Americans. And so my fellow …").
+        ends_speech = step.closes and step.speech_end in (None, len(step.pcm))
         heard = _until_made_up(
             [(w, s) for s in result.segments for w in s.words or ()],
             len(step.pcm) / SAMPLE_RATE,

@@ -3,8 +3,8 @@
 The page's context runs at the microphone's rate and the worklet resamples to the stream's.
 Tones say what a resampler did: a tone in the speech band must come out at its frequency
 and level with nothing beside it, and a tone above the stream's Nyquist must come out as
-nothing rather than as a false tone inside the band (aliasing: the box filter this worklet
-had let a 12.1 kHz tone at 44.1 kHz through as a 3.9 kHz one, and cost tiny.en words).
+nothing rather than as a false tone inside the band (aliasing, which costs tiny.en words:
+`bench/RESULTS.md`).
 """
 
 from __future__ import annotations

@@ -79,10 +79,9 @@ MAX_REPEAT = 5
 """Longest run of committed words a decode may repeat at its start (dropped)."""
 OPENING_S = 1.8
 """An utterance's first words are committed by agreement only from a decode of at least this
-much of it: with less, tiny.en can hear the same wrong start twice in a row ("How do you
-marry" for "Had he married" at 0.7 and 1.7 s, right from 2.2 s), and a committed wrong start
-stays, with the right words appended ("How do you marry married a more …"). 2 s held back
-six streams' partials too (`bench/RESULTS.md`)."""
+much of it: with less, two decodes can hear the same wrong start ("How do you marry" for
+"Had he married"), and a committed wrong start stays, with the right words appended after
+it. Longer held back partials of many streams (`bench/RESULTS.md`)."""
 SAID_WORDS = 200
 """Committed words remembered (for finding the seam after them)."""
 

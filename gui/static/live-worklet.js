@@ -2,11 +2,11 @@
 //
 // Runs on the audio rendering thread, in a context at the device's rate. Each output
 // sample is a windowed sinc over the input around its exact position: a low-pass below
-// the lower rate's Nyquist, then band-limited interpolation. Both cheaper ways cost words
-// (bench/RESULTS.md): averaging the input samples each output covers (a box filter at
-// fractional steps, 44.1 -> 16 kHz) tripled tiny.en's live WER, and so did a context at
-// the stream's rate, resampled by Chromium. Full packets go to the page as transferable
-// buffers; so does the peak level, 20 times a second.
+// the lower rate's Nyquist, then band-limited interpolation. Cheaper ways cost tiny.en
+// words (bench/RESULTS.md): averaging the input samples each output covers (a box filter
+// at fractional steps) jitters and aliases, and a context at the stream's rate, resampled
+// by Chromium, did no better. Full packets go to the page as transferable buffers; so
+// does the peak level, 20 times a second.
 
 const REACH = 8; // the kernel's half-width, in samples at the lower of the two rates
 const PASS = 0.9; // cutoff, as a fraction of the lower rate's Nyquist

@@ -260,3 +260,56 @@ def test_without_voice_activity_no_utterance_start_is_told() -> None:
     live = state()
     live.feed(bytes(2 * SECOND))
     assert live.speech_onset() is None
+
+
+def closed(live: LiveState, seconds: float, result: DecodeResult) -> list[str]:
+    """Feed `seconds` of audio and close the utterance with `result` as the closing decode."""
+    live.feed(bytes(int(seconds * SECOND)))
+    live.ask_commit()
+    planned = live.next_step(final=False)
+    assert not planned.lead_in.seconds  # a closing step commits: it decodes no lead-in
+    return [s.text for s in live.apply(planned, result)]
+
+
+def test_an_utterance_s_opening_is_decoded_after_the_words_before_it() -> None:
+    live = state()
+    assert closed(live, 3.0, said(("ask", 0.2, 0.5), ("not", 1.5, 1.8))) == ["ask not"]
+    live.feed(bytes(SECOND))
+    planned = live.next_step(final=False)
+    # The 3 s of "ask not" (shorter than LEAD_IN_S: all of it), then the new second.
+    assert planned.lead_in.seconds == 3.0
+    assert len(planned.to_request().source) == 4 * SAMPLE_RATE
+    # The decode's copy of the lead-in ends at "not", though its times put "what" (stretched
+    # back into the pause) in the lead-in: "what" is the utterance's first word.
+    heard = said(("ask", 0.2, 0.5), ("not", 1.5, 2.8), ("what", 2.8, 3.1), ("your", 3.3, 3.7))
+    assert live.apply(planned, heard) == []
+    assert live.partial.text == "what your"
+    assert (live.partial.start, live.partial.end) == (3.0, 3.7)  # stream time: 3 s + 0.7 s
+    # From OPENING_S of the utterance on, a step may commit: it decodes the utterance alone.
+    live.feed(bytes(SECOND))
+    planned = live.next_step(final=False)
+    assert not planned.lead_in.seconds
+    assert len(planned.to_request().source) == 2 * SAMPLE_RATE
+
+
+def test_the_lead_in_is_the_last_seconds_of_speech_from_a_gap_between_words() -> None:
+    live = state()
+    words = [(f"w{n}", n + 0.2, n + 0.7) for n in range(12)]
+    closed(live, 12.0, said(*words))
+    live.feed(bytes(SECOND))
+    planned = live.next_step(final=False)
+    # 5 s or more, cut in the gap before a word: the middle of 6.7 … 7.2, of 12 s.
+    assert planned.lead_in.seconds == 12.0 - 6.95
+    assert [w.word for w in planned.lead_in.words] == [f" w{n}" for n in range(7, 12)]
+    assert planned.lead_in.words[0].start == 7.2 - 6.95
+    # A short utterance after it adds to it (2 s: the second above and one more), still
+    # from a gap: the one at 2.0 s of the 7.05 s. Clear forgets it.
+    live.apply(planned, None)
+    closed(live, 1.0, said(("ask", 0.2, 0.8)))
+    live.feed(bytes(SECOND))
+    planned = live.next_step(final=False)
+    assert planned.lead_in.seconds == 7.05 - 2.0
+    assert [w.word for w in planned.lead_in.words] == [" w9", " w10", " w11", " ask"]
+    live.clear()
+    live.feed(bytes(SECOND))
+    assert not live.next_step(final=False).lead_in.seconds

@@ -23,6 +23,11 @@ lasting `ONSET` after a close says at once that the next utterance began (`speec
 decode never covers more than one Whisper window: once the uncommitted audio reaches
 `FORCE_COMMIT_S`, the oldest complete segments are committed without agreement.
 
+An utterance's opening steps, which only show a partial (`OPENING_S`), decode the last
+words before it first (`LEAD_IN_S`, kept across the close, silence left out) and drop
+their copy of them: with no speech before its first word, the decoder mishears a start
+that it hears right when running on from the words before.
+
 A new attempt of a stream (a resume, a worker's death) starts at `AssignBody.resume_at`,
 the end of what earlier attempts committed, so no committed text is decoded again or changed.
 
@@ -33,7 +38,10 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from whisperfarm.protocol import SegmentData
 from whisperfarm.wire_bodies import AssignBody
@@ -84,6 +92,11 @@ much of it: with less, two decodes can hear the same wrong start ("How do you ma
 it. Longer held back partials of many streams (`bench/RESULTS.md`)."""
 SAID_WORDS = 200
 """Committed words remembered (for finding the seam after them)."""
+LEAD_IN_S = 5.0
+"""The speech before an utterance that its opening steps decode first (at least this much,
+from a gap between words; `LiveState._leads_in`): a decode that starts cold at an utterance
+hears its first words worse ("How do you marry" for "Had he married" until 2 s of it) than
+one that runs on from the speech before it. Shorter lead-ins helped less (`bench/RESULTS.md`)."""
 
 ONSET = SAMPLE_RATE // 4
 """Voice activity this long (250 ms, Silero's own shortest speech) tells an utterance has
@@ -122,6 +135,24 @@ class Partial:
 
 
 @dataclass(frozen=True)
+class LeadIn:
+    """The audio of the words committed last before an utterance (`LEAD_IN_S`), and those
+    words as the decoder heard them (`_norm`): where its copy of them ends, the utterance's
+    words begin."""
+
+    pcm: Pcm
+    words: tuple[DecodedWord, ...]
+    """In the time of `pcm`."""
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / SAMPLE_RATE
+
+
+NO_LEAD_IN = LeadIn(np.zeros(0, np.int16), ())
+
+
+@dataclass(frozen=True)
 class LiveStep:
     """One step: the audio to decode (maybe none) and what to do with its text."""
 
@@ -140,6 +171,9 @@ class LiveStep:
     heard_to: int = 0
     """Stream position of the end of the audio received when the step was planned: a
     closing step commits every word before it."""
+    lead_in: LeadIn = NO_LEAD_IN
+    """Earlier speech decoded before `pcm` (its request's audio is both): its words are not
+    this step's."""
 
     def to_request(self) -> DecodeRequest:
         assert self.request is not None
@@ -186,6 +220,7 @@ class LiveState(StreamState):
         """Language and prompt for the next utterance, once the one under way closes."""
         self._listen_from = self._offset
         """Stream position of the last close: speech after it begins the next utterance."""
+        self._lead_in = NO_LEAD_IN
         self._onset_told = False
         self._vad: VoiceActivity | None = None
         if spec.vad:
@@ -214,6 +249,7 @@ class LiveState(StreamState):
         if self._retune is not None:
             (self.language, self._lead), self._retune = self._retune, None
             self._prompt_due = True
+            self._lead_in = NO_LEAD_IN  # asked to start afresh
 
     def ask_commit(self) -> None:
         """The client ended its utterance: the next step commits what it decodes."""
@@ -228,6 +264,7 @@ class LiveState(StreamState):
         self._previous = _Hypothesis()
         self.partial = Partial()
         self._unclosed = False
+        self._lead_in = NO_LEAD_IN
         self._listen(end)
         if self._vad is not None:
             self._vad.restart_at(end)
@@ -252,6 +289,11 @@ class LiveState(StreamState):
     def _end(self) -> int:
         """Stream position of the end of the buffered audio."""
         return self._offset + len(self._audio)
+
+    @property
+    def _opening(self) -> bool:
+        """Nothing of the utterance under way is committed yet."""
+        return self._committed_to <= self._listen_from
 
     @property
     def _said_to(self) -> int:
@@ -307,9 +349,21 @@ class LiveState(StreamState):
                 stop, closes = speech_end, True
         stop = min(stop, start + WINDOW)
         audio = pcm[start:stop]
-        request = self._request(audio, closes)
+        lead = self._lead_in if self._leads_in(audio, closes) else NO_LEAD_IN
+        request = self._request(np.concatenate([lead.pcm, audio]), closes)
         heard_until = None if speech_end is None else speech_end - start
-        return LiveStep(offset + start, audio, closes, self.generation, request, heard_until, end)
+        return LiveStep(
+            offset + start, audio, closes, self.generation, request, heard_until, end, lead
+        )
+
+    def _leads_in(self, audio: Pcm, closes: bool) -> bool:
+        """Whether a step decodes the lead-in before `audio`: only those that show the
+        utterance's opening and commit none of it (`OPENING_S`; the decoder sometimes drops
+        a first word after the lead-in's, "And" in "… your country. And Mr. John", and a
+        decode that commits must not), and only while it leaves the encoder's input its
+        shortest (it then costs a few decoder tokens)."""
+        fits = len(self._lead_in.pcm) + len(audio) <= LIVE_FIT_FRAMES * SAMPLE_RATE // 100
+        return self._opening and not closes and len(audio) < OPENING_S * SAMPLE_RATE and fits
 
     def _request(self, pcm: Pcm, closes: bool) -> DecodeRequest:
         spec = self.spec
@@ -351,13 +405,16 @@ class LiveState(StreamState):
         # and the step keeps what it heard, as a file stream with `vad: false` does. Words
         # squeezed to no time are still made up (a repeat: "Americans. And so my fellow …").
         ends_speech = step.closes and step.speech_end in (None, len(step.pcm))
+        decoded = [(w, s) for s in result.segments for w in s.words or ()]
         heard = _until_made_up(
-            [(w, s) for s in result.segments for w in s.words or ()],
+            _after_lead_in(decoded, step.lead_in),
             len(step.pcm) / SAMPLE_RATE,
             doubts=not ends_speech,
         )
         if step.speech_end is not None:
             heard = [(w, s) for w, s in heard if w.start * SAMPLE_RATE < step.speech_end]
+        if step.closes:
+            self._keep_lead_in(step, [w for w, _ in heard])
         new = self._after_committed(heard)
         heard_to = step.base + len(step.pcm)
         keep = len(new) if step.closes else self._agreed(new, len(step.pcm), heard_to)
@@ -390,13 +447,9 @@ class LiveState(StreamState):
             (i for i, (w, _) in enumerate(heard) if (w.start + w.end) / 2 >= since), len(heard)
         )
         said = [_norm(word) for end, word in self._said[-MAX_REPEAT:] if end > self._offset]
-        if said:
-            texts = [_norm(w.word) for w, _ in heard]
-            tail = said[-SEAM_MATCH:]
-            for shift in sorted(range(-SEAM_WORDS, SEAM_WORDS + 1), key=abs):
-                seam = at + shift
-                if len(tail) <= seam <= len(texts) and texts[seam - len(tail) : seam] == tail:
-                    return heard[seam:]
+        seam = _seam(heard, at, said)
+        if seam is not None:
+            return heard[seam:]
         new = heard[at:]
         said = [_norm(word) for _, word in self._said[-MAX_REPEAT:]]
         for n in range(min(MAX_REPEAT, len(new), len(said)), 0, -1):
@@ -409,7 +462,7 @@ class LiveState(StreamState):
         of audio before had too (none of an utterance's opening `OPENING_S`); or, near a
         full window, the words of every segment but the last."""
         apart = heard_to - self._previous.heard_to >= AGREE_GAP_S * SAMPLE_RATE
-        opening = self._committed_to <= self._listen_from and decoded < OPENING_S * SAMPLE_RATE
+        opening = self._opening and decoded < OPENING_S * SAMPLE_RATE
         previous = self._previous.words if apart and not opening else []
         agreed = 0
         while (
@@ -421,6 +474,25 @@ class LiveState(StreamState):
             last = words[-1][1]
             agreed = sum(1 for _, s in words if s is not last) or len(words)
         return agreed
+
+    def _keep_lead_in(self, step: LiveStep, words: list[DecodedWord]) -> None:
+        """After a close, the next utterance's lead-in: the last `LEAD_IN_S` or more of the
+        speech heard so far (this step's, after the lead-in before it if it is shorter),
+        from a gap between words. A close that heard no words keeps the lead-in it had."""
+        if not words:
+            return
+        speech = step.pcm[: len(step.pcm) if step.speech_end is None else step.speech_end]
+        before = self._lead_in if len(speech) < LEAD_IN_S * SAMPLE_RATE else NO_LEAD_IN
+        pcm = np.concatenate([before.pcm, speech])
+        timed = [*before.words, *(_moved(w, -before.seconds) for w in words)]
+        end = len(pcm) / SAMPLE_RATE
+        gaps = [(a.end + b.start) / 2 for a, b in itertools.pairwise(timed)]
+        cut = max((gap for gap in gaps if end - gap >= LEAD_IN_S), default=0.0)
+        cut = max(cut, end - 2 * LEAD_IN_S)  # no gap: one long word, or words without time
+        self._lead_in = LeadIn(
+            pcm[round(cut * SAMPLE_RATE) :].copy(),
+            tuple(_moved(w, cut) for w in timed if (w.start + w.end) / 2 > cut),
+        )
 
     def _trim_point(self, words: list[DecodedWord]) -> int:
         """Where to cut the buffer (0: keep it): past `TRIM_S`, in the widest gap after a
@@ -456,6 +528,53 @@ class LiveState(StreamState):
 def _norm(word: str) -> str:
     """A word as agreement compares it: case and punctuation do not count."""
     return "".join(_WORD.findall(word.lower()))
+
+
+def _seam(heard: list[_Heard], at: int, said: Sequence[str]) -> int | None:
+    """Where the words after `said` (words already had) begin in `heard`: right after a copy
+    of its last `SEAM_MATCH` words within `SEAM_WORDS` of `at`, where the times put it.
+    None: no copy there (times alone must say)."""
+    tail = list(said[-SEAM_MATCH:])
+    if not tail:
+        return None
+    texts = [_norm(w.word) for w, _ in heard]
+    for shift in sorted(range(-SEAM_WORDS, SEAM_WORDS + 1), key=abs):
+        seam = at + shift
+        if len(tail) <= seam <= len(texts) and texts[seam - len(tail) : seam] == tail:
+            return seam
+    return None
+
+
+def _after_lead_in(heard: list[_Heard], lead: LeadIn) -> list[_Heard]:
+    """The words after a step's lead-in, in the time of the step's own audio (each Whisper
+    segment moved with its words). The lead-in's words end where the decode's copy of them
+    ends; without one, where the times say, by a word's middle (the first word after a pause
+    is often given a start in it)."""
+    lead_s = lead.seconds
+    if not lead_s:
+        return heard
+    at = next((i for i, (w, _) in enumerate(heard) if (w.start + w.end) / 2 >= lead_s), len(heard))
+    seam = _seam(heard, at, [_norm(w.word) for w in lead.words])
+    after_lead = heard[at if seam is None else seam :]
+    kept = {id(w) for w, _ in after_lead}
+    moved: dict[int, DecodedSegment] = {}
+    after = []
+    for word, segment in after_lead:
+        if id(segment) not in moved:
+            own = tuple(w for w in segment.words or () if id(w) in kept)
+            moved[id(segment)] = replace(
+                segment,
+                start=max(0.0, segment.start - lead_s),
+                end=max(0.0, segment.end - lead_s),
+                tokens=segment.tokens if own == segment.words else (),
+                words=tuple(_moved(w, lead_s) for w in own),
+            )
+        after.append((_moved(word, lead_s), moved[id(segment)]))
+    return after
+
+
+def _moved(word: DecodedWord, by: float) -> DecodedWord:
+    return replace(word, start=max(0.0, word.start - by), end=max(0.0, word.end - by))
 
 
 def _until_made_up(heard: list[_Heard], decoded: float, doubts: bool = True) -> list[_Heard]:

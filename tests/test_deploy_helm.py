@@ -133,6 +133,7 @@ def test_helm_lint(case: str) -> None:
         ({"metrics": {"prometheusRule": {"enable": True}}}, "enable"),
         ({"workers": {"live": {"passSteps": 0}}}, "passSteps"),
         ({"workers": {"live": {"stepMs": 50}}}, "stepMs"),
+        ({"workers": {"live": {"leadInMs": 9000}}}, "leadInMs"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
@@ -533,6 +534,7 @@ def test_workers_live_settings_default_to_the_worker_s_own_and_can_be_set() -> N
     assert live_env({}) == {
         "WHISPERFARM_WORKER_LIVE_STEP_MS": str(worker.live_step_ms),
         "WHISPERFARM_WORKER_LIVE_PASS_STEPS": str(worker.live_pass_steps),
+        "WHISPERFARM_WORKER_LIVE_LEAD_IN_MS": str(worker.live_lead_in_ms),
         "WHISPERFARM_WORKER_LIVE_BEAM_SIZE": str(worker.live_beam_size),
         "WHISPERFARM_WORKER_VAD_PAUSE_MS": str(worker.vad_pause_ms),
     }

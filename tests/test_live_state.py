@@ -313,3 +313,13 @@ def test_the_lead_in_is_the_last_seconds_of_speech_from_a_gap_between_words() ->
     live.clear()
     live.feed(bytes(SECOND))
     assert not live.next_step(final=False).lead_in.seconds
+
+
+def test_no_lead_in_when_the_worker_is_set_to_none() -> None:
+    body = AssignBody(attempt=1, sample_rate=SAMPLE_RATE, live=True, vad=False)
+    live = LiveState(body, LiveOptions(lead_in_ms=0))
+    closed(live, 3.0, said(("ask", 0.2, 0.5), ("not", 1.5, 1.8)))
+    live.feed(bytes(SECOND))
+    planned = live.next_step(final=False)
+    assert not planned.lead_in.seconds
+    assert len(planned.to_request().source) == SAMPLE_RATE

@@ -24,7 +24,7 @@ decode never covers more than one Whisper window: once the uncommitted audio rea
 `FORCE_COMMIT_S`, the oldest complete segments are committed without agreement.
 
 An utterance's opening steps, which only show a partial (`OPENING_S`), decode the last
-words before it first (`LEAD_IN_S`, kept across the close, silence left out) and drop
+words before it first (`LiveOptions.lead_in_ms`, kept across the close, silence left out) and drop
 their copy of them: with no speech before its first word, the decoder mishears a start
 that it hears right when running on from the words before.
 
@@ -54,6 +54,7 @@ from workers.engines import (
     DecodeRequest,
     DecodeResult,
 )
+from workers.settings import LIVE_LEAD_IN_MS
 from workers.stream import StreamState
 from workers.vad import DEFAULT_THRESHOLD, VoiceActivity
 
@@ -92,11 +93,6 @@ much of it: with less, two decodes can hear the same wrong start ("How do you ma
 it. Longer held back partials of many streams (`bench/RESULTS.md`)."""
 SAID_WORDS = 200
 """Committed words remembered (for finding the seam after them)."""
-LEAD_IN_S = 5.0
-"""The speech before an utterance that its opening steps decode first (at least this much,
-from a gap between words; `LiveState._leads_in`): a decode that starts cold at an utterance
-hears its first words worse ("How do you marry" for "Had he married" until 2 s of it) than
-one that runs on from the speech before it. Shorter lead-ins helped less (`bench/RESULTS.md`)."""
 
 ONSET = SAMPLE_RATE // 4
 """Voice activity this long (250 ms, Silero's own shortest speech) tells an utterance has
@@ -123,6 +119,11 @@ class LiveOptions:
     a commit, the end) has no second decode to catch its errors: it takes the engine's
     beam and temperature fallback, as files do."""
     pause_ms: int = 500
+    lead_in_ms: int = LIVE_LEAD_IN_MS
+    """The speech before an utterance that its opening steps decode first (at least this
+    much, from a gap between words; 0: none; `LiveState._leads_in`): a decode that starts
+    cold at an utterance hears its first words worse ("How do you marry" for "Had he
+    married" until 2 s of it) than one that runs on from the speech before it."""
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,8 @@ class Partial:
 
 @dataclass(frozen=True)
 class LeadIn:
-    """The audio of the words committed last before an utterance (`LEAD_IN_S`), and those
-    words as the decoder heard them (`_norm`): where its copy of them ends, the utterance's
-    words begin."""
+    """The speech before an utterance (`LiveOptions.lead_in_ms`) and its words as the decoder
+    heard them: where a decode's copy of them ends, the utterance's words begin."""
 
     pcm: Pcm
     words: tuple[DecodedWord, ...]
@@ -350,7 +350,9 @@ class LiveState(StreamState):
         stop = min(stop, start + WINDOW)
         audio = pcm[start:stop]
         lead = self._lead_in if self._leads_in(audio, closes) else NO_LEAD_IN
-        request = self._request(np.concatenate([lead.pcm, audio]), closes)
+        request = self._request(
+            np.concatenate([lead.pcm, audio]) if lead.seconds else audio, closes
+        )
         heard_until = None if speech_end is None else speech_end - start
         return LiveStep(
             offset + start, audio, closes, self.generation, request, heard_until, end, lead
@@ -476,19 +478,20 @@ class LiveState(StreamState):
         return agreed
 
     def _keep_lead_in(self, step: LiveStep, words: list[DecodedWord]) -> None:
-        """After a close, the next utterance's lead-in: the last `LEAD_IN_S` or more of the
+        """After a close, the next utterance's lead-in: the last `lead_in_ms` or more of the
         speech heard so far (this step's, after the lead-in before it if it is shorter),
         from a gap between words. A close that heard no words keeps the lead-in it had."""
-        if not words:
+        lead_s = self.options.lead_in_ms / 1000
+        if not words or not lead_s:
             return
         speech = step.pcm[: len(step.pcm) if step.speech_end is None else step.speech_end]
-        before = self._lead_in if len(speech) < LEAD_IN_S * SAMPLE_RATE else NO_LEAD_IN
+        before = self._lead_in if len(speech) < lead_s * SAMPLE_RATE else NO_LEAD_IN
         pcm = np.concatenate([before.pcm, speech])
         timed = [*before.words, *(_moved(w, -before.seconds) for w in words)]
         end = len(pcm) / SAMPLE_RATE
         gaps = [(a.end + b.start) / 2 for a, b in itertools.pairwise(timed)]
-        cut = max((gap for gap in gaps if end - gap >= LEAD_IN_S), default=0.0)
-        cut = max(cut, end - 2 * LEAD_IN_S)  # no gap: one long word, or words without time
+        cut = max((gap for gap in gaps if end - gap >= lead_s), default=0.0)
+        cut = max(cut, end - 2 * lead_s)  # no gap: one long word, or words without time
         self._lead_in = LeadIn(
             pcm[round(cut * SAMPLE_RATE) :].copy(),
             tuple(_moved(w, cut) for w in timed if (w.start + w.end) / 2 > cut),

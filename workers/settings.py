@@ -18,6 +18,10 @@ LIVE_PASS_STEPS = 3.5
 """Live steps a second one forward pass serves, by default: between the pace at which six
 streams on a 2-core worker with tiny.en kept up and the faster one at which their commits
 fell behind (`bench/RESULTS.md`)."""
+LIVE_LEAD_IN_MS = 5000
+"""Speech before an utterance that its opening steps decode first, by default
+(`workers.live.LiveState._leads_in`): shorter lead-ins helped tiny.en's first words less
+(`bench/RESULTS.md`)."""
 
 DEFAULT_MODEL_CACHE_DIR = Path("~/.cache/whisperfarm/models")
 
@@ -107,6 +111,16 @@ class WorkerSettings(ComponentSettings):
             "Live steps a second that one forward pass serves; past it each live stream "
             "steps less often. The default is measured for tiny.en on CPU cores (a GPU "
             "serves more)."
+        ),
+    )
+    live_lead_in_ms: int = Field(
+        default=LIVE_LEAD_IN_MS,
+        ge=0,
+        le=8000,
+        description=(
+            "Speech before a live utterance that the decodes of its first words run on "
+            "from (they hear them better); 0: none. Each such decode costs that much more "
+            "decoder work: a worker short of CPU may want less."
         ),
     )
     live_beam_size: int = Field(

@@ -91,7 +91,9 @@ class Worker:
         self._speakers_unavailable = missing_packages()
         """Why this worker cannot label speakers (None: it can). READY tells the broker,
         which then sends it no labelled stream; ASSIGN checks it again for one that does."""
-        self._live_options = LiveOptions(settings.live_beam_size, settings.vad_pause_ms)
+        self._live_options = LiveOptions(
+            settings.live_beam_size, settings.vad_pause_ms, settings.live_lead_in_ms
+        )
         self._live_load = LiveLoad(
             settings.live_step_ms,
             getattr(engine, "parallel_batches", 1),

@@ -23,10 +23,10 @@ lasting `ONSET` after a close says at once that the next utterance began (`speec
 decode never covers more than one Whisper window: once the uncommitted audio reaches
 `FORCE_COMMIT_S`, the oldest complete segments are committed without agreement.
 
-An utterance's opening steps, which only show a partial (`OPENING_S`), decode the last
-words before it first (`LiveOptions.lead_in_ms`, kept across the close, silence left out) and drop
-their copy of them: with no speech before its first word, the decoder mishears a start
-that it hears right when running on from the words before.
+An utterance's opening steps, which only show a partial (`OPENING_S`), decode the speech
+before it first (`LiveOptions.lead_in_ms`, kept across the close, the silence between left
+out) and drop their copy of its words: with no speech before its first word, the decoder
+mishears a start that it hears right when it runs on from the words before.
 
 A new attempt of a stream (a resume, a worker's death) starts at `AssignBody.resume_at`,
 the end of what earlier attempts committed, so no committed text is decoded again or changed.

@@ -92,7 +92,9 @@ class Worker:
         """Why this worker cannot label speakers (None: it can). READY tells the broker,
         which then sends it no labelled stream; ASSIGN checks it again for one that does."""
         self._live_options = LiveOptions(
-            settings.live_beam_size, settings.vad_pause_ms, settings.live_lead_in_ms
+            beam_size=settings.live_beam_size,
+            pause_ms=settings.vad_pause_ms,
+            lead_in_ms=settings.live_lead_in_ms,
         )
         self._live_load = LiveLoad(
             settings.live_step_ms,

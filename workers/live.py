@@ -445,9 +445,7 @@ class LiveState(StreamState):
         a pause is often stretched into it, so a new word can start before the committed
         end by its times."""
         since = (self._committed_to - self._offset) / SAMPLE_RATE - OVERLAP_S
-        at = next(
-            (i for i, (w, _) in enumerate(heard) if (w.start + w.end) / 2 >= since), len(heard)
-        )
+        at = _first_from(heard, since)
         said = [_norm(word) for end, word in self._said[-MAX_REPEAT:] if end > self._offset]
         seam = _seam(heard, at, said)
         if seam is not None:
@@ -533,6 +531,14 @@ def _norm(word: str) -> str:
     return "".join(_WORD.findall(word.lower()))
 
 
+def _first_from(heard: list[_Heard], seconds: float) -> int:
+    """The index of the first word whose middle is at `seconds` or after (len: none): by its
+    middle, as a word's start and end are often stretched into a pause beside it."""
+    return next(
+        (i for i, (w, _) in enumerate(heard) if (w.start + w.end) / 2 >= seconds), len(heard)
+    )
+
+
 def _seam(heard: list[_Heard], at: int, said: Sequence[str]) -> int | None:
     """Where the words after `said` (words already had) begin in `heard`: right after a copy
     of its last `SEAM_MATCH` words within `SEAM_WORDS` of `at`, where the times put it.
@@ -556,7 +562,7 @@ def _after_lead_in(heard: list[_Heard], lead: LeadIn) -> list[_Heard]:
     lead_s = lead.seconds
     if not lead_s:
         return heard
-    at = next((i for i, (w, _) in enumerate(heard) if (w.start + w.end) / 2 >= lead_s), len(heard))
+    at = _first_from(heard, lead_s)
     seam = _seam(heard, at, [_norm(w.word) for w in lead.words])
     after_lead = heard[at if seam is None else seam :]
     kept = {id(w) for w, _ in after_lead}

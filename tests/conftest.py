@@ -1,5 +1,5 @@
 """Fixtures: a broker with a `null`-engine worker for fast protocol tests; a disk agent; a
-fake farm for the source CLI."""
+fake farm for the source CLI; tiny.en in this process, for driving a worker's state by hand."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import pytest
 from broker.disk import Disk
 from tests.fake_farm import FakeFarm, serving
 from tests.farm import Broker, Worker, start_broker, start_worker
+from workers import engines
+from workers.engines import Engine
+from workers.settings import WorkerSettings
 
 
 @pytest.fixture
@@ -44,3 +47,11 @@ async def farm(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeFarm]:
         monkeypatch.delenv(var, raising=False)
     async with serving() as fake:
         yield fake
+
+
+@pytest.fixture(scope="module")
+def tiny_en_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """faster-whisper with tiny.en, loaded once per module that asks for it."""
+    cache = tmp_path_factory.mktemp("models")
+    return engines.load(WorkerSettings(engine="faster-whisper", model="tiny.en",
+                                       model_cache_dir=cache))  # fmt: skip

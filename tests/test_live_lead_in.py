@@ -17,11 +17,9 @@ from tests.speech import fixture_clips, normalize_text, word_error_rate
 from tests.worker_support import read_wav
 from whisperfarm.packets import BYTES_PER_SAMPLE, FRAMES_PER_PACKET
 from whisperfarm.wire_bodies import AssignBody
-from workers import engines
 from workers.audio import SAMPLE_RATE
 from workers.engines import Engine
 from workers.live import LiveOptions, LiveState
-from workers.settings import WorkerSettings
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -30,15 +28,8 @@ STEP_MS = 250
 GAP = bytes(SAMPLE_RATE * 2)  # 1 s of silence between the recordings, as in the benches
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    cache = tmp_path_factory.mktemp("models")
-    return engines.load(WorkerSettings(engine="faster-whisper", model="tiny.en",
-                                       model_cache_dir=cache))  # fmt: skip
-
-
 def test_the_lead_in_s_words_are_dropped_and_the_committed_text_is_the_speech_s(
-    engine: Engine,
+    tiny_en_engine: Engine,
 ) -> None:
     clips = fixture_clips()
     pcm = GAP.join(read_wav(path)[0] for path, _ in clips)
@@ -47,7 +38,9 @@ def test_the_lead_in_s_words_are_dropped_and_the_committed_text_is_the_speech_s(
 
     def step(final: bool) -> None:
         planned = live.next_step(final)
-        result = None if planned.request is None else engine.transcribe([planned.request])[0]
+        result = (
+            None if planned.request is None else tiny_en_engine.transcribe([planned.request])[0]
+        )
         live.apply(planned, result)
         if planned.lead_in.words:
             lead = normalize_text("".join(w.word for w in planned.lead_in.words)).split()

@@ -18,11 +18,9 @@ from tests.speech import FIXTURE_DIR, fixture_clips, word_error_rate
 from tests.worker_support import read_wav
 from whisperfarm.packets import BYTES_PER_SAMPLE, FRAMES_PER_PACKET
 from whisperfarm.wire_bodies import AssignBody
-from workers import engines
 from workers.audio import SAMPLE_RATE
 from workers.engines import Engine
 from workers.live import LiveOptions, LiveState
-from workers.settings import WorkerSettings
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -30,13 +28,6 @@ JFK = FIXTURE_DIR / "jfk.wav"
 PACKET = BYTES_PER_SAMPLE["s16le"] * FRAMES_PER_PACKET
 STEP_MS = (500, 500, 1000, 1500)
 PACKETS_DURING_A_DECODE = (0, 2, 4, 8, 16)
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    cache = tmp_path_factory.mktemp("models")
-    return engines.load(WorkerSettings(engine="faster-whisper", model="tiny.en",
-                                       model_cache_dir=cache))  # fmt: skip
 
 
 def live_text(engine: Engine, pcm: bytes, seed: int) -> str:
@@ -63,8 +54,8 @@ def live_text(engine: Engine, pcm: bytes, seed: int) -> str:
 
 
 @pytest.mark.parametrize("seed", [6, 43, 1, 2])
-def test_no_step_schedule_loses_words(engine: Engine, seed: int) -> None:
+def test_no_step_schedule_loses_words(tiny_en_engine: Engine, seed: int) -> None:
     pcm, _ = read_wav(JFK)
     reference = {path.name: text for path, text in fixture_clips()}[JFK.name]
-    text = live_text(engine, pcm, seed)
+    text = live_text(tiny_en_engine, pcm, seed)
     assert word_error_rate(reference, text) <= 0.1, text
